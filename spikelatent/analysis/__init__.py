@@ -1,0 +1,1 @@
+"""Population analyses of latent spike counts (xarray in, xarray out)."""

@@ -1,0 +1,63 @@
+"""Command-line entry point: ``spikelatent <command> ...``.
+
+Each sub-command lives in ``spikelatent.commands.<name>`` and exposes
+``register(subparsers)`` which adds its parser and sets ``func`` to a
+callable taking the parsed ``argparse.Namespace`` and returning an exit code.
+User errors (:class:`~spikelatent.errors.SpikelatentError`) become one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from spikelatent import __version__
+from spikelatent.errors import SpikelatentError
+
+# Sub-command modules, in the order they appear in --help.
+COMMAND_MODULES = ("fit", "evaluate", "compare", "analyze", "export_nwb")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse already exits with status 2 on a usage error; keep its one-line message."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spikelatent",
+        description="Negative-Binomial VAEs and their latent spike-count populations.",
+    )
+    parser.add_argument("--version", action="version", version=f"spikelatent {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"spikelatent.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"spikelatent.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except SpikelatentError as error:
+        print(f"spikelatent {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spikelatent {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Name → data module class, and :func:`make_datamodule`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from spikelatent.data.base import ImageDataModule
+from spikelatent.data.builtin import (
+    CelebA64DataModule,
+    CIFAR16DataModule,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    SyntheticDataModule,
+)
+from spikelatent.errors import SpikelatentError
+
+#: Registry of the built-in datasets, name → ``ImageDataModule`` subclass.
+DATASETS: dict[str, type[ImageDataModule]] = {
+    module.name: module
+    for module in (
+        MNISTDataModule,
+        FashionMNISTDataModule,
+        CIFAR16DataModule,
+        CelebA64DataModule,
+        DigitsDataModule,
+        SyntheticDataModule,
+    )
+}
+
+
+def resolve_name(name: str) -> str:
+    """Canonical dataset name (case and ``_``/``-`` insensitive); unknown names raise
+    :class:`~spikelatent.errors.SpikelatentError` listing the known ones."""
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise SpikelatentError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return key
+
+
+def make_datamodule(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    num_workers: int = 0,
+    download: bool = False,
+    limit: int | None = None,
+    **options: Any,
+) -> ImageDataModule:
+    """Build the data module for dataset ``name`` (see :data:`DATASETS`).
+
+    Args:
+        name: ``mnist``, ``fashion-mnist``, ``cifar16``, ``celeba64``, ``digits`` or ``synthetic``.
+        data_dir: folder holding the files (or a data root); searched before ``$SPIKELATENT_DATA``
+            and the platform cache.
+        batch_size: images per batch.
+        seed: seeds the validation split and the training shuffle.
+        val_fraction: fraction of the training set held out for validation, in [0, 1).
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        download: try torchvision's download when the files are not found.
+        limit: keep at most this many training examples (quick runs).
+        **options: dataset-specific options (``hflip`` for cifar16; ``image_size``,
+            ``test_fraction`` for digits; ``n``, ``image_shape``, ``num_classes``, ``data_seed``,
+            ``noise``, ``test_fraction`` for synthetic; ``label_attribute`` for celeba64).
+
+    Nothing is read until ``setup()`` (or ``split_tensors``); missing files then raise
+    :class:`~spikelatent.errors.DatasetNotFoundError`.
+    """
+    module_class = DATASETS[resolve_name(name)]
+    unknown = sorted(set(options) - set(module_class.OPTIONS))
+    if unknown:
+        accepted = ", ".join(module_class.OPTIONS) or "none"
+        raise SpikelatentError(
+            f"{module_class.name}: unknown option(s) {', '.join(unknown)}; accepted: {accepted}"
+        )
+    return module_class(
+        data_dir=data_dir,
+        batch_size=batch_size,
+        seed=seed,
+        val_fraction=val_fraction,
+        num_workers=num_workers,
+        download=download,
+        limit=limit,
+        **options,
+    )

@@ -1,0 +1,36 @@
+"""Count distributions for spiking latents: negative binomial and Poisson, relaxed samplers and KL divergences.
+
+Paper convention: ``NegativeBinomial(total_count=r, probs=p)`` with p the *success* probability
+(mean r(1 − p)/p). torch's own ``NegativeBinomial`` uses ``probs = 1 − p``: do not mix the two.
+Importing this package registers the closed-form KLs with ``torch.distributions.kl_divergence``.
+"""
+
+from spikelatent.distributions.kl import (
+    kl_monte_carlo,
+    kl_negative_binomial_shared_dispersion,
+    kl_poisson,
+)
+from spikelatent.distributions.negative_binomial import NegativeBinomial
+from spikelatent.distributions.poisson import Poisson
+from spikelatent.distributions.relaxed import (
+    DEFAULT_CAP,
+    RELAXATIONS,
+    poisson_support_size,
+    relaxed_poisson,
+    relaxed_poisson_continuous_time,
+    relaxed_poisson_gumbel,
+)
+
+__all__ = [
+    "DEFAULT_CAP",
+    "RELAXATIONS",
+    "NegativeBinomial",
+    "Poisson",
+    "kl_monte_carlo",
+    "kl_negative_binomial_shared_dispersion",
+    "kl_poisson",
+    "poisson_support_size",
+    "relaxed_poisson",
+    "relaxed_poisson_continuous_time",
+    "relaxed_poisson_gumbel",
+]

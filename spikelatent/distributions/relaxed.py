@@ -1,0 +1,230 @@
+"""Reparameterizable relaxations of the Poisson distribution (the hot path of training).
+
+Two relaxed Poisson steps turn a rate tensor λ into soft counts z̃ that are differentiable in λ and
+recover exact Poisson counts as the temperature τ → 0:
+
+* Gumbel-softmax over the truncated support {0, ..., Z_max} (``relaxed_poisson_gumbel``);
+* continuous-time simulation of the first M arrivals of a Poisson process on the unit window
+  (``relaxed_poisson_continuous_time``).
+
+Z_max (resp. M) is chosen from the largest rate in the tensor so that the truncation probability
+P(N > Z_max) (resp. P(N ≥ M)) is below ``tolerance``. Memory is bounded by ``max_support``; rates the cap
+cannot cover are clamped with a ``RuntimeWarning`` — never silently truncated.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import torch
+
+from spikelatent.distributions._validation import (
+    check_max_support,
+    check_temperature,
+    check_tolerance,
+)
+from spikelatent.errors import SpikelatentError
+
+__all__ = [
+    "DEFAULT_CAP",
+    "RELAXATIONS",
+    "poisson_support_size",
+    "relaxed_poisson",
+    "relaxed_poisson_continuous_time",
+    "relaxed_poisson_gumbel",
+]
+
+#: Default upper bound on Z_max (Gumbel) and M (continuous time): memory is O(cap · numel(rate)).
+DEFAULT_CAP = 512
+#: Names accepted by ``relaxation=`` in the ``rsample`` methods.
+RELAXATIONS = ("ct", "gumbel")
+
+# Rates are rounded UP to a geometric grid (ratio 1 + 1/64) before the quantile is looked up, so quantiles
+# are cached and still conservative (the Poisson upper quantile is non-decreasing in the rate).
+_GRID_LOG_RATIO = math.log1p(1.0 / 64.0)
+_GRID_MIN_INDEX = math.floor(math.log(1e-8) / _GRID_LOG_RATIO)
+# Smallest rate used inside log/division so that λ = 0 gives zero counts and finite (zero) gradients.
+_MIN_RATE = 1e-12
+
+
+def _grid_index(rate: float) -> int:
+    if rate <= 0.0:
+        return _GRID_MIN_INDEX
+    return max(_GRID_MIN_INDEX, math.ceil(math.log(rate) / _GRID_LOG_RATIO - 1e-9))
+
+
+def _grid_rate(index: int) -> float:
+    return math.exp(index * _GRID_LOG_RATIO)
+
+
+@functools.lru_cache(maxsize=8192)
+def _quantile_at_grid(index: int, tolerance: float) -> int:
+    """Smallest k >= 0 with P(N > k) < tolerance for N ~ Poisson(grid rate), exact via the incomplete gamma.
+
+    P(N > k) = P(k + 1, λ), the regularized lower incomplete gamma function. The search range comes from
+    Bernstein's inequality P(N - λ >= t) <= exp(-t² / (2(λ + t/3))), which is a proven upper bound.
+    """
+    rate = _grid_rate(index)
+    log_inv_tol = math.log(1.0 / tolerance)
+    bernstein = (
+        rate + log_inv_tol / 3.0 + math.sqrt(log_inv_tol**2 / 9.0 + 2.0 * log_inv_tol * rate)
+    )
+    upper = int(math.ceil(bernstein)) + 1
+    ks = torch.arange(upper + 1, dtype=torch.float64)
+    tail = torch.special.gammainc(ks + 1.0, torch.tensor(rate, dtype=torch.float64))
+    below = torch.nonzero(tail < tolerance)
+    return int(below[0, 0]) if below.numel() else upper
+
+
+def poisson_support_size(rate: float, tolerance: float = 1e-4) -> int:
+    """Smallest k with P(N > k) < tolerance for N ~ Poisson(rate) (conservative: the rate is rounded up ≤ 1.6%).
+
+    Cached, so calling it every training step costs a dictionary lookup.
+    """
+    return _quantile_at_grid(_grid_index(float(rate)), float(tolerance))
+
+
+@functools.lru_cache(maxsize=256)
+def _largest_covered_rate(max_quantile: int, tolerance: float) -> float:
+    """Largest grid rate whose quantile is <= max_quantile (bisection over the grid, cached)."""
+    low = _GRID_MIN_INDEX
+    if _quantile_at_grid(low, tolerance) > max_quantile:
+        return 0.0
+    high = (
+        _grid_index(max_quantile + 1.0) + 1
+    )  # quantile there exceeds max_quantile (P(N > q) ≈ 1/2)
+    while _quantile_at_grid(high, tolerance) <= max_quantile:
+        high += 64
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _quantile_at_grid(middle, tolerance) <= max_quantile:
+            low = middle
+        else:
+            high = middle
+    return _grid_rate(low)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_table(
+    size: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, lgamma(k + 1)) for k = 0..size-1, built once per size/dtype/device."""
+    counts = torch.arange(size, dtype=dtype, device=device)
+    return counts, torch.lgamma(counts + 1.0)
+
+
+def _prepare_rate(
+    owner: str, rate: torch.Tensor, tolerance: float, max_support: int | None, offset: int
+):
+    """Validate the rate, pick the support size from its largest entry and clamp what the cap cannot cover.
+
+    ``offset`` is 0 for Z_max (Gumbel: P(N > Z_max) < tol) and 1 for M (continuous time: P(N >= M) < tol).
+    Returns (rate, size) with size = Z_max or M. One host sync (min and max together).
+    """
+    if not isinstance(rate, torch.Tensor) or not rate.is_floating_point():
+        raise SpikelatentError(
+            f"{owner}: rate must be a floating-point torch.Tensor; got {type(rate).__name__}"
+        )
+    tolerance = check_tolerance(owner, tolerance)
+    cap = check_max_support(owner, DEFAULT_CAP if max_support is None else max_support, minimum=1)
+    low, high = torch.stack(torch.aminmax(rate.detach())).tolist()  # the one host sync per call
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0:
+        bad = high if not math.isfinite(high) else low
+        raise SpikelatentError(f"{owner}: rate must be >= 0 and finite; got {bad}")
+    size = max(1, poisson_support_size(high, tolerance) + offset)
+    if size > cap:
+        covered = _largest_covered_rate(cap - offset, tolerance)
+        warnings.warn(
+            f"{owner}: rate {high:.6g} needs support {size} for tolerance {tolerance:g} but max_support is {cap}; "
+            f"rates above {covered:.6g} were clamped to it (raise max_support to avoid this)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        rate = rate.clamp(max=covered)
+        size = max(1, cap)
+    return rate, size
+
+
+def relaxed_poisson_gumbel(
+    rate: torch.Tensor,
+    temperature: float,
+    tolerance: float = 1e-4,
+    max_support: int | None = DEFAULT_CAP,
+) -> torch.Tensor:
+    """Gumbel-softmax relaxed Poisson sample with the shape of ``rate``.
+
+    Support {0, ..., Z_max}; logits_k = k log λ − λ − lgamma(k + 1) (the −λ term cancels in the softmax);
+    z̃ = Σ_k k · softmax((logits + Gumbel noise) / τ). Memory O(numel(rate) · Z_max).
+
+    Args:
+        rate: Poisson rates λ ≥ 0, any shape (e.g. ``(batch, unit)``); gradients flow to it.
+        temperature: τ > 0; τ → 0 gives hard counts.
+        tolerance: truncation probability P(N > Z_max) allowed at the largest rate.
+        max_support: cap on Z_max (None → DEFAULT_CAP); larger rates are clamped with a RuntimeWarning.
+    """
+    owner = "relaxed_poisson_gumbel"
+    temperature = check_temperature(owner, temperature)
+    if rate.numel() == 0:
+        return rate * 0.0
+    rate, z_max = _prepare_rate(owner, rate, tolerance, max_support, offset=0)
+    counts, log_factorials = _count_table(z_max + 1, rate.dtype, rate.device)
+    logits = rate.clamp_min(_MIN_RATE).log().unsqueeze(-1) * counts - log_factorials
+    gumbel = torch.empty_like(logits).exponential_().log_().neg_()  # -log(Exp(1)) ~ Gumbel(0, 1)
+    weights = torch.softmax((logits + gumbel) / temperature, dim=-1)
+    return weights @ counts
+
+
+def relaxed_poisson_continuous_time(
+    rate: torch.Tensor,
+    temperature: float,
+    tolerance: float = 1e-4,
+    max_support: int | None = DEFAULT_CAP,
+    return_times: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Continuous-time relaxed Poisson sample with the shape of ``rate``.
+
+    Inter-arrival times s_n = E_n / λ with E_n ~ Exponential(1) (reparameterized), arrival times
+    S_n = Σ_{m≤n} s_m for n = 1..M, and z̃ = Σ_n sigmoid((1 − S_n) / τ): the soft number of arrivals
+    inside the unit window [0, 1). Memory O(M · numel(rate)).
+
+    Args:
+        rate: Poisson rates λ ≥ 0 (events per unit window), any shape; gradients flow to it.
+        temperature: τ > 0; τ → 0 gives hard counts.
+        tolerance: truncation probability P(N ≥ M) allowed at the largest rate.
+        max_support: cap on M (None → DEFAULT_CAP); larger rates are clamped with a RuntimeWarning.
+        return_times: also return the arrival times S, shape ``(M, *rate.shape)``, sorted along dim 0;
+            those below 1 are the spike times in the window.
+    """
+    owner = "relaxed_poisson_continuous_time"
+    temperature = check_temperature(owner, temperature)
+    if rate.numel() == 0:
+        empty = rate * 0.0
+        return (empty, rate.new_zeros((0, *rate.shape))) if return_times else empty
+    rate, n_arrivals = _prepare_rate(owner, rate, tolerance, max_support, offset=1)
+    unit_exponentials = torch.empty(
+        (n_arrivals, *rate.shape), dtype=rate.dtype, device=rate.device
+    ).exponential_()
+    arrival_times = unit_exponentials.cumsum_(dim=0) / rate.clamp_min(_MIN_RATE)
+    soft_count = torch.sigmoid((1.0 - arrival_times) / temperature).sum(dim=0)
+    if return_times:
+        return soft_count, arrival_times
+    return soft_count
+
+
+def relaxed_poisson(
+    rate: torch.Tensor,
+    relaxation: str = "ct",
+    temperature: float = 1.0,
+    tolerance: float = 1e-4,
+    max_support: int | None = None,
+) -> torch.Tensor:
+    """Dispatch to the relaxed Poisson step named by ``relaxation`` ("ct" or "gumbel")."""
+    if relaxation == "ct":
+        return relaxed_poisson_continuous_time(rate, temperature, tolerance, max_support)
+    if relaxation == "gumbel":
+        return relaxed_poisson_gumbel(rate, temperature, tolerance, max_support)
+    raise SpikelatentError(
+        f"relaxation must be one of {', '.join(map(repr, RELAXATIONS))}; got {relaxation!r}"
+    )

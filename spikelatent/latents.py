@@ -1,0 +1,388 @@
+"""Latent families: one abstraction for the eight models of the paper.
+
+A :class:`LatentFamily` turns the encoder's output ``h`` (batch, encoder_outputs) into a
+posterior distribution over the latent code, holds the prior (with its learnable parameters),
+draws relaxed (training) or hard (evaluation) samples and computes the KL term per image.
+
+| family        | paper name          | posterior                                 | KL                   |
+|---------------|---------------------|-------------------------------------------|----------------------|
+| `gaussian`    | G-VAE               | Normal(loc, scale)                        | closed form          |
+| `laplace`     | L-VAE               | Laplace(loc, scale)                       | closed form          |
+| `categorical` | C-VAE               | groups x categories, Gumbel-softmax       | closed form, uniform |
+| `poisson`     | P-VAE               | Poisson(r * delta_r)                      | closed form          |
+| `negbinomial` | NegBio-VAE MC/DS-G/C | NB(r * delta_r, p * delta_p)             | `ds` closed / `mc`   |
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import (
+    Distribution,
+    Laplace,
+    Normal,
+    OneHotCategorical,
+    RelaxedOneHotCategorical,
+    kl_divergence,
+)
+
+from spikelatent.distributions import NegativeBinomial, Poisson, kl_monte_carlo
+from spikelatent.errors import SpikelatentError
+
+FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
+KL_ESTIMATORS = ("ds", "mc")
+RELAXATIONS = ("ct", "gumbel")
+
+# Soft limits (reference Poisson-VAE conventions): the posterior mean count is kept below
+# e^5 ~ 148 spikes per window, and log-modulations stay in a range where exp() is tame.
+MAX_LOG_RATE = 5.0
+MAX_ABS_LOG_MODULATION = 10.0
+
+
+def soft_upper_clamp(x: torch.Tensor, upper: float | torch.Tensor) -> torch.Tensor:
+    """Smooth ``min(x, upper)``: identity far below ``upper``, saturating at ``upper``."""
+    return upper - F.softplus(upper - x)
+
+
+def soft_lower_clamp(x: torch.Tensor, lower: float | torch.Tensor) -> torch.Tensor:
+    """Smooth ``max(x, lower)``."""
+    return lower + F.softplus(x - lower)
+
+
+def soft_symmetric_clamp(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Smooth clamp to (-bound, bound) that keeps gradients alive (bound * tanh(x / bound))."""
+    return bound * torch.tanh(x / bound)
+
+
+class LatentFamily(nn.Module):
+    """Base class. Subclasses define the posterior, prior, samples and KL.
+
+    Shapes: ``h`` is (batch, encoder_outputs); latent samples ``z`` are (batch, latent_dim).
+    """
+
+    name: str = ""
+    is_count: bool = False
+    uses_temperature: bool = True
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        if int(latent_dim) != latent_dim or latent_dim <= 0:
+            raise SpikelatentError(f"latent_dim must be a positive integer; got {latent_dim}")
+        self.latent_dim = int(latent_dim)
+
+    @property
+    def encoder_outputs(self) -> int:
+        """Number of values the encoder must emit per image."""
+        return self.latent_dim
+
+    @property
+    def variant(self) -> str:
+        """Display name in the paper's notation, e.g. ``NegBio-VAE DS-C``."""
+        raise NotImplementedError
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
+    def prior(self) -> Distribution:
+        raise NotImplementedError
+
+    def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        """Reparameterized (relaxed) sample for training, (batch, latent_dim)."""
+        raise NotImplementedError
+
+    def sample(self, posterior: Distribution) -> torch.Tensor:
+        """Hard sample (exact counts for count families), (batch, latent_dim)."""
+        with torch.no_grad():
+            return posterior.sample()
+
+    def mean(self, posterior: Distribution) -> torch.Tensor:
+        """Posterior mean ("MAP" reconstructions decode this), (batch, latent_dim)."""
+        return posterior.mean
+
+    def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) summed over units, (batch,). ``temperature`` 0 = hard samples."""
+        return kl_divergence(posterior, self.prior()).sum(-1)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """Hard samples from the prior, (n, latent_dim)."""
+        with torch.no_grad():
+            return self.prior().sample((n,))
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """Features for linear read-outs: the encoder's output (DESIGN.md), (batch, features)."""
+        return h
+
+
+class GaussianLatent(LatentFamily):
+    """G-VAE: Normal posterior, standard-normal prior."""
+
+    name = "gaussian"
+    uses_temperature = False
+    distribution_class: type[Distribution] = Normal
+
+    @property
+    def encoder_outputs(self) -> int:
+        return 2 * self.latent_dim
+
+    @property
+    def variant(self) -> str:
+        return "G-VAE"
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        loc, log_scale = h.chunk(2, dim=-1)
+        scale = torch.exp(soft_symmetric_clamp(log_scale, MAX_ABS_LOG_MODULATION))
+        return self.distribution_class(loc, scale, validate_args=False)
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(self.latent_dim, device=self._device())
+        return self.distribution_class(zeros, torch.ones_like(zeros), validate_args=False)
+
+    def _device(self) -> torch.device:
+        # Parameter-free family: take the device from a registered buffer.
+        return self._device_anchor.device
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        self.register_buffer("_device_anchor", torch.zeros(()), persistent=False)
+
+    def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        return posterior.rsample()
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        return h.chunk(2, dim=-1)[0]
+
+
+class LaplaceLatent(GaussianLatent):
+    """L-VAE: Laplace posterior, standard Laplace(0, 1) prior."""
+
+    name = "laplace"
+    distribution_class = Laplace
+
+    @property
+    def variant(self) -> str:
+        return "L-VAE"
+
+
+class CategoricalLatent(LatentFamily):
+    """C-VAE: ``groups`` independent one-hot codes of ``categories`` each, uniform prior.
+
+    The latent code fed to the decoder is the concatenation of the (relaxed) one-hot vectors,
+    (batch, groups * categories) = (batch, latent_dim).
+    """
+
+    name = "categorical"
+
+    def __init__(self, latent_dim: int, categories: int = 8) -> None:
+        super().__init__(latent_dim)
+        if categories < 2 or latent_dim % categories:
+            raise SpikelatentError(
+                f"categorical latents need latent_dim divisible by categories >= 2; got "
+                f"latent_dim={latent_dim}, categories={categories} (set --categories)"
+            )
+        self.categories = int(categories)
+        self.groups = latent_dim // categories
+        self.register_buffer("_device_anchor", torch.zeros(()), persistent=False)
+
+    @property
+    def variant(self) -> str:
+        return "C-VAE"
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h.reshape(*h.shape[:-1], self.groups, self.categories)
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        return OneHotCategorical(logits=self._logits(h), validate_args=False)
+
+    def prior(self) -> Distribution:
+        logits = torch.zeros(self.groups, self.categories, device=self._device_anchor.device)
+        return OneHotCategorical(logits=logits, validate_args=False)
+
+    def _flatten(self, z: torch.Tensor) -> torch.Tensor:
+        return z.reshape(*z.shape[:-2], self.latent_dim)
+
+    def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        if temperature <= 0:
+            return self.sample(posterior)
+        relaxed = RelaxedOneHotCategorical(
+            torch.tensor(temperature, device=posterior.logits.device),
+            logits=posterior.logits,
+            validate_args=False,
+        )
+        return self._flatten(relaxed.rsample())
+
+    def sample(self, posterior: Distribution) -> torch.Tensor:
+        with torch.no_grad():
+            return self._flatten(posterior.sample())
+
+    def mean(self, posterior: Distribution) -> torch.Tensor:
+        return self._flatten(posterior.probs)
+
+    def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        # KL(q || uniform) = sum_k q_k log q_k + log C, per group; summed over groups.
+        log_q = torch.log_softmax(posterior.logits, dim=-1)
+        per_group = (log_q.exp() * log_q).sum(-1) + math.log(self.categories)
+        return per_group.sum(-1)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self._flatten(self.prior().sample((n,)))
+
+
+class PoissonLatent(LatentFamily):
+    """P-VAE: prior Poisson(r) with learnable log r; posterior Poisson(r * delta_r(x)).
+
+    The encoder emits log delta_r (soft-clamped); the posterior rate is soft-clamped at e^5.
+    """
+
+    name = "poisson"
+    is_count = True
+
+    def __init__(self, latent_dim: int, relax: str = "ct") -> None:
+        super().__init__(latent_dim)
+        if relax not in RELAXATIONS:
+            raise SpikelatentError(f"relax must be one of {RELAXATIONS}; got {relax!r}")
+        self.relax = relax
+        # Reference initialisation: log r ~ U(-6, -2), i.e. sparse prior firing.
+        self.prior_log_rate = nn.Parameter(torch.empty(latent_dim).uniform_(-6.0, -2.0))
+
+    @property
+    def variant(self) -> str:
+        return "P-VAE"
+
+    def prior_rate(self) -> torch.Tensor:
+        return torch.exp(soft_upper_clamp(self.prior_log_rate, MAX_LOG_RATE))
+
+    def posterior_log_rate(self, h: torch.Tensor) -> torch.Tensor:
+        log_delta = soft_symmetric_clamp(h, MAX_ABS_LOG_MODULATION)
+        return soft_upper_clamp(self.prior_log_rate + log_delta, MAX_LOG_RATE)
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        return Poisson(torch.exp(self.posterior_log_rate(h)), validate_args=False)
+
+    def prior(self) -> Distribution:
+        return Poisson(self.prior_rate(), validate_args=False)
+
+    def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        if temperature <= 0:
+            return self.sample(posterior)
+        return posterior.rsample(relaxation=self.relax, temperature=temperature)
+
+
+class NegativeBinomialLatent(LatentFamily):
+    """NegBio-VAE: prior NB(r, p) per unit, posterior NB(r * delta_r(x), p * delta_p(x)).
+
+    Parameters are kept unconstrained (log r, logit p). The encoder emits ``u_p`` (and ``u_r``
+    for ``kl="mc"``); the posterior success probability is ``q = sigmoid(logit p + u_p)`` so it
+    stays in (0, 1) by construction, and ``r_post = r * exp(u_r)``. With ``kl="ds"`` the
+    dispersion is shared (delta_r = 1) and the KL is the closed form of paper Eq. 3.
+    The posterior mean ``r_post (1 - q) / q`` is soft-clamped at e^5 through a lower bound
+    on ``logit q``.
+    """
+
+    name = "negbinomial"
+    is_count = True
+
+    def __init__(
+        self, latent_dim: int, kl: str = "ds", relax: str = "ct", mc_samples: int = 5
+    ) -> None:
+        super().__init__(latent_dim)
+        if kl not in KL_ESTIMATORS:
+            raise SpikelatentError(f"kl must be one of {KL_ESTIMATORS}; got {kl!r}")
+        if relax not in RELAXATIONS:
+            raise SpikelatentError(f"relax must be one of {RELAXATIONS}; got {relax!r}")
+        if int(mc_samples) != mc_samples or mc_samples < 1:
+            raise SpikelatentError(f"mc_samples must be a positive integer; got {mc_samples}")
+        self.kl_estimator = kl
+        self.relax = relax
+        self.mc_samples = int(mc_samples)
+        # Prior: r ~ 1 and a sparse mean r(1-p)/p = exp(U(-6, -2)) as for the P-VAE.
+        prior_log_mean = torch.empty(latent_dim).uniform_(-6.0, -2.0)
+        self.prior_log_dispersion = nn.Parameter(torch.zeros(latent_dim))
+        # logit p = log r - log mean, since (1 - p) / p = mean / r.
+        self.prior_logit_prob = nn.Parameter(self.prior_log_dispersion.detach() - prior_log_mean)
+
+    @property
+    def encoder_outputs(self) -> int:
+        return self.latent_dim * (2 if self.kl_estimator == "mc" else 1)
+
+    @property
+    def variant(self) -> str:
+        return f"NegBio-VAE {self.kl_estimator.upper()}-{'C' if self.relax == 'ct' else 'G'}"
+
+    def prior_log_r(self) -> torch.Tensor:
+        return soft_symmetric_clamp(self.prior_log_dispersion, MAX_ABS_LOG_MODULATION)
+
+    def prior_logits(self) -> torch.Tensor:
+        return soft_lower_clamp(self.prior_logit_prob, self.prior_log_r() - MAX_LOG_RATE)
+
+    def posterior_parameters(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (log r_post, logit q), each (batch, unit)."""
+        log_r = self.prior_log_r()
+        if self.kl_estimator == "mc":
+            u_p, u_r = h.chunk(2, dim=-1)
+            log_r = log_r + soft_symmetric_clamp(u_r, MAX_ABS_LOG_MODULATION)
+        else:
+            u_p = h
+            log_r = log_r.expand_as(u_p)
+        logit_q = self.prior_logits() + soft_symmetric_clamp(u_p, MAX_ABS_LOG_MODULATION)
+        return log_r, soft_lower_clamp(logit_q, log_r - MAX_LOG_RATE)
+
+    def posterior(self, h: torch.Tensor) -> Distribution:
+        log_r, logit_q = self.posterior_parameters(h)
+        if self.kl_estimator == "ds":
+            # Share the very tensor of the prior's r so the DS KL's equality check is exact.
+            r = self.prior_log_r().exp().expand_as(logit_q)
+        else:
+            r = log_r.exp()
+        return NegativeBinomial(r, logits=logit_q, validate_args=False)
+
+    def prior(self) -> Distribution:
+        return NegativeBinomial(
+            self.prior_log_r().exp(), logits=self.prior_logits(), validate_args=False
+        )
+
+    def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        if temperature <= 0:
+            return self.sample(posterior)
+        return posterior.rsample(relaxation=self.relax, temperature=temperature)
+
+    def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        prior = self.prior()
+        if self.kl_estimator == "ds":
+            return kl_divergence(posterior, prior).sum(-1)
+        return kl_monte_carlo(
+            posterior,
+            prior,
+            n_samples=self.mc_samples,
+            relaxation=self.relax if temperature > 0 else None,
+            temperature=temperature if temperature > 0 else 1.0,
+        ).sum(-1)
+
+
+def make_latent_family(
+    name: str,
+    latent_dim: int,
+    *,
+    kl: str = "ds",
+    relax: str = "ct",
+    mc_samples: int = 5,
+    categories: int = 8,
+) -> LatentFamily:
+    """Build a latent family by name (``negbio`` is accepted for ``negbinomial``)."""
+    name = {"negbio": "negbinomial", "nb": "negbinomial"}.get(name, name)
+    if name == "gaussian":
+        return GaussianLatent(latent_dim)
+    if name == "laplace":
+        return LaplaceLatent(latent_dim)
+    if name == "categorical":
+        return CategoricalLatent(latent_dim, categories=categories)
+    if name == "poisson":
+        return PoissonLatent(latent_dim, relax=relax)
+    if name == "negbinomial":
+        return NegativeBinomialLatent(latent_dim, kl=kl, relax=relax, mc_samples=mc_samples)
+    raise SpikelatentError(
+        f"unknown model {name!r}; choose one of gaussian, laplace, categorical, poisson, negbio"
+    )

@@ -1,0 +1,275 @@
+"""The VAE: encoder + latent family + decoder, one LightningModule for all eight models."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.distributions import Distribution
+
+from spikelatent.config import FitConfig
+from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.latents import LatentFamily, make_latent_family
+from spikelatent.networks import make_decoder, make_encoder
+
+
+class TrainingDivergedError(SpikelatentError):
+    """The loss became NaN or infinite."""
+
+
+def linear_ramp(step: int, start: int, stop: int, low: float, high: float) -> float:
+    """``low`` before ``start``, ``high`` after ``stop``, linear in between."""
+    if step <= start:
+        return low
+    if step >= stop:
+        return high
+    return low + (high - low) * (step - start) / (stop - start)
+
+
+class VAE(pl.LightningModule):
+    """A VAE whose latent family is set by the configuration.
+
+    Images are (batch, C, H, W) on the dataset's data range; latent codes are (batch, unit).
+    Loss per image: sum of squared error over pixels + beta * KL summed over units,
+    averaged over the batch (DESIGN.md "Training conventions").
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        image_shape: tuple[int, int, int],
+        data_range: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        super().__init__()
+        resolved = FitConfig.from_dict(config).resolved()
+        self.config = resolved.to_dict()
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.data_range = (float(data_range[0]), float(data_range[1]))
+        self.save_hyperparameters(
+            {"config": self.config, "image_shape": list(self.image_shape),
+             "data_range": list(self.data_range)}
+        )
+        self.latent: LatentFamily = make_latent_family(
+            resolved.model,
+            resolved.latent_dim,
+            kl=resolved.kl,
+            relax=resolved.relax,
+            mc_samples=resolved.mc_samples,
+            categories=resolved.categories,
+        )
+        self.encoder = make_encoder(resolved.encoder, self.image_shape, self.latent.encoder_outputs)
+        activation = "tanh" if self.data_range[0] < 0 else "sigmoid"
+        self.decoder = make_decoder(
+            resolved.decoder, resolved.latent_dim, self.image_shape, output_activation=activation
+        )
+        self._total_steps: int | None = None
+
+    # ----------------------------------------------------------------- public API
+    @property
+    def variant(self) -> str:
+        """Display name in the paper's notation, e.g. ``NegBio-VAE DS-C``."""
+        return self.latent.variant
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw encoder output, (batch, encoder_outputs)."""
+        return self.encoder(x)
+
+    def posterior(self, x: torch.Tensor) -> Distribution:
+        """q(z | x) with batch shape (batch, unit) (for categorical: (batch, group, category))."""
+        return self.latent.posterior(self.encode(x))
+
+    def prior(self) -> Distribution:
+        """p(z), batch shape (unit,)."""
+        return self.latent.prior()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (batch, C, H, W) from latent codes (batch, unit)."""
+        return self.decoder(z)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, mode: str = "sample") -> torch.Tensor:
+        """Reconstructions: ``sample`` = hard counts (count families) / a posterior sample,
+        ``mean`` = decode the posterior mean ("MAP" in the paper's tables)."""
+        posterior = self.posterior(x)
+        if mode == "sample":
+            z = self.latent.sample(posterior)
+        elif mode == "mean":
+            z = self.latent.mean(posterior)
+        else:
+            raise SpikelatentError(f"mode must be 'sample' or 'mean'; got {mode!r}")
+        return self.decode(z)
+
+    @torch.no_grad()
+    def generate(self, n: int) -> torch.Tensor:
+        """``n`` images decoded from hard samples of the prior, (n, C, H, W)."""
+        return self.decode(self.latent.sample_prior(n))
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Linear read-out features (DESIGN.md): the encoder's output, (batch, features)."""
+        return self.latent.features(self.encode(x))
+
+    # ----------------------------------------------------------------- schedules
+    @property
+    def total_steps(self) -> int:
+        if self._total_steps is None:
+            trainer = self._trainer
+            self._total_steps = max(1, int(trainer.estimated_stepping_batches)) if trainer else 1
+        return self._total_steps
+
+    def temperature(self, step: int | None = None) -> float:
+        """Linear anneal from temperature_start to temperature_end over the first fraction."""
+        step = self.global_step if step is None else step
+        c = self.config
+        stop = int(c["temperature_anneal_fraction"] * self.total_steps)
+        return linear_ramp(step, 0, stop, c["temperature_start"], c["temperature_end"])
+
+    def beta(self, step: int | None = None) -> float:
+        """beta_start for the first hold fraction, then linear up to beta over the warm-up."""
+        step = self.global_step if step is None else step
+        c = self.config
+        hold = int(c["beta_hold_fraction"] * self.total_steps)
+        stop = hold + int(c["beta_warmup_fraction"] * self.total_steps)
+        return linear_ramp(step, hold, stop, min(c["beta_start"], c["beta"]), c["beta"])
+
+    def learning_rate_factor(self, step: int) -> float:
+        """Linear warm-up then cosine decay from lr to lr_min (as a factor of lr)."""
+        c = self.config
+        warmup = max(1, int(c["warmup_fraction"] * self.total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        floor = c["lr_min"] / c["lr"]
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    # ----------------------------------------------------------------- training
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        posterior = self.posterior(x)
+        temperature = self.temperature() if (stage == "train" and self.latent.uses_temperature) else 0.0
+        if stage == "train":
+            z = self.latent.rsample(posterior, temperature)
+        elif self.latent.is_count or self.latent.name == "categorical":
+            z = self.latent.sample(posterior)  # hard counts / one-hot at validation
+        else:
+            z = posterior.sample()
+        reconstruction = self.decode(z)
+        sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
+        kl = self.latent.kl(posterior, temperature)
+        beta = self.beta() if stage == "train" else self.config["beta"]
+        loss = (sse + beta * kl).mean()
+        if stage == "train" and not torch.isfinite(loss):
+            raise TrainingDivergedError(self._divergence_message(sse, kl))
+        batch_size = x.shape[0]
+        log = {"on_step": stage == "train", "on_epoch": True, "batch_size": batch_size,
+               "sync_dist": stage != "train"}
+        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
+        self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/mse", sse.mean() / x[0].numel(), **log)
+        if self.latent.is_count:
+            with torch.no_grad():
+                counts = z if stage != "train" else self.latent.sample(posterior)
+                self.log(f"{stage}/zero_fraction", (counts == 0).float().mean(), **log)
+                fired = (counts > 0).any(0).float().mean()
+                self.log(f"{stage}/active_fraction", fired, **log)
+        if stage == "train":
+            self.log("temperature", temperature, on_step=False, on_epoch=True)
+            self.log("beta", beta, on_step=False, on_epoch=True)
+        return loss
+
+    def _divergence_message(self, sse: torch.Tensor, kl: torch.Tensor) -> str:
+        last = None
+        if self._trainer is not None:
+            candidate = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            last = candidate if candidate.exists() else None
+        where = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+        return (
+            f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}; "
+            f"SSE finite: {bool(torch.isfinite(sse).all())}, KL finite: "
+            f"{bool(torch.isfinite(kl).all())}); {where}; try a lower --lr or --grad-clip"
+        )
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        c = self.config
+        optimizer = torch.optim.Adamax(self.parameters(), lr=c["lr"], betas=(0.9, 0.999))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.learning_rate_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # Resuming must give the same result as a straight run: keep the RNG state with the weights.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["spikelatent_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["spikelatent_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("spikelatent_rng")
+        if state:
+            torch.set_rng_state(state["torch"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:
+    """The checkpoint file for a run directory (``best`` then ``last``) or a checkpoint path."""
+    path = Path(run_dir_or_checkpoint)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"no run directory or checkpoint at {path}")
+    candidates = [path / "checkpoints" / f"{which}.ckpt", path / "checkpoints" / "last.ckpt"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(
+        f"no checkpoint in {path / 'checkpoints'}; train first with `spikelatent fit --out {path}`"
+    )
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict safely (``weights_only=True``), with a one-line error if corrupt."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt, truncated or foreign file
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({reason}); it may be corrupt or truncated — "
+            f"use another checkpoint (e.g. checkpoints/last.ckpt) or retrain"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a spikelatent checkpoint (no state_dict)")
+    return checkpoint
+
+
+def load(run_dir_or_checkpoint: str | os.PathLike, which: str = "best",
+         map_location: str | torch.device = "cpu") -> VAE:
+    """Load a trained model from a run directory (best checkpoint) or a checkpoint file.
+
+    Returns the :class:`VAE` in eval mode; ``model.config`` is the run's resolved configuration.
+    """
+    path = checkpoint_path(run_dir_or_checkpoint, which)
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "config" not in hparams or "image_shape" not in hparams:
+        raise CheckpointError(f"{path} lacks the spikelatent configuration; retrain the model")
+    model = VAE(hparams["config"], tuple(hparams["image_shape"]), tuple(hparams.get("data_range", (0, 1))))
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not match its configuration: {str(error).splitlines()[0]}") from None
+    model.checkpoint_path = str(path)
+    model.eval()
+    return model.to(map_location)

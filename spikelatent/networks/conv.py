@@ -1,0 +1,155 @@
+"""Convolutional encoder and decoder (paper App. B.2.2).
+
+Every stage is a 4×4 convolution with stride 2 and padding 1, which halves the side exactly
+(the transposed convolution doubles it). The number of stages follows from the resolution:
+the side is halved until it reaches 7 (28×28 → 14 → 7) or 4 (16×16 → 8 → 4,
+64×64 → 32 → 16 → 8 → 4). The decoder starts from that low-resolution map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from spikelatent.errors import SpikelatentError
+from spikelatent.networks._common import check_input, check_positive_int, make_output_activation
+
+KERNEL_SIZE, STRIDE, PADDING = 4, 2, 1
+LOW_RESOLUTION_SIDES = (4, 7)
+BASE_WIDTH, MAX_WIDTH = 32, 64
+# The fully connected layer next to the flattened map dominates the parameter count; cap the
+# last stage's width so that map has at most ~1,600 features (32 × 7 × 7, 64 × 4 × 4).
+MAX_FLAT_FEATURES = 1600
+
+
+def conv_plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    """``(stages, low_resolution_side)`` for a square image whose side halves down to 7 or 4.
+
+    Raises SpikelatentError for shapes the conv networks cannot handle.
+    """
+    channels, height, width = image_shape
+    side, stages = height, 0
+    while side > max(LOW_RESOLUTION_SIDES) and side % 2 == 0:
+        side //= 2
+        stages += 1
+    if height != width or stages == 0 or side not in LOW_RESOLUTION_SIDES:
+        raise SpikelatentError(
+            f"the conv networks need a square image whose side halves down to 7 or 4 "
+            f"(e.g. 28, 16, 32, 64); got image shape {tuple(image_shape)}; use arch 'mlp' or 'linear'"
+        )
+    return stages, side
+
+
+def default_channels(image_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Stage widths: 32, then 64 for every later stage, the last capped by ``MAX_FLAT_FEATURES``.
+
+    (1, 28, 28) → (32, 32); (3, 16, 16) → (32, 64); (3, 64, 64) → (32, 64, 64, 64).
+    """
+    stages, side = conv_plan(image_shape)
+    widths = [min(BASE_WIDTH * 2**stage, MAX_WIDTH) for stage in range(stages)]
+    widths[-1] = min(widths[-1], max(1, MAX_FLAT_FEATURES // side**2))
+    return tuple(widths)
+
+
+def resolve_channels(
+    image_shape: tuple[int, int, int], channels: Sequence[int] | None
+) -> tuple[int, ...]:
+    """The user's stage widths checked against the number of stages, or the defaults."""
+    if channels is None:
+        return default_channels(image_shape)
+    stages, _ = conv_plan(image_shape)
+    try:
+        widths = tuple(check_positive_int(width, "conv channel width") for width in channels)
+    except TypeError:
+        widths = ()
+    if len(widths) != stages:
+        raise SpikelatentError(
+            f"channels must list {stages} positive widths (one per stride-2 stage) for image shape "
+            f"{tuple(image_shape)}; got {channels!r}"
+        )
+    return widths
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions with ReLU, flatten, fully connected projection (optional LayerNorm).
+
+    Shapes: ``(batch, C, H, W)`` → ``(batch, out_features)``.
+
+    Args:
+        image_shape: ``(C, H, W)``; C is the input channel count (1 grey, 3 RGB).
+        out_features: numbers emitted per image.
+        channels: width of each stride-2 stage (default from :func:`default_channels`).
+        layer_norm: apply LayerNorm to the output (off by default).
+    """
+
+    arch = "conv"
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        out_features: int,
+        channels: Sequence[int] | None = None,
+        layer_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.out_features = out_features
+        self.channels = resolve_channels(self.image_shape, channels)
+        _, side = conv_plan(self.image_shape)
+        layers: list[nn.Module] = []
+        in_channels = self.image_shape[0]
+        for width in self.channels:
+            layers += [nn.Conv2d(in_channels, width, KERNEL_SIZE, STRIDE, PADDING), nn.ReLU()]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()
+        self.projection = nn.Linear(in_channels * side * side, out_features)
+        self.norm = nn.LayerNorm(out_features) if layer_norm else nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_input(images, [self.image_shape], "encoder input")
+        return self.norm(self.projection(self.flatten(self.features(images))))
+
+
+class ConvDecoder(nn.Module):
+    """Fully connected layer to a low-resolution map, transposed convolutions up to the image.
+
+    ``z → ReLU(W z)`` reshaped to ``(channels[-1], s, s)`` (s = 7 for 28×28, 4 for 16×16 and
+    64×64), then stride-2 transposed convolutions with ReLU through ``channels`` reversed, the
+    last one to the image's channels followed by sigmoid or tanh.
+    Shapes: ``(batch, latent_dim)`` → ``(batch, C, H, W)``.
+    """
+
+    arch = "conv"
+
+    def __init__(
+        self,
+        latent_dim: int,
+        image_shape: tuple[int, int, int],
+        output_activation: str,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.channels = resolve_channels(self.image_shape, channels)
+        _, side = conv_plan(self.image_shape)
+        self.expand = nn.Sequential(
+            nn.Linear(latent_dim, self.channels[-1] * side * side),
+            nn.ReLU(),
+            nn.Unflatten(1, (self.channels[-1], side, side)),
+        )
+        widths = list(reversed(self.channels)) + [self.image_shape[0]]
+        layers: list[nn.Module] = []
+        for index, (in_width, out_width) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.ConvTranspose2d(in_width, out_width, KERNEL_SIZE, STRIDE, PADDING))
+            if index < len(widths) - 2:  # no ReLU before the output activation
+                layers.append(nn.ReLU())
+        self.upsample = nn.Sequential(*layers)
+        self.output_activation = make_output_activation(output_activation)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        check_input(latents, [(self.latent_dim,)], "decoder input")
+        return self.output_activation(self.upsample(self.expand(latents)))
