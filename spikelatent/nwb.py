@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,16 @@ from spikelatent.errors import SpikelatentError
 __all__ = ["to_nwb", "read_counts", "population_counts", "SUBJECT_FIELDS"]
 
 # Subject fields a caller may supply (dict keys or YAML keys); all are pynwb.file.Subject arguments.
-SUBJECT_FIELDS = ("subject_id", "description", "species", "age", "sex", "strain", "genotype", "weight")
+SUBJECT_FIELDS = (
+    "subject_id",
+    "description",
+    "species",
+    "age",
+    "sex",
+    "strain",
+    "genotype",
+    "weight",
+)
 # The fields nwbinspector requires of a real animal; an in-silico population has none of them.
 _ANIMAL_FIELDS = ("species", "age", "sex")
 _SUBJECT_CLI_FLAGS = {
@@ -121,7 +130,9 @@ def to_nwb(
     counts = _counts_array(population)
     n_trial, n_stimulus, n_unit = counts.shape
     if not (np.isfinite(trial_duration) and trial_duration > 0):
-        raise SpikelatentError(f"trial_duration must be a positive number of seconds, got {trial_duration!r}")
+        raise SpikelatentError(
+            f"trial_duration must be a positive number of seconds, got {trial_duration!r}"
+        )
     if not (np.isfinite(inter_trial_interval) and inter_trial_interval >= 0):
         raise SpikelatentError(
             f"inter_trial_interval must be >= 0 seconds, got {inter_trial_interval!r}"
@@ -137,9 +148,13 @@ def to_nwb(
     images = _images_array(include_images, n_stimulus)
     nwb_subject, absent = _make_subject(subject, population.attrs)
 
-    starts, stops = _presentation_windows(n_trial * n_stimulus, trial_duration, inter_trial_interval)
-    attrs = {key: str(population.attrs.get(key, "unknown")) for key in
-             ("model", "variant", "dataset", "checkpoint", "spikelatent_version")}
+    starts, stops = _presentation_windows(
+        n_trial * n_stimulus, trial_duration, inter_trial_interval
+    )
+    attrs = {
+        key: str(population.attrs.get(key, "unknown"))
+        for key in ("model", "variant", "dataset", "checkpoint", "spikelatent_version")
+    }
     nwbfile = NWBFile(
         session_description=(
             f"SIMULATED data, no animal was recorded: spike trains of the {n_unit} latent units of "
@@ -162,8 +177,13 @@ def to_nwb(
             "Spike times are continuous float64 seconds."
             + (f" Stimuli: {population.attrs['stimuli']}." if "stimuli" in population.attrs else "")
         ),
-        keywords=["simulation", "in silico", "variational autoencoder", "negative binomial",
-                  "spike counts"],
+        keywords=[
+            "simulation",
+            "in silico",
+            "variational autoencoder",
+            "negative binomial",
+            "spike counts",
+        ],
         was_generated_by=[["spikelatent", attrs["spikelatent_version"]]],
         subject=nwb_subject,
     )
@@ -199,15 +219,21 @@ def _check_target(target: Path, overwrite: bool) -> None:
     if not target.parent.is_dir():
         raise SpikelatentError(f"cannot write {target}: directory {target.parent} does not exist")
     if target.is_dir():
-        raise SpikelatentError(f"cannot write {target}: it is a directory; give a file name ending in .nwb")
+        raise SpikelatentError(
+            f"cannot write {target}: it is a directory; give a file name ending in .nwb"
+        )
     if target.exists() and not overwrite:
-        raise SpikelatentError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise SpikelatentError(
+            f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
 
 
 def _counts_array(population: Any) -> np.ndarray:
-    """Validated counts as an int64 array (trial, stimulus, unit)."""
+    """Validated counts (trial, stimulus, unit), kept in their compact integer dtype."""
     if not isinstance(population, xr.Dataset) or "counts" not in population:
-        raise SpikelatentError("population must be an xarray.Dataset with a 'counts' variable (trial, stimulus, unit)")
+        raise SpikelatentError(
+            "population must be an xarray.Dataset with a 'counts' variable (trial, stimulus, unit)"
+        )
     counts = population["counts"]
     if set(counts.dims) != {"trial", "stimulus", "unit"}:
         raise SpikelatentError(
@@ -215,15 +241,21 @@ def _counts_array(population: Any) -> np.ndarray:
         )
     values = np.asarray(counts.transpose("trial", "stimulus", "unit").values)
     if values.size == 0:
-        raise SpikelatentError(f"population counts are empty (shape {values.shape}); nothing to export")
+        raise SpikelatentError(
+            f"population counts are empty (shape {values.shape}); nothing to export"
+        )
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise SpikelatentError("population counts must be whole numbers (found NaN, inf or fractions)")
+            raise SpikelatentError(
+                "population counts must be whole numbers (found NaN, inf or fractions)"
+            )
     elif values.dtype.kind not in "iu":
         raise SpikelatentError(f"population counts must be integers, got dtype {values.dtype}")
-    if np.any(values < 0):
+    if values.dtype.kind != "u" and np.any(values < 0):
         raise SpikelatentError("population counts must be non-negative")
-    return values.astype(np.int64, copy=False)
+    if values.dtype.kind == "f" or values.dtype == np.uint64:
+        return values.astype(np.int64)  # numpy cannot index or repeat with uint64 safely
+    return values
 
 
 def _presentation_windows(
@@ -242,7 +274,9 @@ def _images_array(images: Any, n_stimulus: int) -> np.ndarray | None:
     if images is None or images is False:
         return None
     if images is True:
-        raise SpikelatentError("include_images takes the stimulus images (stimulus, C, H, W), not True")
+        raise SpikelatentError(
+            "include_images takes the stimulus images (stimulus, C, H, W), not True"
+        )
     if hasattr(images, "detach"):  # torch tensor
         images = images.detach().cpu().numpy()
     array = np.asarray(images)
@@ -269,7 +303,9 @@ def _make_subject(subject: Any, attrs: Mapping[str, Any]) -> tuple[Any, list[str
         )
     unknown = sorted(set(subject) - set(SUBJECT_FIELDS))
     if unknown:
-        raise SpikelatentError(f"unknown subject field(s) {unknown}; allowed: {', '.join(SUBJECT_FIELDS)}")
+        raise SpikelatentError(
+            f"unknown subject field(s) {unknown}; allowed: {', '.join(SUBJECT_FIELDS)}"
+        )
     fields = {key: str(value).strip() for key, value in subject.items() if value not in (None, "")}
     _validate_subject(fields)
     model = str(attrs.get("model", "model"))
@@ -293,11 +329,15 @@ def _read_subject_yaml(path: Path) -> Mapping[str, Any]:
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise SpikelatentError(f"subject YAML file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise SpikelatentError(
+            f"subject YAML file {path} is not valid YAML: {str(error).splitlines()[0]}"
+        ) from None
     if isinstance(content, Mapping) and set(content) == {"subject"}:
         content = content["subject"]  # also accept a file with a top-level "subject:" key
     if not isinstance(content, Mapping):
-        raise SpikelatentError(f"subject YAML file {path} must hold a mapping such as 'species: Mus musculus'")
+        raise SpikelatentError(
+            f"subject YAML file {path} must hold a mapping such as 'species: Mus musculus'"
+        )
     return content
 
 
@@ -312,18 +352,27 @@ def _validate_subject(fields: Mapping[str, str]) -> None:
     age = fields.get("age")
     if age and not (
         re.fullmatch(_DURATION, age)
-        or ("/" in age and all(re.fullmatch(_DURATION, part) or part == "" for part in age.split("/", 1)))
+        or (
+            "/" in age
+            and all(re.fullmatch(_DURATION, part) or part == "" for part in age.split("/", 1))
+        )
     ):
         raise SpikelatentError(
             f"subject age {age!r} must be an ISO 8601 duration such as 'P90D' or 'P2Y', or a range 'P1D/P3D'"
         )
     sex = fields.get("sex")
-    allowed_sex = ("XO", "XX") if species in ("Caenorhabditis elegans", "C. elegans") else ("M", "F", "O", "U")
+    allowed_sex = (
+        ("XO", "XX")
+        if species in ("Caenorhabditis elegans", "C. elegans")
+        else ("M", "F", "O", "U")
+    )
     if sex and sex not in allowed_sex:
         raise SpikelatentError(f"subject sex {sex!r} must be one of {', '.join(allowed_sex)}")
     weight = fields.get("weight")
     if weight and not re.fullmatch(_WEIGHT, weight, flags=re.IGNORECASE):
-        raise SpikelatentError(f"subject weight {weight!r} must read '[number] [unit]', e.g. '20.5 g'")
+        raise SpikelatentError(
+            f"subject weight {weight!r} must read '[number] [unit]', e.g. '20.5 g'"
+        )
     subject_id = fields.get("subject_id")
     if subject_id and "/" in subject_id:
         raise SpikelatentError(f"subject id {subject_id!r} must not contain '/'")
@@ -348,20 +397,34 @@ def _trials_table(population: xr.Dataset, starts, stops, n_trial: int, n_stimulu
     columns = [
         VectorData(name="start_time", description="presentation onset in seconds", data=starts),
         VectorData(name="stop_time", description="presentation offset in seconds", data=stops),
-        VectorData(name="stimulus", description="index of the stimulus along the population's "
-                   "stimulus dimension (0-based)", data=stimulus_index),
-        VectorData(name="trial_repeat", description="repeat number of this stimulus (0-based); "
-                   "presentations are trial-major", data=trial_repeat),
+        VectorData(
+            name="stimulus",
+            description="index of the stimulus along the population's stimulus dimension (0-based)",
+            data=stimulus_index,
+        ),
+        VectorData(
+            name="trial_repeat",
+            description="repeat number of this stimulus (0-based); presentations are trial-major",
+            data=trial_repeat,
+        ),
     ]
     if "label" in population.coords:
         labels = _column_values(population["label"].transpose("stimulus"))
-        columns.append(VectorData(name="label", description="class label of the stimulus",
-                                  data=labels[stimulus_index]))
+        columns.append(
+            VectorData(
+                name="label", description="class label of the stimulus", data=labels[stimulus_index]
+            )
+        )
     if "stimulus" in population.coords:
         stimulus_ids = _column_values(population["stimulus"])
         if not np.array_equal(stimulus_ids, np.arange(n_stimulus)):
-            columns.append(VectorData(name="stimulus_id", description="the population's stimulus "
-                                      "coordinate value of the stimulus", data=stimulus_ids[stimulus_index]))
+            columns.append(
+                VectorData(
+                    name="stimulus_id",
+                    description="the population's stimulus coordinate value of the stimulus",
+                    data=stimulus_ids[stimulus_index],
+                )
+            )
     return TimeIntervals(
         name="trials",
         description="One row per stimulus presentation (trial-major: trial repeat outer, stimulus inner).",
@@ -374,23 +437,28 @@ class _SpikeTimesIterator(AbstractDataChunkIterator):
     """Yields each unit's sorted spike times as one write into the ragged ``spike_times``
     dataset, so only one unit's spikes are in memory at a time (hdmf streams the iterator)."""
 
-    def __init__(self, counts_by_unit: np.ndarray, starts: np.ndarray, stops: np.ndarray, seed: int):
+    def __init__(
+        self, counts_by_unit: np.ndarray, starts: np.ndarray, stops: np.ndarray, seed: int
+    ):
         self.counts_by_unit = counts_by_unit  # (unit, presentation)
         self.starts = starts
         self.durations = stops - starts
         # Largest float below each stop: spike times stay strictly inside [start, stop).
         self.last_valid = np.nextafter(stops, -np.inf)
         self.rng = np.random.default_rng(seed)
-        self.totals = counts_by_unit.sum(axis=1)
+        self.totals = counts_by_unit.sum(axis=1, dtype=np.int64)
         self.n_total = int(self.totals.sum())
         self.unit = 0
         self.offset = 0
         self.progress = tqdm(total=len(counts_by_unit), desc="NWB units", unit="unit", disable=None)
 
     def unit_spike_times(self, unit: int) -> np.ndarray:
-        counts = self.counts_by_unit[unit]
+        counts = self.counts_by_unit[unit].astype(np.int64)
         presentation = np.repeat(np.arange(len(counts)), counts)
-        times = self.starts[presentation] + self.rng.random(presentation.size) * 1.3 * self.durations[presentation]
+        times = (
+            self.starts[presentation]
+            + self.rng.random(presentation.size) * self.durations[presentation]
+        )
         np.minimum(times, self.last_valid[presentation], out=times)
         # Windows are disjoint and ordered, so a global sort keeps each spike in its window.
         times.sort()
@@ -405,7 +473,7 @@ class _SpikeTimesIterator(AbstractDataChunkIterator):
             self.unit += 1
             self.progress.update(1)
             if times.size:
-                selection = np.s_[self.offset:self.offset + times.size]
+                selection = np.s_[self.offset : self.offset + times.size]
                 self.offset += times.size
                 return DataChunk(data=times, selection=selection)
         self.progress.close()
@@ -442,19 +510,26 @@ def _units_table(population: xr.Dataset, counts: np.ndarray, starts, stops, seed
         data = H5DataIO(data=spikes, **options)
     else:
         data = np.zeros(0, dtype=np.float64)
-    spike_times = VectorData(name="spike_times", description="simulated spike times in seconds", data=data)
+    spike_times = VectorData(
+        name="spike_times", description="simulated spike times in seconds", data=data
+    )
     ends = np.cumsum(spikes.totals).astype(np.int64)
     # The index goes before its target: hdmf cannot measure a column streamed from an iterator.
     columns = [
         VectorIndex(name="spike_times_index", data=ends, target=spike_times),
         spike_times,
-        VectorData(name="unit_index", description="index of the latent unit in the model (0-based)",
-                   data=np.arange(n_unit, dtype=np.int64)),
+        VectorData(
+            name="unit_index",
+            description="index of the latent unit in the model (0-based)",
+            data=np.arange(n_unit, dtype=np.int64),
+        ),
     ]
     for name in _UNIT_VARIABLES:
         if name in population and population[name].dims == ("unit",):
             values = np.asarray(population[name].values, dtype=np.float64)
-            if not np.all(np.isnan(values)):  # an all-NaN column (e.g. undefined for Poisson) says nothing
+            if not np.all(
+                np.isnan(values)
+            ):  # an all-NaN column (e.g. undefined for Poisson) says nothing
                 columns.append(VectorData(name=name, description=_DESCRIPTIONS[name], data=values))
     unit_ids = np.arange(n_unit, dtype=np.int64)
     if "unit" in population.coords and population["unit"].dtype.kind in "iu":
@@ -483,9 +558,13 @@ def _add_images(nwbfile, images: np.ndarray, period: float, n_trial: int) -> Non
         if image.shape[0] == 1:
             image_objects.append(GrayscaleImage(name=name, data=image[0], description=description))
         elif image.shape[0] == 3:
-            image_objects.append(RGBImage(name=name, data=np.moveaxis(image, 0, -1), description=description))
+            image_objects.append(
+                RGBImage(name=name, data=np.moveaxis(image, 0, -1), description=description)
+            )
         else:
-            image_objects.append(RGBAImage(name=name, data=np.moveaxis(image, 0, -1), description=description))
+            image_objects.append(
+                RGBAImage(name=name, data=np.moveaxis(image, 0, -1), description=description)
+            )
     stimuli = Images(
         name="stimuli",
         images=image_objects,
@@ -512,27 +591,47 @@ def _add_rates(nwbfile, population: xr.Dataset) -> None:
     columns = []
     for name in _RATE_VARIABLES:
         if name in population and set(population[name].dims) == {"stimulus", "unit"}:
-            values = np.asarray(population[name].transpose("stimulus", "unit").values, dtype=np.float64)
+            values = np.asarray(
+                population[name].transpose("stimulus", "unit").values, dtype=np.float64
+            )
             if not np.all(np.isnan(values)):
-                columns.append(VectorData(name=name, description=_DESCRIPTIONS[name] + " (stimulus, unit)",
-                                          data=values))
+                columns.append(
+                    VectorData(
+                        name=name,
+                        description=_DESCRIPTIONS[name] + " (stimulus, unit)",
+                        data=values,
+                    )
+                )
     if not columns:
         return
     n_stimulus = population.sizes["stimulus"]
-    columns.insert(0, VectorData(name="stimulus", description="stimulus index (0-based), as in the trials table",
-                                 data=np.arange(n_stimulus, dtype=np.int64)))
+    columns.insert(
+        0,
+        VectorData(
+            name="stimulus",
+            description="stimulus index (0-based), as in the trials table",
+            data=np.arange(n_stimulus, dtype=np.int64),
+        ),
+    )
     if "label" in population.coords:
-        columns.insert(1, VectorData(name="label", description="class label of the stimulus",
-                                     data=_column_values(population["label"].transpose("stimulus"))))
+        columns.insert(
+            1,
+            VectorData(
+                name="label",
+                description="class label of the stimulus",
+                data=_column_values(population["label"].transpose("stimulus")),
+            ),
+        )
     table = DynamicTable(
         name="posterior_parameters",
         description="Per-stimulus posterior parameters of every latent unit: one row per stimulus, "
-                    "each array column has one value per unit (ordered as the units table).",
+        "each array column has one value per unit (ordered as the units table).",
         id=np.arange(n_stimulus, dtype=np.int64),
         columns=columns,
     )
     module = nwbfile.create_processing_module(
-        name="latent_rates", description="Posterior spike-count distributions of the latent units per stimulus."
+        name="latent_rates",
+        description="Posterior spike-count distributions of the latent units per stimulus.",
     )
     module.add(table)
 
@@ -571,12 +670,19 @@ def read_counts(
     if not source.is_file():
         raise SpikelatentError(f"NWB file {source} not found")
     if bin_stop is not None and not bin_stop > bin_start:
-        raise SpikelatentError(f"bin_stop ({bin_stop}) must be greater than bin_start ({bin_start})")
+        raise SpikelatentError(
+            f"bin_stop ({bin_stop}) must be greater than bin_start ({bin_start})"
+        )
+    io = None
     try:
         io = NWBHDF5IO(str(source), "r")
         nwbfile = io.read()
     except Exception as error:  # h5py/hdmf raise many types for a non-NWB file
-        raise SpikelatentError(f"cannot read {source} as NWB: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        if io is not None:
+            io.close()
+        raise SpikelatentError(
+            f"cannot read {source} as NWB: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
     try:
         table = _intervals_table(nwbfile, intervals, source)
         units = nwbfile.units
@@ -596,7 +702,10 @@ def read_counts(
                 "empty window; use a smaller bin_start or set bin_stop"
             )
         counts = _count_spikes(units, window_start, window_stop)
-        trial_coords = _scalar_columns(table, len(table))
+        trial_coords = {
+            (f"trial_{name}" if name in ("trial", "unit") else name): values
+            for name, values in _scalar_columns(table, len(table)).items()
+        }
         unit_coords = {
             (f"unit_{name}" if name in trial_coords or name in ("trial", "unit") else name): values
             for name, values in _scalar_columns(units, len(units)).items()
@@ -619,7 +728,7 @@ def read_counts(
                 "session_description": str(nwbfile.session_description),
                 "identifier": str(nwbfile.identifier),
                 "description": "spike counts per interval and unit, window [start_time + bin_start, "
-                               + ("stop_time)" if bin_stop is None else "start_time + bin_stop)"),
+                + ("stop_time)" if bin_stop is None else "start_time + bin_stop)"),
             },
         )
     finally:
@@ -645,7 +754,9 @@ def _intervals_table(nwbfile, name: str, source: Path):
 
 def _count_spikes(units, window_start: np.ndarray, window_stop: np.ndarray) -> np.ndarray:
     """Counts (interval, unit), reading one unit's spike times at a time."""
-    ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)  # the VectorIndex: cumulative ends
+    ends = np.asarray(
+        units["spike_times"].data[:], dtype=np.int64
+    )  # the VectorIndex: cumulative ends
     all_times = units["spike_times"].target.data
     counts = np.empty((len(window_start), len(ends)), dtype=np.int64)
     begin = 0
@@ -654,7 +765,9 @@ def _count_spikes(units, window_start: np.ndarray, window_stop: np.ndarray) -> n
         begin = end
         if times.size > 1 and np.any(times[1:] < times[:-1]):
             times = np.sort(times)
-        counts[:, unit] = np.searchsorted(times, window_stop, "left") - np.searchsorted(times, window_start, "left")
+        counts[:, unit] = np.searchsorted(times, window_stop, "left") - np.searchsorted(
+            times, window_start, "left"
+        )
     return counts
 
 
@@ -719,5 +832,10 @@ def population_counts(counts: xr.DataArray) -> xr.DataArray:
         labels = np.empty(n_stimulus, dtype=counts["label"].dtype)
         labels[stimulus] = counts["label"].values
         coords["label"] = ("stimulus", labels)
-    return xr.DataArray(reshaped, dims=("trial", "stimulus", "unit"), coords=coords, name="counts",
-                        attrs=dict(counts.attrs))
+    return xr.DataArray(
+        reshaped,
+        dims=("trial", "stimulus", "unit"),
+        coords=coords,
+        name="counts",
+        attrs=dict(counts.attrs),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -14,8 +14,9 @@ from spikelatent.commands.export_nwb import parse_stimuli
 from spikelatent.errors import SpikelatentError
 from spikelatent.nwb import population_counts, read_counts, to_nwb
 
-REAL_SUBJECT = dict(species="Mus musculus", age="P90D", sex="U", subject_id="mouse-1",
-                    description="a mouse")
+REAL_SUBJECT = dict(
+    species="Mus musculus", age="P90D", sex="U", subject_id="mouse-1", description="a mouse"
+)
 SUBJECT_CHECKS = {"check_subject_age", "check_subject_sex", "check_subject_species_exists"}
 
 
@@ -27,15 +28,21 @@ def make_population(kind: str, n_trial=3, n_stimulus=7, n_unit=5, seed=0) -> xr.
         dispersion = rng.uniform(0.5, 4.0, (n_stimulus, n_unit))
         prob = dispersion / (dispersion + rate)  # paper convention: mean r(1-p)/p
         counts = rng.negative_binomial(dispersion, prob, size=(n_trial, n_stimulus, n_unit))
-        prior = dict(prior_rate=("unit", rate.mean(0)), prior_dispersion=("unit", dispersion.mean(0)),
-                     prior_fano_factor=("unit", 1 / prob.mean(0)))
+        prior = dict(
+            prior_rate=("unit", rate.mean(0)),
+            prior_dispersion=("unit", dispersion.mean(0)),
+            prior_fano_factor=("unit", 1 / prob.mean(0)),
+        )
         variant = "DS-C"
     else:
         dispersion = np.full((n_stimulus, n_unit), np.inf)
         prob = np.ones((n_stimulus, n_unit))
         counts = rng.poisson(rate, size=(n_trial, n_stimulus, n_unit))
-        prior = dict(prior_rate=("unit", rate.mean(0)), prior_dispersion=("unit", np.full(n_unit, np.nan)),
-                     prior_fano_factor=("unit", np.ones(n_unit)))
+        prior = dict(
+            prior_rate=("unit", rate.mean(0)),
+            prior_dispersion=("unit", np.full(n_unit, np.nan)),
+            prior_fano_factor=("unit", np.ones(n_unit)),
+        )
         variant = "P-VAE"
     counts[:, :, -1] = 0  # one silent unit: an empty spike train must survive the round trip
     return xr.Dataset(
@@ -46,10 +53,18 @@ def make_population(kind: str, n_trial=3, n_stimulus=7, n_unit=5, seed=0) -> xr.
             "prob": (("stimulus", "unit"), prob),
             **prior,
         },
-        coords={"label": ("stimulus", np.arange(n_stimulus) % 3), "unit": np.arange(n_unit),
-                "stimulus": np.arange(n_stimulus)},
-        attrs=dict(model=kind, variant=variant, dataset="digits", checkpoint=f"runs/{kind}/best.ckpt",
-                   spikelatent_version="0.1.0"),
+        coords={
+            "label": ("stimulus", np.arange(n_stimulus) % 3),
+            "unit": np.arange(n_unit),
+            "stimulus": np.arange(n_stimulus),
+        },
+        attrs=dict(
+            model=kind,
+            variant=variant,
+            dataset="digits",
+            checkpoint=f"runs/{kind}/best.ckpt",
+            spikelatent_version="0.1.0",
+        ),
     )
 
 
@@ -57,12 +72,21 @@ def read_back(path):
     """Trials and per-unit spike times straight from pynwb."""
     with NWBHDF5IO(str(path), "r") as io:
         nwbfile = io.read()
-        trials = {name: np.asarray(nwbfile.trials[name].data[:]) for name in nwbfile.trials.colnames}
+        trials = {
+            name: np.asarray(nwbfile.trials[name].data[:]) for name in nwbfile.trials.colnames
+        }
         spikes = [np.asarray(nwbfile.units["spike_times"][i]) for i in range(len(nwbfile.units))]
-        units = {name: np.asarray(nwbfile.units[name].data[:]) for name in nwbfile.units.colnames
-                 if name not in ("spike_times",)}
-        meta = dict(description=nwbfile.session_description, subject=nwbfile.subject.fields.copy(),
-                    resolution=nwbfile.units.resolution, start=nwbfile.session_start_time)
+        units = {
+            name: np.asarray(nwbfile.units[name].data[:])
+            for name in nwbfile.units.colnames
+            if name not in ("spike_times",)
+        }
+        meta = dict(
+            description=nwbfile.session_description,
+            subject=nwbfile.subject.fields.copy(),
+            resolution=nwbfile.units.resolution,
+            start=nwbfile.session_start_time,
+        )
     return trials, spikes, units, meta
 
 
@@ -71,7 +95,9 @@ def test_export_rebinned_spike_times_reproduce_counts(tmp_path, kind):
     population = make_population(kind)
     counts = population["counts"].values
     n_trial, n_stimulus, n_unit = counts.shape
-    path = to_nwb(population, tmp_path / "pop.nwb", trial_duration=0.8, inter_trial_interval=0.3, seed=3)
+    path = to_nwb(
+        population, tmp_path / "pop.nwb", trial_duration=0.8, inter_trial_interval=0.3, seed=3
+    )
     trials, spikes, units, meta = read_back(path)
 
     # Trial-major schedule, hand-computed: presentation k starts at k * 1.1 s.
@@ -86,7 +112,9 @@ def test_export_rebinned_spike_times_reproduce_counts(tmp_path, kind):
     for unit, times in enumerate(spikes):
         assert np.all(np.diff(times) > 0), "spike times must be strictly ascending per unit"
         # Re-bin by hand: every spike in exactly one [start, stop) window, counts equal.
-        inside = (times[None, :] >= trials["start_time"][:, None]) & (times[None, :] < trials["stop_time"][:, None])
+        inside = (times[None, :] >= trials["start_time"][:, None]) & (
+            times[None, :] < trials["stop_time"][:, None]
+        )
         assert np.all(inside.sum(axis=0) == 1), "a spike fell outside every presentation window"
         rebinned = inside.sum(axis=1)
         expected = counts[trials["trial_repeat"], trials["stimulus"], unit]
@@ -109,9 +137,15 @@ def test_export_rebinned_spike_times_reproduce_counts(tmp_path, kind):
 def test_zero_gap_windows_and_seed_determinism(tmp_path):
     population = make_population("negbio", n_trial=4, n_stimulus=6, seed=1)
     counts = population["counts"].values
-    first = to_nwb(population, tmp_path / "a.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=7)
-    second = to_nwb(population, tmp_path / "b.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=7)
-    other = to_nwb(population, tmp_path / "c.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=8)
+    first = to_nwb(
+        population, tmp_path / "a.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=7
+    )
+    second = to_nwb(
+        population, tmp_path / "b.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=7
+    )
+    other = to_nwb(
+        population, tmp_path / "c.nwb", trial_duration=0.1, inter_trial_interval=0.0, seed=8
+    )
     trials, spikes_a, _, _ = read_back(first)
     _, spikes_b, _, _ = read_back(second)
     _, spikes_c, _, _ = read_back(other)
@@ -121,7 +155,7 @@ def test_zero_gap_windows_and_seed_determinism(tmp_path):
         rebinned = np.bincount(window, minlength=len(trials["start_time"]))
         np.testing.assert_array_equal(rebinned, counts[:, :, unit].ravel())
         np.testing.assert_array_equal(times, spikes_b[unit])
-    assert any(not np.array_equal(a, c) for a, c in zip(spikes_a, spikes_c) if a.size)
+    assert any(not np.array_equal(a, c) for a, c in zip(spikes_a, spikes_c, strict=True) if a.size)
 
 
 def inspector_messages(path):
@@ -133,12 +167,18 @@ def inspector_messages(path):
 
 def test_nwbinspector_clean_with_subject_and_only_subject_checks_by_default(tmp_path, capsys):
     population = make_population("negbio")
-    images = np.random.default_rng(0).random((population.sizes["stimulus"], 1, 6, 6)).astype(np.float32)
-    with_subject = to_nwb(population, tmp_path / "subject.nwb", subject=REAL_SUBJECT, include_images=images)
+    images = (
+        np.random.default_rng(0).random((population.sizes["stimulus"], 1, 6, 6)).astype(np.float32)
+    )
+    with_subject = to_nwb(
+        population, tmp_path / "subject.nwb", subject=REAL_SUBJECT, include_images=images
+    )
     assert capsys.readouterr().err == ""
     default = to_nwb(population, tmp_path / "default.nwb", include_images=images)
     warning = capsys.readouterr().err.strip().splitlines()
-    assert len(warning) == 1 and "species/age/sex" in warning[0] and "--subject-species" in warning[0]
+    assert (
+        len(warning) == 1 and "species/age/sex" in warning[0] and "--subject-species" in warning[0]
+    )
 
     assert [(m.check_function_name, m.message) for m in inspector_messages(with_subject)] == []
     assert {m.check_function_name for m in inspector_messages(default)} == SUBJECT_CHECKS
@@ -200,7 +240,9 @@ def test_read_counts_on_a_foreign_nwb_file(tmp_path):
     np.testing.assert_array_equal(counts["start_time"].values, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(counts["unit"].values, [0, 1, 2])
 
-    shifted = read_counts(path, bin_start=0.2, bin_stop=0.6)  # windows [1.2,1.6), [2.2,2.6), [3.2,3.6)
+    shifted = read_counts(
+        path, bin_start=0.2, bin_stop=0.6
+    )  # windows [1.2,1.6), [2.2,2.6), [3.2,3.6)
     np.testing.assert_array_equal(shifted.values, [[1, 0, 0], [0, 1, 0], [1, 1, 0]])
     np.testing.assert_array_equal(read_counts(path, intervals="flashes").values, [[6, 3, 1]])
 
@@ -212,14 +254,14 @@ def test_read_counts_on_mock_units_matches_a_brute_force_count(tmp_path):
     nwbfile = mock_NWBFile()
     units = mock_Units(num_units=4, max_spikes_per_unit=30, seed=2, nwbfile=nwbfile)
     edges = np.linspace(0, 8, 9)
-    for start, stop in zip(edges[:-1], edges[1:]):
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
         nwbfile.add_trial(start_time=start, stop_time=stop)
     all_spikes = [np.asarray(units["spike_times"][i]) for i in range(4)]
     with NWBHDF5IO(str(tmp_path / "m.nwb"), "w") as io:
         io.write(nwbfile)
     counts = read_counts(tmp_path / "m.nwb")
     for unit, times in enumerate(all_spikes):
-        for trial, (start, stop) in enumerate(zip(edges[:-1], edges[1:])):
+        for trial, (start, stop) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
             assert counts.values[trial, unit] == sum(start <= t < stop for t in times)
     assert list(counts["unit_name"].values) == [f"unit_{i}" for i in range(4)]
 
@@ -275,18 +317,35 @@ def test_export_errors_are_one_line(tmp_path):
     assert_one_line_error(lambda: to_nwb(negative, tmp_path / "n.nwb"), "non-negative")
     fractional = population.assign(counts=population["counts"] + 0.5)
     assert_one_line_error(lambda: to_nwb(fractional, tmp_path / "f.nwb"), "whole numbers")
-    assert_one_line_error(lambda: to_nwb(population.drop_vars("counts"), tmp_path / "d.nwb"), "counts")
+    assert_one_line_error(
+        lambda: to_nwb(population.drop_vars("counts"), tmp_path / "d.nwb"), "counts"
+    )
     naive = datetime(2024, 1, 1)
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "t.nwb", session_start_time=naive),
-                          "timezone-aware")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "t.nwb", trial_duration=0), "trial_duration")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(sex="male")), "sex")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(age="90 days")), "ISO 8601")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(species="mouse")), "Latin")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(weight=3)), "weight")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(name="x")), "unknown subject")
-    assert_one_line_error(lambda: to_nwb(population, tmp_path / "s.nwb", include_images=np.zeros((2, 1, 4, 4))),
-                          "include_images")
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "t.nwb", session_start_time=naive), "timezone-aware"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "t.nwb", trial_duration=0), "trial_duration"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(sex="male")), "sex"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(age="90 days")), "ISO 8601"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(species="mouse")), "Latin"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(weight=3)), "weight"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", subject=dict(name="x")), "unknown subject"
+    )
+    assert_one_line_error(
+        lambda: to_nwb(population, tmp_path / "s.nwb", include_images=np.zeros((2, 1, 4, 4))),
+        "include_images",
+    )
     assert_one_line_error(lambda: to_nwb(population, tmp_path / "no" / "dir.nwb"), "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.nwb"]
 
@@ -306,7 +365,9 @@ def test_import_errors_are_one_line(tmp_path):
 
     assert_one_line_error(lambda: read_counts(tmp_path / "no_units.nwb"), "no units")
     assert_one_line_error(lambda: read_counts(tmp_path / "no_trials.nwb"), "no 'trials'")
-    assert_one_line_error(lambda: read_counts(tmp_path / "no_trials.nwb", intervals="epochs"), "no 'epochs'")
+    assert_one_line_error(
+        lambda: read_counts(tmp_path / "no_trials.nwb", intervals="epochs"), "no 'epochs'"
+    )
     assert_one_line_error(lambda: read_counts(tmp_path / "junk.nwb"), "cannot read")
     assert_one_line_error(lambda: read_counts(tmp_path / "missing.nwb"), "not found")
     path = build_mock_file(tmp_path / "mock.nwb")
@@ -318,7 +379,16 @@ def test_import_errors_are_one_line(tmp_path):
 def test_parse_stimuli():
     assert parse_stimuli("test:0:1000") == ("test", 0, 1000)
     assert parse_stimuli("train:5:6") == ("train", 5, 6)
-    for bad in ["test:10:5", "test:3:3", "foo:0:10", "test:0", "test:a:b", "test:-1:5", "test:0:10:2", ""]:
+    for bad in [
+        "test:10:5",
+        "test:3:3",
+        "foo:0:10",
+        "test:0",
+        "test:a:b",
+        "test:-1:5",
+        "test:0:10:2",
+        "",
+    ]:
         assert_one_line_error(lambda bad=bad: parse_stimuli(bad), "--stimuli")
 
 
@@ -328,12 +398,27 @@ def test_cli_exports_a_saved_population(tmp_path, capsys):
     population = make_population("negbio")
     population.to_netcdf(tmp_path / "population.nc", engine="h5netcdf")
     out = tmp_path / "cli.nwb"
-    argv = ["export-nwb", "--population", str(tmp_path / "population.nc"), "--out", str(out),
-            "--subject-species", "Mus musculus", "--subject-age", "P90D", "--subject-sex", "M", "--seed", "5"]
+    argv = [
+        "export-nwb",
+        "--population",
+        str(tmp_path / "population.nc"),
+        "--out",
+        str(out),
+        "--subject-species",
+        "Mus musculus",
+        "--subject-age",
+        "P90D",
+        "--subject-sex",
+        "M",
+        "--seed",
+        "5",
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and captured.err.strip() == ""
-    np.testing.assert_array_equal(population_counts(read_counts(out)).values, population["counts"].values)
+    np.testing.assert_array_equal(
+        population_counts(read_counts(out)).values, population["counts"].values
+    )
     assert read_back(out)[3]["subject"]["sex"] == "M"
     assert main(argv) == 2  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err

@@ -40,9 +40,13 @@ def features_and_labels(
             raise SpikelatentError(f"{what} features must be a DataArray or array, not a Dataset")
         matrix = np.asarray(features)
         if matrix.ndim != 2:
-            raise SpikelatentError(f"{what} features must be 2-D (sample, feature), got shape {matrix.shape}")
+            raise SpikelatentError(
+                f"{what} features must be 2-D (sample, feature), got shape {matrix.shape}"
+            )
         if labels is None:
-            raise SpikelatentError(f"{what} labels are missing: pass an array of one label per sample")
+            raise SpikelatentError(
+                f"{what} labels are missing: pass an array of one label per sample"
+            )
     if isinstance(labels, xr.DataArray):
         labels = labels.values
     label_array = np.asarray(labels)

@@ -63,7 +63,9 @@ def require_nonnegative(x: xr.DataArray, what: str) -> None:
     if values.dtype.kind not in "uif":
         raise SpikelatentError(f"{what} must be numeric counts or rates, got dtype {values.dtype}")
     if values.dtype.kind in "if" and values.size and np.nanmin(values) < 0:
-        raise SpikelatentError(f"{what} must be non-negative (spike counts or rates); found negative values")
+        raise SpikelatentError(
+            f"{what} must be non-negative (spike counts or rates); found negative values"
+        )
     if values.dtype.kind == "f" and np.isinf(values).any():
         raise SpikelatentError(f"{what} contains infinite values; remove or mask them first")
 
@@ -94,7 +96,9 @@ def group_along(x: xr.DataArray, along: str, by: str) -> xr.DataArray:
     repeat[order] = np.arange(len(keys)) - np.repeat(starts, sizes)
 
     other_coords = [
-        name for name, coord in x.coords.items() if coord.dims == (along,) and name not in (by, along)
+        name
+        for name, coord in x.coords.items()
+        if coord.dims == (along,) and name not in (by, along)
     ]
     group_coords = {}
     first_of_group = order[starts]
@@ -115,11 +119,15 @@ def group_along(x: xr.DataArray, along: str, by: str) -> xr.DataArray:
         out = np.empty(shape, dtype=data.dtype)
     out[group_index, repeat] = data
     coords = {
-        name: coord for name, coord in moved.coords.items() if along not in coord.dims and name != by
+        name: coord
+        for name, coord in moved.coords.items()
+        if along not in coord.dims and name != by
     }
     coords[by] = unique_keys
     coords.update(group_coords)
-    grouped = xr.DataArray(out, dims=(by, along, *other_dims), coords=coords, attrs=x.attrs, name=x.name)
+    grouped = xr.DataArray(
+        out, dims=(by, along, *other_dims), coords=coords, attrs=x.attrs, name=x.name
+    )
     return grouped
 
 
@@ -155,7 +163,11 @@ class Cells:
 
 
 def cells_over(
-    counts: xr.DataArray, over: str, group_by: str | None, what: str = "counts", min_samples: int = 2
+    counts: xr.DataArray,
+    over: str,
+    group_by: str | None,
+    what: str = "counts",
+    min_samples: int = 2,
 ) -> Cells:
     """Arrange ``counts`` so that statistics over dim ``over`` are computed per cell.
 
@@ -179,7 +191,9 @@ def cells_over(
     return Cells(matrix=matrix, template=template, over=over)
 
 
-def average_trials(x: xr.DataArray, trial_dim: str | None, group_by: str = "stimulus") -> xr.DataArray:
+def average_trials(
+    x: xr.DataArray, trial_dim: str | None, group_by: str = "stimulus"
+) -> xr.DataArray:
     """Average over trials; in the recorded layout, average within each ``group_by`` value."""
     if trial_dim is None or trial_dim not in x.dims:
         return x
@@ -188,7 +202,9 @@ def average_trials(x: xr.DataArray, trial_dim: str | None, group_by: str = "stim
     return x.mean(trial_dim)
 
 
-def resolve_reduction_dims(x: xr.DataArray, over: str | Iterable[str], what: str) -> tuple[str, ...]:
+def resolve_reduction_dims(
+    x: xr.DataArray, over: str | Iterable[str], what: str
+) -> tuple[str, ...]:
     """Dims to reduce over; a name that is only a coordinate along another reduced dim is skipped.
 
     E.g. ``over=("trial", "stimulus")`` on the recorded layout (stimulus is a coord along trial)
@@ -205,5 +221,7 @@ def resolve_reduction_dims(x: xr.DataArray, over: str | Iterable[str], what: str
             f"{what}: cannot reduce over {name!r}; the array has dims {tuple(x.dims)}"
         )
     if not dims:
-        raise SpikelatentError(f"{what}: nothing to reduce over; the array has dims {tuple(x.dims)}")
+        raise SpikelatentError(
+            f"{what}: nothing to reduce over; the array has dims {tuple(x.dims)}"
+        )
     return tuple(dims)

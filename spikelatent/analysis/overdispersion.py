@@ -38,7 +38,9 @@ ZERO_MEAN_REASON = (
 def _require_integer_counts(counts: xr.DataArray) -> None:
     values = np.asarray(counts.values)
     if values.dtype.kind == "f" and not np.all(np.isnan(values) | (values == np.round(values))):
-        raise SpikelatentError("the NB-vs-Poisson likelihood-ratio test needs integer spike counts, got non-integer values")
+        raise SpikelatentError(
+            "the NB-vs-Poisson likelihood-ratio test needs integer spike counts, got non-integer values"
+        )
 
 
 def _check_probability(value: float, name: str) -> None:
@@ -96,7 +98,9 @@ def empirical_fano_factor(
     """
     _check_probability(confidence, "confidence")
     if method not in ("delta", "chi2"):
-        raise SpikelatentError(f"unknown Fano-factor interval method {method!r}; use 'delta' or 'chi2'")
+        raise SpikelatentError(
+            f"unknown Fano-factor interval method {method!r}; use 'delta' or 'chi2'"
+        )
     counts = as_dataarray(counts, "counts")
     cells = cells_over(counts, over, group_by)
     m = _cell_moments(cells)
@@ -125,14 +129,23 @@ def empirical_fano_factor(
     nan_attrs = {"nan_reason": ZERO_MEAN_REASON}
     dataset = xr.Dataset(
         {
-            "fano_factor": cells.wrap(fano, "fano_factor", {"long_name": "variance / mean", **nan_attrs}),
+            "fano_factor": cells.wrap(
+                fano, "fano_factor", {"long_name": "variance / mean", **nan_attrs}
+            ),
             "ci_low": cells.wrap(ci_low, "ci_low"),
             "ci_high": cells.wrap(ci_high, "ci_high"),
             "mean": cells.wrap(mean, "mean", {"long_name": f"mean count over {over}"}),
-            "variance": cells.wrap(variance, "variance", {"long_name": f"variance over {over} (ddof=1)"}),
+            "variance": cells.wrap(
+                variance, "variance", {"long_name": f"variance over {over} (ddof=1)"}
+            ),
             "n_trials": cells.wrap(n.astype(np.int64), "n_trials"),
         },
-        attrs={"confidence": confidence, "method": method, "over": over, "nan_reason": ZERO_MEAN_REASON},
+        attrs={
+            "confidence": confidence,
+            "method": method,
+            "over": over,
+            "nan_reason": ZERO_MEAN_REASON,
+        },
     )
     return dataset
 
@@ -163,7 +176,9 @@ def model_fano_summary(
         )
     q = np.asarray(quantiles, dtype=np.float64)
     if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1)):
-        raise SpikelatentError(f"quantiles must be a non-empty list of numbers in [0, 1], got {quantiles}")
+        raise SpikelatentError(
+            f"quantiles must be a non-empty list of numbers in [0, 1], got {quantiles}"
+        )
     fano = fano.astype(np.float64)
     summary = xr.Dataset(
         {
@@ -218,19 +233,25 @@ def mean_variance_relation(
     centred_x = log_mean - log_mean.mean(across, skipna=True)
     centred_y = log_variance - log_variance.mean(across, skipna=True)
     sxx = (centred_x**2).sum(across, skipna=True)
-    slope = ((centred_x * centred_y).sum(across, skipna=True) / sxx).where((n_points >= 2) & (sxx > 0))
+    slope = ((centred_x * centred_y).sum(across, skipna=True) / sxx).where(
+        (n_points >= 2) & (sxx > 0)
+    )
     intercept = log_variance.mean(across, skipna=True) - slope * log_mean.mean(across, skipna=True)
 
     finite = np.isfinite(mean) & np.isfinite(variance)
     mu = mean.where(finite)
     numerator = ((variance.where(finite) - mu) * mu**2).sum(across, skipna=True)
     denominator = (mu**4).sum(across, skipna=True)
-    gain_variance = (numerator / denominator).clip(min=0.0).where((finite.sum(across) >= 2) & (denominator > 0))
+    gain_variance = (
+        (numerator / denominator).clip(min=0.0).where((finite.sum(across) >= 2) & (denominator > 0))
+    )
     return xr.Dataset(
         {
             "slope": slope.assign_attrs(long_name="log-log slope of variance on mean"),
             "intercept": intercept.assign_attrs(long_name="log-log intercept"),
-            "gain_variance": gain_variance.assign_attrs(long_name="sigma_G^2 in var = mu + sigma_G^2 mu^2"),
+            "gain_variance": gain_variance.assign_attrs(
+                long_name="sigma_G^2 in var = mu + sigma_G^2 mu^2"
+            ),
             "n_points": n_points,
             "mean": mean,
             "variance": variance,
@@ -265,8 +286,12 @@ def _test_dataset(
     attrs: dict,
 ) -> xr.Dataset:
     adjusted, significant = _significance(p_value, alpha, correction)
-    data = {name: cells.wrap(values, name, var_attrs) for name, (values, var_attrs) in variables.items()}
-    data["p_value"] = cells.wrap(p_value, "p_value", {"nan_reason": "untested: no spikes or < 2 trials"})
+    data = {
+        name: cells.wrap(values, name, var_attrs) for name, (values, var_attrs) in variables.items()
+    }
+    data["p_value"] = cells.wrap(
+        p_value, "p_value", {"nan_reason": "untested: no spikes or < 2 trials"}
+    )
     data["p_adjusted"] = cells.wrap(adjusted, "p_adjusted", {"correction": str(correction)})
     data["significant"] = cells.wrap(significant, "significant")
     tested = cells.wrap(np.isfinite(p_value), "tested")
@@ -279,7 +304,9 @@ def _test_dataset(
     data["overall_fraction_significant"] = xr.DataArray(
         float(significant.sum()) / n_tested if n_tested else np.nan
     )
-    return xr.Dataset(data, attrs={**attrs, "alpha": alpha, "correction": str(correction), "n_tested": n_tested})
+    return xr.Dataset(
+        data, attrs={**attrs, "alpha": alpha, "correction": str(correction), "n_tested": n_tested}
+    )
 
 
 def overdispersion_test(
@@ -357,7 +384,9 @@ class _NBSums:
                 cell_index * (max_count + 1) + values, minlength=n_cells * (max_count + 1)
             ).reshape(n_cells, max_count + 1)
             # K_j = number of trials with count > j, for j = 0 .. max_count - 1.
-            self.survival = (valid.sum(axis=1)[:, None] - np.cumsum(histogram, axis=1))[:, :max_count]
+            self.survival = (valid.sum(axis=1)[:, None] - np.cumsum(histogram, axis=1))[
+                :, :max_count
+            ]
             self.offsets = np.arange(max_count, dtype=np.float64)
         else:
             self.samples = samples
@@ -371,10 +400,14 @@ class _NBSums:
     def log_gamma_gap(self, r: np.ndarray) -> np.ndarray:
         if self.use_survival:
             return (self.survival * np.log(r[:, None] + self.offsets)).sum(axis=-1)
-        return np.nansum(special.gammaln(self.samples + r[:, None]) - special.gammaln(r)[:, None], axis=-1)
+        return np.nansum(
+            special.gammaln(self.samples + r[:, None]) - special.gammaln(r)[:, None], axis=-1
+        )
 
 
-def _fit_nb_dispersion(sums: _NBSums, n: np.ndarray, mean: np.ndarray, m2: np.ndarray) -> np.ndarray:
+def _fit_nb_dispersion(
+    sums: _NBSums, n: np.ndarray, mean: np.ndarray, m2: np.ndarray
+) -> np.ndarray:
     """Maximum-likelihood NB dispersion r per cell.
 
     With p profiled out (p̂ = r/(r + x̄)) the score in r is
@@ -390,13 +423,20 @@ def _fit_nb_dispersion(sums: _NBSums, n: np.ndarray, mean: np.ndarray, m2: np.nd
     rows = np.arange(len(n))
     log_r_moments = np.clip(np.log(mean**2 / (m2 - mean)), _LOG_R_MIN + 1, _LOG_R_MAX - 1)
     bracket = elementwise.bracket_root(
-        profile_score, log_r_moments - 0.5, log_r_moments + 0.5, xmin=_LOG_R_MIN, xmax=_LOG_R_MAX, args=(rows,)
+        profile_score,
+        log_r_moments - 0.5,
+        log_r_moments + 0.5,
+        xmin=_LOG_R_MIN,
+        xmax=_LOG_R_MAX,
+        args=(rows,),
     )
     # 1e-7 in log r is far below the sampling error of r̂.
     root = elementwise.find_root(
         profile_score, bracket.bracket, args=(rows,), tolerances={"xatol": 1e-7, "xrtol": 1e-9}
     )
-    log_r = np.where(bracket.success & root.success, root.x, np.inf)  # no root in range: Poisson limit
+    log_r = np.where(
+        bracket.success & root.success, root.x, np.inf
+    )  # no root in range: Poisson limit
     return np.exp(log_r)
 
 
@@ -465,7 +505,10 @@ def nb_vs_poisson_lrt(
         {
             "statistic": (statistic, {"long_name": "2 (loglik NB - loglik Poisson)"}),
             "dispersion": (dispersion, {"long_name": "NB dispersion r (MLE); inf = Poisson"}),
-            "prob": (prob, {"long_name": "NB success probability p = r/(r + mean) (paper convention)"}),
+            "prob": (
+                prob,
+                {"long_name": "NB success probability p = r/(r + mean) (paper convention)"},
+            ),
         },
         p_value,
         alpha,

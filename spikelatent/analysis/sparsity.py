@@ -32,9 +32,17 @@ from spikelatent.analysis._layout import (
 )
 from spikelatent.errors import SpikelatentError
 
-__all__ = ["treves_rolls_sparsity", "lifetime_sparsity", "population_sparsity", "fraction_zero", "active_units"]
+__all__ = [
+    "treves_rolls_sparsity",
+    "lifetime_sparsity",
+    "population_sparsity",
+    "fraction_zero",
+    "active_units",
+]
 
-ALL_ZERO_REASON = "NaN where every entry is zero: sparsity 0/0 is undefined for a silent unit/stimulus"
+ALL_ZERO_REASON = (
+    "NaN where every entry is zero: sparsity 0/0 is undefined for a silent unit/stimulus"
+)
 
 
 def treves_rolls_sparsity(x: xr.DataArray, over: str) -> xr.DataArray:
@@ -46,7 +54,9 @@ def treves_rolls_sparsity(x: xr.DataArray, over: str) -> xr.DataArray:
     require_dims(x, [over], "sparsity")
     require_nonnegative(x, "activity")
     if np.isnan(np.asarray(x.values, dtype=np.float64)).any():
-        raise SpikelatentError("sparsity input contains NaN; drop or fill the missing entries first")
+        raise SpikelatentError(
+            "sparsity input contains NaN; drop or fill the missing entries first"
+        )
     m = x.sizes[over]
     if m < 2:
         raise SpikelatentError(f"sparsity needs at least 2 entries along {over!r}, got {m}")
@@ -62,7 +72,10 @@ def treves_rolls_sparsity(x: xr.DataArray, over: str) -> xr.DataArray:
 
 
 def lifetime_sparsity(
-    x: xr.DataArray, over: str = "stimulus", average: str | None = "trial", group_by: str = "stimulus"
+    x: xr.DataArray,
+    over: str = "stimulus",
+    average: str | None = "trial",
+    group_by: str = "stimulus",
 ) -> xr.DataArray:
     """Lifetime (selectivity) sparsity of each unit over stimuli.
 
@@ -94,7 +107,9 @@ def population_sparsity(
     return treves_rolls_sparsity(x, over).rename("population_sparsity")
 
 
-def fraction_zero(counts: xr.DataArray, over: str | Iterable[str] = ("trial", "stimulus")) -> xr.DataArray:
+def fraction_zero(
+    counts: xr.DataArray, over: str | Iterable[str] = ("trial", "stimulus")
+) -> xr.DataArray:
     """Fraction of entries equal to zero over the dims ``over`` (default: all trials and stimuli, per unit).
 
     A name in ``over`` that is only a coordinate along another reduced dim (``stimulus`` in the

@@ -30,7 +30,9 @@ def parse_stimuli(text: str) -> tuple[str, int, int]:
     if split not in SPLITS:
         raise SpikelatentError(f"--stimuli split {split!r} must be one of {', '.join(SPLITS)}")
     if start >= stop:
-        raise SpikelatentError(f"--stimuli {text!r}: START ({start}) must be smaller than STOP ({stop})")
+        raise SpikelatentError(
+            f"--stimuli {text!r}: START ({start}) must be smaller than STOP ({stop})"
+        )
     return split, start, stop
 
 
@@ -42,33 +44,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "write spike trains (Units table) and stimulus presentations (trials table) to NWB.",
     )
     parser.add_argument("run_dir", nargs="?", help="run directory (or checkpoint) of the model")
-    parser.add_argument("--population", metavar="FILE.nc",
-                        help="export a saved population (netCDF) instead of simulating one from RUN_DIR")
+    parser.add_argument(
+        "--population",
+        metavar="FILE.nc",
+        help="export a saved population (netCDF) instead of simulating one from RUN_DIR",
+    )
     parser.add_argument("--out", required=True, metavar="FILE.nwb", help="NWB file to write")
-    parser.add_argument("--stimuli", metavar="SPLIT:START:STOP",
-                        help=f"stimulus images: split and index range (default {DEFAULT_STIMULI})")
-    parser.add_argument("--trials", type=int, metavar="N",
-                        help=f"presentations of each stimulus (default {DEFAULT_TRIALS})")
-    parser.add_argument("--trial-duration", type=float, default=1.0, metavar="SECONDS",
-                        help="presentation (counting) window in seconds (default 1.0)")
-    parser.add_argument("--inter-trial", type=float, default=0.5, metavar="SECONDS",
-                        help="gap between presentations in seconds (default 0.5)")
+    parser.add_argument(
+        "--stimuli",
+        metavar="SPLIT:START:STOP",
+        help=f"stimulus images: split and index range (default {DEFAULT_STIMULI})",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help=f"presentations of each stimulus (default {DEFAULT_TRIALS})",
+    )
+    parser.add_argument(
+        "--trial-duration",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="presentation (counting) window in seconds (default 1.0)",
+    )
+    parser.add_argument(
+        "--inter-trial",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="gap between presentations in seconds (default 0.5)",
+    )
     subject = parser.add_argument_group(
-        "subject", "by default the subject is the in-silico model itself (no species/age/sex); "
-        "flags override the fields of --subject-yaml")
-    subject.add_argument("--subject-yaml", metavar="FILE",
-                         help="YAML mapping of subject fields (species, age, sex, subject_id, description, ...)")
+        "subject",
+        "by default the subject is the in-silico model itself (no species/age/sex); "
+        "flags override the fields of --subject-yaml",
+    )
+    subject.add_argument(
+        "--subject-yaml",
+        metavar="FILE",
+        help="YAML mapping of subject fields (species, age, sex, subject_id, description, ...)",
+    )
     subject.add_argument("--subject-species", help="Latin binomial, e.g. 'Mus musculus'")
     subject.add_argument("--subject-age", help="ISO 8601 duration, e.g. P90D")
     subject.add_argument("--subject-sex", help="M, F, O or U")
     subject.add_argument("--subject-id", help="subject identifier (no '/')")
     subject.add_argument("--subject-description", help="free-text description of the subject")
-    parser.add_argument("--include-images", action="store_true",
-                        help="store the stimulus images in the file (needs RUN_DIR)")
-    parser.add_argument("--no-rates", action="store_true",
-                        help="leave out the per-stimulus posterior parameters (processing/latent_rates)")
+    parser.add_argument(
+        "--include-images",
+        action="store_true",
+        help="store the stimulus images in the file (needs RUN_DIR)",
+    )
+    parser.add_argument(
+        "--no-rates",
+        action="store_true",
+        help="leave out the per-stimulus posterior parameters (processing/latent_rates)",
+    )
     parser.add_argument("--data-dir", help="folder holding the dataset files (default: the run's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the spike simulation (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the spike simulation (default 0)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.set_defaults(func=run)
 
@@ -91,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
     from spikelatent.nwb import to_nwb
 
     if (args.run_dir is None) == (args.population is None):
-        raise SpikelatentError("give either RUN_DIR (simulate from a model) or --population FILE.nc, not both or neither")
+        raise SpikelatentError(
+            "give either RUN_DIR (simulate from a model) or --population FILE.nc, not both or neither"
+        )
     if args.trials is not None and args.trials < 1:
         raise SpikelatentError(f"--trials must be at least 1, got {args.trials}")
     out = Path(args.out)
@@ -119,9 +156,11 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     sizes = population.sizes
-    print(f"wrote {path}: {sizes['unit']} units, {sizes['trial'] * sizes['stimulus']} presentations "
-          f"({sizes['stimulus']} stimuli x {sizes['trial']} trials), "
-          f"{int(population['counts'].sum())} spikes")
+    print(
+        f"wrote {path}: {sizes['unit']} units, {sizes['trial'] * sizes['stimulus']} presentations "
+        f"({sizes['stimulus']} stimuli x {sizes['trial']} trials), "
+        f"{int(population['counts'].sum())} spikes"
+    )
     return 0
 
 
@@ -134,7 +173,9 @@ def _open_population(path: Path):
         with xr.open_dataset(path) as dataset:
             return dataset.load()
     except (OSError, ValueError) as error:
-        raise SpikelatentError(f"cannot read population {path}: {str(error).splitlines()[0]}") from None
+        raise SpikelatentError(
+            f"cannot read population {path}: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def _simulate(args: argparse.Namespace):
@@ -166,5 +207,7 @@ def _simulate(args: argparse.Namespace):
         options["seed"] = args.seed
     print(f"simulating {trials} trials of {stop - start} {split} stimuli ...", file=sys.stderr)
     population = make_population(model, images, **options)
-    population.attrs.setdefault("stimuli", f"{config['data']} {split} split, images {start} to {stop - 1}")
+    population.attrs.setdefault(
+        "stimuli", f"{config['data']} {split} split, images {start} to {stop - 1}"
+    )
     return population, images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,8 +33,8 @@ class TensorBatch(NamedTuple):
 class ImageTensorDataset(Dataset):
     """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` int64 held in memory.
 
-    ``__getitems__`` lets the DataLoader fetch a batch with one tensor index instead of
-    ``batch_size`` item look-ups and a stack (several times faster on a small CPU).
+    ``__getitems__`` lets the DataLoader fetch a batch with one gather instead of
+    ``batch_size`` item look-ups and a stack (about 5x faster on a 2-core CPU).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -52,8 +53,12 @@ class ImageTensorDataset(Dataset):
         return self.images[index], self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> TensorBatch:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return TensorBatch(self.images[index], self.labels[index])
+        # numpy's single-threaded gather: torch's multi-threaded index is slow on busy small CPUs.
+        index = np.asarray(indices, dtype=np.int64)
+        return TensorBatch(
+            torch.from_numpy(self.images.numpy()[index]),
+            torch.from_numpy(self.labels.numpy()[index]),
+        )
 
     def select(self, indices: np.ndarray | list[int]) -> ImageTensorDataset:
         """A new dataset holding copies of the rows ``indices``."""
@@ -77,8 +82,9 @@ class BatchCollate:
         else:
             images, labels = default_collate(batch)
         if self.hflip and len(images):
-            flip = torch.rand(len(images)) < 0.5
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            flip = (torch.rand(len(images)) < 0.5).numpy()
+            array = images.numpy()  # a fresh batch (gathered or stacked): safe to edit in place
+            array[flip] = array[flip][..., ::-1]
         return images, labels
 
 
@@ -180,7 +186,7 @@ class ImageDataModule(pl.LightningDataModule):
         try:
             self._download(target)
         except Exception as error:  # no network, HTTP errors, checksum mismatch, read-only disk
-            note = f"download into {target} failed ({type(error).__name__}: {one_line(error)[:200]})"
+            note = f"download into {target} failed ({_download_failure(error)})"
             self._folder = find_dataset_root(self.name, self.data_dir, note=note)
             return self._folder
         self._folder = find_dataset_root(self.name, self.data_dir)
@@ -323,6 +329,17 @@ class ImageDataModule(pl.LightningDataModule):
             f"{type(self).__name__}(name={self.name!r}, image_shape={self.image_shape}, "
             f"data_range={self.data_range}, batch_size={self.batch_size}, seed={self.seed})"
         )
+
+
+def _download_failure(error: BaseException) -> str:
+    """A short reason for a failed download (torchvision's messages span several mirrors)."""
+    message = one_line(error)
+    unreachable = re.search(r"<urlopen error ([^>]*)>", message)
+    if unreachable:
+        return f"no network? urlopen error {unreachable.group(1)}"
+    if len(message) > 160:
+        message = message[:157] + "..."
+    return f"{type(error).__name__}: {message}"
 
 
 # --------------------------------------------------------------------- validation helpers

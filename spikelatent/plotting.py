@@ -1,0 +1,423 @@
+"""Figures: image grids, reconstructions, loss curves and model comparisons.
+
+Every figure is drawn on a :class:`matplotlib.figure.Figure` bound to the Agg canvas, so nothing
+needs a display and the global pyplot state (and a notebook's backend) is left alone. Writers
+save to a temporary file beside the target and ``os.replace`` it into place, so a reader never
+sees a half-written figure, and they return the path written.
+
+Image figures keep an exact pixel layout: every image pixel becomes a ``pixel_scale`` ×
+``pixel_scale`` block of the PNG, with an optional title band on top and a row-label band on
+the left.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.utils
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from spikelatent.errors import SpikelatentError
+
+__all__ = [
+    "image_grid",
+    "save_image_grid",
+    "save_loss_curves",
+    "save_model_comparison",
+    "save_reconstructions",
+]
+
+DPI = 100
+GRID_PADDING = 2  # pixels between images, in image pixels
+PAD_VALUE = 1.0  # white separators (grid values are on [0, 1])
+TITLE_BAND_PX = 32
+LABEL_FONT_SIZE = 9
+TITLE_FONT_SIZE = 11
+TARGET_IMAGE_WIDTH_PX = 800  # default pixel_scale aims the image part near this width
+LossInput = str | os.PathLike | Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | Any
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_data_range(data_range: Sequence[float]) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in data_range)
+    except (TypeError, ValueError):
+        raise SpikelatentError(
+            f"data_range must be two numbers (low, high) such as (0, 1) or (-1, 1); got {data_range!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and high > low):
+        raise SpikelatentError(
+            f"data_range must be finite with low < high, such as (0, 1) or (-1, 1); got {data_range!r}"
+        )
+    return low, high
+
+
+def _to_unit_images(images: Any, data_range: Sequence[float], what: str = "images") -> torch.Tensor:
+    """``(N, C, H, W)`` float tensor on [0, 1]: values clamped to ``data_range`` and rescaled.
+
+    Accepts a torch tensor or numpy array of shape ``(N, C, H, W)`` with C in {1, 3}, or
+    ``(N, H, W)`` for grey images.
+    """
+    low, high = _check_data_range(data_range)
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.asarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise SpikelatentError(
+            f"{what} must be a torch tensor or numpy array, got {type(images).__name__}"
+        )
+    images = images.detach().to("cpu", torch.float32)
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4 or images.shape[1] not in (1, 3) or images.shape[0] == 0:
+        raise SpikelatentError(
+            f"{what} must have shape (N, C, H, W) with C = 1 or 3 and N >= 1 (or (N, H, W)); "
+            f"got {tuple(images.shape)}"
+        )
+    if not torch.isfinite(images).all():
+        raise SpikelatentError(f"{what} contain NaN or infinite values; nothing was plotted")
+    return (images.clamp(low, high) - low) / (high - low)
+
+
+def _grid(unit_images: torch.Tensor, nrow: int) -> np.ndarray:
+    """Lay out ``[0, 1]`` images with torchvision's ``make_grid``; ``(height, width, 3)`` array."""
+    nrow = int(nrow)
+    if nrow < 1:
+        raise SpikelatentError(f"nrow must be a positive integer, got {nrow}")
+    grid = torchvision.utils.make_grid(
+        unit_images, nrow=nrow, padding=GRID_PADDING, pad_value=PAD_VALUE
+    )
+    if unit_images.shape[0] == 1:  # make_grid returns a lone image unpadded; keep one layout
+        grid = torch.nn.functional.pad(grid, [GRID_PADDING] * 4, value=PAD_VALUE)
+        if grid.shape[0] == 1:
+            grid = grid.expand(3, -1, -1)
+    return grid.permute(1, 2, 0).numpy().astype(np.float32, copy=True)
+
+
+def _blank_like(images: torch.Tensor, count: int) -> torch.Tensor:
+    return torch.full((count, *images.shape[1:]), PAD_VALUE, dtype=images.dtype)
+
+
+def _atomic_savefig(figure: Figure, path: str | os.PathLike) -> Path:
+    """Save ``figure`` to ``path`` through a temporary file and ``os.replace``; return the path."""
+    path = Path(path)
+    file_format = path.suffix.lstrip(".").lower()
+    supported = FigureCanvasAgg(figure).get_supported_filetypes()
+    if file_format not in supported:
+        raise SpikelatentError(
+            f"cannot write a figure to {str(path)!r}: give it one of the suffixes "
+            f"{', '.join('.' + s for s in sorted(supported))}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        figure.savefig(temporary, format=file_format, dpi=DPI, facecolor="white")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        figure.clear()  # free the artists now (no pyplot registry holds this figure)
+    return path
+
+
+def _default_pixel_scale(grid_width: int) -> int:
+    return max(1, min(8, TARGET_IMAGE_WIDTH_PX // max(grid_width, 1)))
+
+
+def _save_grid_figure(
+    grid: np.ndarray,
+    path: str | os.PathLike,
+    title: str | None,
+    row_labels: Sequence[tuple[str, float]] = (),
+    pixel_scale: int | None = None,
+) -> Path:
+    """Draw ``grid`` pixel-exactly, with an optional title band and labels at row centres.
+
+    ``row_labels`` holds ``(text, y)`` with y the label's centre in grid pixels from the top.
+    """
+    grid_height, grid_width = grid.shape[:2]
+    scale = _default_pixel_scale(grid_width) if pixel_scale is None else int(pixel_scale)
+    if scale < 1:
+        raise SpikelatentError(f"pixel_scale must be a positive integer, got {pixel_scale}")
+    image_width, image_height = grid_width * scale, grid_height * scale
+    longest_label = max((len(text) for text, _ in row_labels), default=0)
+    # ~0.62 em per character at LABEL_FONT_SIZE points, plus a margin.
+    label_px = math.ceil(longest_label * 0.62 * LABEL_FONT_SIZE * DPI / 72) + 12 if row_labels else 0
+    title_px = TITLE_BAND_PX if title else 0
+    total_width, total_height = label_px + image_width, title_px + image_height
+
+    figure = Figure(figsize=(total_width / DPI, total_height / DPI), dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes(
+        (label_px / total_width, 0.0, image_width / total_width, image_height / total_height)
+    )
+    axes.imshow(grid, interpolation="nearest", aspect="auto", vmin=0.0, vmax=1.0)
+    axes.set_axis_off()
+    for text, y_grid in row_labels:
+        y_figure = (image_height - y_grid * scale) / total_height
+        figure.text(
+            (label_px - 6) / total_width, y_figure, text,
+            ha="right", va="center", fontsize=LABEL_FONT_SIZE,
+        )
+    if title:
+        figure.text(
+            0.5, 1.0 - (title_px / 2) / total_height, title,
+            ha="center", va="center", fontsize=TITLE_FONT_SIZE,
+        )
+    return _atomic_savefig(figure, path)
+
+
+def _row_centre(row: int, image_height: int) -> float:
+    """Centre of grid row ``row`` in grid pixels from the top (make_grid layout)."""
+    return GRID_PADDING + row * (image_height + GRID_PADDING) + image_height / 2
+
+
+# --------------------------------------------------------------------------- image grids
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray,
+    nrow: int = 10,
+    data_range: Sequence[float] = (0, 1),
+) -> np.ndarray:
+    """Tile images into one array with ``torchvision.utils.make_grid``.
+
+    Args:
+        images: ``(N, C, H, W)`` (C = 1 or 3) or ``(N, H, W)``, values on ``data_range``.
+        nrow: images per grid row.
+        data_range: ``(low, high)`` of the images; values are clamped to it and mapped to [0, 1].
+
+    Returns:
+        ``(rows * (H + 2) + 2, min(N, nrow) * (W + 2) + 2, 3)`` float32 on [0, 1]: image ``k``
+        starts at pixel ``(2 + (k // nrow) * (H + 2), 2 + (k % nrow) * (W + 2))``; separators
+        and empty cells are white (1.0); grey images are repeated into the three channels.
+    """
+    return _grid(_to_unit_images(images, data_range), nrow)
+
+
+def save_image_grid(
+    images: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    nrow: int = 10,
+    data_range: Sequence[float] = (0, 1),
+    title: str | None = None,
+    pixel_scale: int | None = None,
+) -> Path:
+    """Write a grid of images (e.g. samples from the prior) to ``path``; returns the path.
+
+    Without a title the PNG is exactly the grid of :func:`image_grid` upscaled by
+    ``pixel_scale`` (default: about 800 pixels wide, at most ×8).
+    """
+    return _save_grid_figure(image_grid(images, nrow, data_range), path, title, (), pixel_scale)
+
+
+def save_reconstructions(
+    inputs: torch.Tensor | np.ndarray,
+    reconstructions: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    data_range: Sequence[float] = (0, 1),
+    n: int = 10,
+    nrow: int = 10,
+    title: str | None = None,
+    pixel_scale: int | None = None,
+) -> Path:
+    """Inputs above their reconstructions: row pairs of up to ``nrow`` images; returns the path.
+
+    The first ``n`` images of each are shown; row labels "input" / "recon.".
+    """
+    inputs = _to_unit_images(inputs, data_range, "inputs")
+    reconstructions = _to_unit_images(reconstructions, data_range, "reconstructions")
+    count = min(int(n), inputs.shape[0])
+    if count < 1:
+        raise SpikelatentError(f"n must be a positive integer, got {n}")
+    if reconstructions.shape[0] < count or reconstructions.shape[1:] != inputs.shape[1:]:
+        raise SpikelatentError(
+            f"reconstructions {tuple(reconstructions.shape)} do not match inputs "
+            f"{tuple(inputs.shape)}: need at least {count} images of the same (C, H, W)"
+        )
+    columns = min(int(nrow), count)
+    if columns < 1:
+        raise SpikelatentError(f"nrow must be a positive integer, got {nrow}")
+    cells, labels = [], []
+    for row_pair, start in enumerate(range(0, count, columns)):
+        stop = min(start + columns, count)
+        missing = columns - (stop - start)
+        for offset, (source, label) in enumerate(
+            ((inputs, "input"), (reconstructions, "recon."))
+        ):
+            cells += [source[start:stop], _blank_like(source, missing)]
+            labels.append((label, _row_centre(2 * row_pair + offset, inputs.shape[2])))
+    grid = _grid(torch.cat(cells), columns)
+    return _save_grid_figure(grid, path, title, labels, pixel_scale)
+
+
+def save_model_comparison(
+    rows: Mapping[str, torch.Tensor | np.ndarray],
+    inputs: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    data_range: Sequence[float] = (0, 1),
+    n: int = 10,
+    title: str | None = None,
+    pixel_scale: int | None = None,
+) -> Path:
+    """One row per model of its reconstructions of the same test images; returns the path.
+
+    The first row shows the first ``n`` ``inputs`` (label "input"); each following row is
+    labelled with the model's name (the ``rows`` key) and shows its first ``n`` reconstructions.
+    """
+    if not isinstance(rows, Mapping) or not rows:
+        raise SpikelatentError("rows must be a non-empty mapping {model name: reconstructions}")
+    inputs = _to_unit_images(inputs, data_range, "inputs")
+    count = min(int(n), inputs.shape[0])
+    if count < 1:
+        raise SpikelatentError(f"n must be a positive integer, got {n}")
+    cells, labels = [inputs[:count]], [("input", _row_centre(0, inputs.shape[2]))]
+    for index, (name, reconstructions) in enumerate(rows.items(), start=1):
+        reconstructions = _to_unit_images(
+            reconstructions, data_range, f"reconstructions of {name!r}"
+        )
+        if reconstructions.shape[0] < count or reconstructions.shape[1:] != inputs.shape[1:]:
+            raise SpikelatentError(
+                f"reconstructions of {name!r} {tuple(reconstructions.shape)} do not match inputs "
+                f"{tuple(inputs.shape)}: need at least {count} images of the same (C, H, W)"
+            )
+        cells.append(reconstructions[:count])
+        labels.append((str(name), _row_centre(index, inputs.shape[2])))
+    grid = _grid(torch.cat(cells), count)
+    return _save_grid_figure(grid, path, title, labels, pixel_scale)
+
+
+# --------------------------------------------------------------------------- loss curves
+
+# Panels and the metric names (after the train_/val_ prefix) each one draws, first match wins.
+LOSS_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("loss", ("loss",)),
+    ("reconstruction (SSE)", ("sse", "recon", "reconstruction")),
+    ("KL", ("kl",)),
+)
+SPLITS = (("train", "train"), ("val", "validation"))
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan  # empty CSV cells (Lightning writes train and val rows apart)
+
+
+def _read_metric_columns(metrics: LossInput) -> dict[str, list[float]]:
+    """Columns of floats from a CSV path, a column mapping, a row list or a DataFrame."""
+    if isinstance(metrics, (str, os.PathLike)):
+        path = Path(metrics)
+        if not path.is_file():
+            raise SpikelatentError(f"metrics file not found: {str(path)!r}")
+        with path.open(newline="") as handle:
+            metrics = list(csv.DictReader(handle))
+    elif hasattr(metrics, "to_dict") and hasattr(metrics, "columns"):  # a pandas DataFrame
+        metrics = metrics.to_dict(orient="list")
+    if isinstance(metrics, Mapping):
+        columns = {str(k): [_as_float(v) for v in values] for k, values in metrics.items()}
+        lengths = {len(values) for values in columns.values()}
+        if len(lengths) > 1:
+            raise SpikelatentError("metric columns have different lengths; give one value per row")
+        return columns
+    if isinstance(metrics, Iterable):
+        rows = list(metrics)
+        if not all(isinstance(row, Mapping) for row in rows):
+            raise SpikelatentError("metrics must be a CSV path, a column mapping or a list of row dicts")
+        names = list(dict.fromkeys(str(k) for row in rows for k in row))
+        return {name: [_as_float(row.get(name)) for row in rows] for name in names}
+    raise SpikelatentError(
+        f"metrics must be a CSV path, a column mapping or a list of row dicts, got {type(metrics).__name__}"
+    )
+
+
+def _canonical_columns(columns: dict[str, list[float]]) -> dict[str, list[float]]:
+    """``train/loss`` → ``train_loss``; Lightning's ``*_epoch`` kept, ``*_step`` dropped."""
+    canonical: dict[str, list[float]] = {}
+    for name, values in columns.items():
+        key = name.strip().lower().replace("/", "_").replace("-", "_")
+        if key.endswith("_step"):
+            continue
+        if key.endswith("_epoch") and key != "epoch":
+            key = key[: -len("_epoch")]
+            if key in canonical:
+                continue
+        canonical.setdefault(key, values)
+    return canonical
+
+
+def _per_epoch(epochs: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """The last finite value of each epoch, in epoch order."""
+    last: dict[float, float] = {}
+    for epoch, value in zip(epochs, values):
+        if math.isfinite(epoch) and math.isfinite(value):
+            last[epoch] = value
+    ordered = sorted(last)
+    return ordered, [last[epoch] for epoch in ordered]
+
+
+def save_loss_curves(metrics: LossInput, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Plot per-epoch train/validation curves: loss, reconstruction (SSE) and KL panels.
+
+    Args:
+        metrics: a CSV path (e.g. the run's ``metrics.csv``), a mapping column → values, a list of
+            row dicts, or a pandas DataFrame. Columns used: ``epoch`` and any of ``train_loss``,
+            ``val_loss``, ``train_sse``/``val_sse`` (or ``*_recon``), ``train_kl``/``val_kl``;
+            ``train/loss`` and Lightning's ``*_epoch`` names are accepted, ``*_step`` ignored.
+            Missing columns just drop their curve (or panel); empty cells and non-finite values
+            are skipped; with several rows per epoch the last value counts. Without ``epoch`` the
+            row number is used.
+        path: figure file (``.png``, ``.pdf``, ``.svg``, ...).
+
+    Raises:
+        SpikelatentError: no usable column, or unreadable input.
+    """
+    columns = _canonical_columns(_read_metric_columns(metrics))
+    row_count = max((len(v) for v in columns.values()), default=0)
+    if "epoch" in columns:
+        x_values, x_label = columns["epoch"], "epoch"
+    else:
+        x_values, x_label = [float(i) for i in range(1, row_count + 1)], "row"
+
+    panels: list[tuple[str, list[tuple[str, list[float], list[float]]]]] = []
+    for panel_title, names in LOSS_PANELS:
+        curves = []
+        for prefix, split_label in SPLITS:
+            column = next((f"{prefix}_{n}" for n in names if f"{prefix}_{n}" in columns), None)
+            if column is None:
+                continue
+            xs, ys = _per_epoch(x_values, columns[column])
+            if xs:
+                curves.append((split_label, xs, ys))
+        if curves:
+            panels.append((panel_title, curves))
+    if not panels:
+        raise SpikelatentError(
+            "no loss columns to plot: expected some of train_loss, val_loss, train_sse, val_sse, "
+            f"train_kl, val_kl; found {', '.join(columns) or 'none'}"
+        )
+
+    figure = Figure(figsize=(4.0 * len(panels), 3.4), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    for axes, (panel_title, curves) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        for split_label, xs, ys in curves:
+            axes.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=split_label)
+        axes.set_title(panel_title)
+        axes.set_xlabel(x_label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        axes.legend(frameon=False)
+    if title:
+        figure.suptitle(title)
+    return _atomic_savefig(figure, path)

@@ -1,0 +1,176 @@
+"""A trained count VAE's latents as a simulated neuron population, in xarray.
+
+``population(model, images, labels, n_trials)`` encodes each stimulus (image), reads the
+posterior's per-unit parameters (rate, dispersion, success probability, variance, Fano factor)
+and draws ``n_trials`` exact integer spike counts per stimulus and unit (Gamma then Poisson).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from spikelatent import __version__
+from spikelatent.distributions import NegativeBinomial, Poisson
+from spikelatent.errors import SpikelatentError
+
+COUNT_DTYPES = (np.uint16, np.uint32, np.uint64)
+
+
+def _as_images(images: Any, image_shape: tuple[int, ...]) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+    if tensor.ndim == len(image_shape):  # a single image
+        tensor = tensor.unsqueeze(0)
+    if tuple(tensor.shape[1:]) != tuple(image_shape):
+        raise SpikelatentError(
+            f"images must have shape (stimulus, {', '.join(map(str, image_shape))}) for this model; "
+            f"got {tuple(tensor.shape)}"
+        )
+    if tensor.shape[0] == 0:
+        raise SpikelatentError("images is empty: pass at least one stimulus")
+    tensor = tensor.float()
+    if not torch.isfinite(tensor).all():
+        raise SpikelatentError("images contain NaN or infinite values")
+    return tensor
+
+
+def _parameters(distribution: Any) -> dict[str, torch.Tensor]:
+    """Per-unit statistics of an NB or Poisson distribution (batch shape (stimulus, unit))."""
+    mean = distribution.mean
+    if isinstance(distribution, NegativeBinomial):
+        return {"rate": mean, "dispersion": distribution.total_count.expand_as(mean),
+                "prob": distribution.probs.expand_as(mean), "variance": distribution.variance,
+                "fano_factor": distribution.fano_factor.expand_as(mean)}
+    # Poisson = the NB limit r -> infinity, p -> 1: Fano factor 1.
+    return {"rate": mean, "dispersion": torch.full_like(mean, float("inf")),
+            "prob": torch.ones_like(mean), "variance": mean, "fano_factor": torch.ones_like(mean)}
+
+
+def population(
+    model: Any,
+    images: Any,
+    labels: Any = None,
+    n_trials: int = 0,
+    *,
+    batch_size: int = 500,
+    seed: int | None = 0,
+    progress: bool | None = None,
+    stimulus_ids: Any = None,
+) -> xr.Dataset:
+    """Build the latent population of a Poisson or NegBio model for a set of stimuli.
+
+    Args:
+        model: a trained :class:`spikelatent.model.VAE` (``spikelatent.load(run_dir)``) whose
+            latent family is ``poisson`` or ``negbinomial``.
+        images: stimuli, (stimulus, C, H, W) on the data range the model was trained on.
+        labels: optional class label per stimulus, (stimulus,).
+        n_trials: exact spike-count samples per stimulus and unit (0: no ``counts``).
+        batch_size: stimuli encoded at once (bounds memory).
+        seed: seed of the count sampling (``None``: the global torch RNG).
+        progress: show a progress bar (``None``: only on a terminal).
+        stimulus_ids: optional coordinate values for ``stimulus`` (default 0..N-1).
+
+    Returns:
+        ``xarray.Dataset`` with dims ``stimulus``, ``unit`` (and ``trial``):
+        ``rate``, ``dispersion``, ``prob``, ``variance``, ``fano_factor`` (stimulus, unit; spikes
+        per unit window), ``counts`` (trial, stimulus, unit; unsigned integers),
+        ``prior_rate``, ``prior_dispersion``, ``prior_fano_factor`` (unit); coords ``label``
+        (stimulus) and ``unit``; attrs naming model, variant, dataset and checkpoint.
+    """
+    latent = getattr(model, "latent", None)
+    if latent is None or not getattr(latent, "is_count", False):
+        family = getattr(latent, "name", type(model).__name__)
+        raise SpikelatentError(
+            f"populations exist for poisson and negbio models; this model's latents are {family}"
+        )
+    if int(n_trials) != n_trials or n_trials < 0:
+        raise SpikelatentError(f"n_trials must be an integer >= 0; got {n_trials}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise SpikelatentError(f"batch_size must be a positive integer; got {batch_size}")
+    n_trials = int(n_trials)
+    images = _as_images(images, tuple(model.image_shape))
+    n_stimuli, n_units = images.shape[0], latent.latent_dim
+    if labels is not None:
+        labels = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).reshape(-1)
+        if labels.shape[0] != n_stimuli:
+            raise SpikelatentError(
+                f"labels has {labels.shape[0]} entries but there are {n_stimuli} stimuli"
+            )
+
+    device = next(model.parameters()).device
+    statistics = {name: np.empty((n_stimuli, n_units), np.float32)
+                  for name in ("rate", "dispersion", "prob", "variance", "fano_factor")}
+    counts = np.zeros((n_trials, n_stimuli, n_units), COUNT_DTYPES[0]) if n_trials else None
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=n_stimuli, desc="population", unit="stim",
+               disable=None if progress is None else not progress)
+    # Seeded sampling without disturbing the caller's global RNG stream.
+    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    try:
+        with forked, torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            for start in range(0, n_stimuli, batch_size):
+                stop = min(start + batch_size, n_stimuli)
+                posterior = model.posterior(images[start:stop].to(device))
+                for name, value in _parameters(posterior).items():
+                    statistics[name][start:stop] = value.float().cpu().numpy()
+                if counts is not None:
+                    batch_counts = posterior.sample((n_trials,))  # exact: Gamma then Poisson
+                    counts = _store(counts, batch_counts, start, stop)
+                bar.update(stop - start)
+    finally:
+        bar.close()
+        model.train(was_training)
+
+    with torch.no_grad():
+        prior = _parameters(model.prior())
+    stimulus = np.arange(n_stimuli) if stimulus_ids is None else np.asarray(stimulus_ids)
+    coords: dict[str, Any] = {"stimulus": stimulus, "unit": np.arange(n_units)}
+    if labels is not None:
+        coords["label"] = ("stimulus", labels)
+    data_vars: dict[str, Any] = {
+        name: (("stimulus", "unit"), value) for name, value in statistics.items()
+    }
+    data_vars["prior_rate"] = ("unit", prior["rate"].cpu().numpy().astype(np.float32))
+    data_vars["prior_dispersion"] = ("unit", prior["dispersion"].cpu().numpy().astype(np.float32))
+    data_vars["prior_fano_factor"] = ("unit", prior["fano_factor"].cpu().numpy().astype(np.float32))
+    if counts is not None:
+        coords["trial"] = np.arange(n_trials)
+        data_vars["counts"] = (("trial", "stimulus", "unit"), counts)
+    dataset = xr.Dataset(data_vars, coords=coords)
+    config = getattr(model, "config", {}) or {}
+    dataset.attrs = {
+        "model": latent.name,
+        "variant": getattr(model, "variant", latent.name),
+        "dataset": str(config.get("data", "unknown")),
+        "checkpoint": str(getattr(model, "checkpoint_path", "") or "not saved"),
+        "spikelatent_version": __version__,
+        "count_window": "spike counts per unit window [0, 1)",
+        "seed": -1 if seed is None else int(seed),
+    }
+    units = {"rate": "spikes per window", "variance": "spikes^2 per window",
+             "fano_factor": "dimensionless", "prob": "NB success probability p",
+             "dispersion": "NB total count r (inf for Poisson)", "counts": "spikes"}
+    for name, unit in units.items():
+        if name in dataset:
+            dataset[name].attrs["units"] = unit
+    return dataset
+
+
+def _store(counts: np.ndarray, batch: torch.Tensor, start: int, stop: int) -> np.ndarray:
+    """Write a batch into the compact count array, widening its dtype only if a count needs it."""
+    values = batch.cpu().numpy()
+    high = values.max(initial=0)
+    for dtype in COUNT_DTYPES:
+        if high <= np.iinfo(dtype).max:
+            break
+    if np.iinfo(dtype).max > np.iinfo(counts.dtype).max:
+        counts = counts.astype(dtype)
+    counts[:, start:stop] = values.astype(counts.dtype)
+    return counts
