@@ -69,7 +69,7 @@ class FitConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"
-    extra: dict = field(default_factory=dict)
+    data_options: dict = field(default_factory=dict)  # dataset-specific, e.g. {hflip: true}
 
     def resolved(self) -> FitConfig:
         """A validated copy with every default filled in."""

@@ -42,19 +42,24 @@ MAX_LOG_RATE = 5.0
 MAX_ABS_LOG_MODULATION = 10.0
 
 
+# Sharpness of the soft clamps: within 2 units of the bound they deviate from min/max by < 1e-4,
+# so the parameterization is exact in practice while gradients stay alive at the bound.
+CLAMP_SHARPNESS = 5.0
+
+
 def soft_upper_clamp(x: torch.Tensor, upper: float | torch.Tensor) -> torch.Tensor:
-    """Smooth ``min(x, upper)``: identity far below ``upper``, saturating at ``upper``."""
-    return upper - F.softplus(upper - x)
+    """Smooth ``min(x, upper)``: identity below ``upper`` (to < 1e-4 two units away), saturating at it."""
+    return upper - F.softplus(upper - x, beta=CLAMP_SHARPNESS)
 
 
 def soft_lower_clamp(x: torch.Tensor, lower: float | torch.Tensor) -> torch.Tensor:
     """Smooth ``max(x, lower)``."""
-    return lower + F.softplus(x - lower)
+    return lower + F.softplus(x - lower, beta=CLAMP_SHARPNESS)
 
 
 def soft_symmetric_clamp(x: torch.Tensor, bound: float) -> torch.Tensor:
-    """Smooth clamp to (-bound, bound) that keeps gradients alive (bound * tanh(x / bound))."""
-    return bound * torch.tanh(x / bound)
+    """Smooth clamp to (-bound, bound): identity inside, gradients alive at the bounds."""
+    return soft_lower_clamp(soft_upper_clamp(x, bound), -bound)
 
 
 class LatentFamily(nn.Module):

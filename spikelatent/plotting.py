@@ -152,7 +152,9 @@ def _save_grid_figure(
     image_width, image_height = grid_width * scale, grid_height * scale
     longest_label = max((len(text) for text, _ in row_labels), default=0)
     # ~0.62 em per character at LABEL_FONT_SIZE points, plus a margin.
-    label_px = math.ceil(longest_label * 0.62 * LABEL_FONT_SIZE * DPI / 72) + 12 if row_labels else 0
+    label_px = (
+        math.ceil(longest_label * 0.62 * LABEL_FONT_SIZE * DPI / 72) + 12 if row_labels else 0
+    )
     title_px = TITLE_BAND_PX if title else 0
     total_width, total_height = label_px + image_width, title_px + image_height
 
@@ -166,13 +168,21 @@ def _save_grid_figure(
     for text, y_grid in row_labels:
         y_figure = (image_height - y_grid * scale) / total_height
         figure.text(
-            (label_px - 6) / total_width, y_figure, text,
-            ha="right", va="center", fontsize=LABEL_FONT_SIZE,
+            (label_px - 6) / total_width,
+            y_figure,
+            text,
+            ha="right",
+            va="center",
+            fontsize=LABEL_FONT_SIZE,
         )
     if title:
         figure.text(
-            0.5, 1.0 - (title_px / 2) / total_height, title,
-            ha="center", va="center", fontsize=TITLE_FONT_SIZE,
+            0.5,
+            1.0 - (title_px / 2) / total_height,
+            title,
+            ha="center",
+            va="center",
+            fontsize=TITLE_FONT_SIZE,
         )
     return _atomic_savefig(figure, path)
 
@@ -252,9 +262,7 @@ def save_reconstructions(
     for row_pair, start in enumerate(range(0, count, columns)):
         stop = min(start + columns, count)
         missing = columns - (stop - start)
-        for offset, (source, label) in enumerate(
-            ((inputs, "input"), (reconstructions, "recon."))
-        ):
+        for offset, (source, label) in enumerate(((inputs, "input"), (reconstructions, "recon."))):
             cells += [source[start:stop], _blank_like(source, missing)]
             labels.append((label, _row_centre(2 * row_pair + offset, inputs.shape[2])))
     grid = _grid(torch.cat(cells), columns)
@@ -334,7 +342,9 @@ def _read_metric_columns(metrics: LossInput) -> dict[str, list[float]]:
     if isinstance(metrics, Iterable):
         rows = list(metrics)
         if not all(isinstance(row, Mapping) for row in rows):
-            raise SpikelatentError("metrics must be a CSV path, a column mapping or a list of row dicts")
+            raise SpikelatentError(
+                "metrics must be a CSV path, a column mapping or a list of row dicts"
+            )
         names = list(dict.fromkeys(str(k) for row in rows for k in row))
         return {name: [_as_float(row.get(name)) for row in rows] for name in names}
     raise SpikelatentError(
@@ -360,7 +370,7 @@ def _canonical_columns(columns: dict[str, list[float]]) -> dict[str, list[float]
 def _per_epoch(epochs: list[float], values: list[float]) -> tuple[list[float], list[float]]:
     """The last finite value of each epoch, in epoch order."""
     last: dict[float, float] = {}
-    for epoch, value in zip(epochs, values):
+    for epoch, value in zip(epochs, values, strict=True):
         if math.isfinite(epoch) and math.isfinite(value):
             last[epoch] = value
     ordered = sorted(last)
@@ -410,9 +420,13 @@ def save_loss_curves(metrics: LossInput, path: str | os.PathLike, title: str | N
 
     figure = Figure(figsize=(4.0 * len(panels), 3.4), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
-    for axes, (panel_title, curves) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+    for axes, (panel_title, curves) in zip(
+        figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
+    ):
         for split_label, xs, ys in curves:
-            axes.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=split_label)
+            axes.plot(
+                xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=split_label
+            )
         axes.set_title(panel_title)
         axes.set_xlabel(x_label)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))

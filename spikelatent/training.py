@@ -51,7 +51,7 @@ class EpochMetricsCSV(Callback):
         self.rows: list[dict[str, Any]] = []
         self.started = time.time()
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.path.exists():  # resuming: keep the rows of the epochs already done
             with self.path.open() as stream:
                 self.rows = [row for row in csv.DictReader(stream)
@@ -115,6 +115,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
         num_workers=config.num_workers,
         download=config.download,
         limit=config.limit,
+        **config.data_options,
     )
     datamodule.setup("fit")
     model = VAE(config.to_dict(), datamodule.image_shape, datamodule.data_range)

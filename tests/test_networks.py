@@ -80,8 +80,12 @@ def test_linear_encoder_matches_hand_computed_affine_map():
     weight, bias = encoder.projection.weight.detach(), encoder.projection.bias.detach()
     expected = torch.stack(
         [
-            torch.tensor([sum(weight[o, i] * images[b].flatten()[i] for i in range(20)) + bias[o]
-                          for o in range(3)])
+            torch.tensor(
+                [
+                    sum(weight[o, i] * images[b].flatten()[i] for i in range(20)) + bias[o]
+                    for o in range(3)
+                ]
+            )
             for b in range(2)
         ]
     )
@@ -229,7 +233,9 @@ def test_invalid_arguments_raise_one_line_errors():
     _assert_one_line_error(lambda: make_decoder("mlp", 4, (1, 28, 28), "relu"), "sigmoid, tanh")
     for bad in (0, -3, 2.5, True, "8", None):
         _assert_one_line_error(lambda bad=bad: make_decoder("mlp", bad, (1, 28, 28)), "latent_dim")
-        _assert_one_line_error(lambda bad=bad: make_encoder("mlp", (1, 28, 28), bad), "out_features")
+        _assert_one_line_error(
+            lambda bad=bad: make_encoder("mlp", (1, 28, 28), bad), "out_features"
+        )
     for bad_shape in ((28, 28), (1, 0, 28), (1, 28, 28, 1), "abc", None):
         _assert_one_line_error(lambda s=bad_shape: make_encoder("linear", s, 4), "image_shape")
     _assert_one_line_error(lambda: make_encoder("mlp", (1, 28, 28), 4, depth=3), "depth", "hidden")

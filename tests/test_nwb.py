@@ -424,3 +424,63 @@ def test_cli_exports_a_saved_population(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(argv + ["--overwrite", "--trials", "3"]) == 2  # --trials needs RUN_DIR
     assert main(["export-nwb", "--out", str(out)]) == 2  # neither RUN_DIR nor --population
+
+
+def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
+    """The RUN_DIR path wired to stand-ins for load / make_datamodule / population."""
+    import sys
+    import types
+
+    import spikelatent
+    import spikelatent.data
+    from spikelatent.cli import main
+
+    images = np.random.default_rng(0).random((20, 1, 4, 4)).astype(np.float32)
+    labels = np.arange(20) % 4
+    calls = {}
+
+    class FakeDataModule:
+        def setup(self, stage):
+            calls["stage"] = stage
+
+        def split_tensors(self, split):
+            calls["split"] = split
+            return images, labels
+
+    def fake_population(model, stimuli, labels, n_trials, **_):
+        population = make_population("negbio", n_trial=n_trials, n_stimulus=len(stimuli), n_unit=3)
+        return population.assign_coords(label=("stimulus", np.asarray(labels)))
+
+    monkeypatch.setattr(
+        spikelatent,
+        "load",
+        lambda run: types.SimpleNamespace(config={"data": "digits"}),
+        raising=False,
+    )
+    monkeypatch.setattr(
+        spikelatent.data, "make_datamodule", lambda name, **_: FakeDataModule(), raising=False
+    )
+    monkeypatch.setitem(
+        sys.modules, "spikelatent.population", types.SimpleNamespace(population=fake_population)
+    )
+    out = tmp_path / "run.nwb"
+    argv = [
+        "export-nwb",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--stimuli",
+        "val:5:11",
+        "--trials",
+        "2",
+        "--include-images",
+    ]
+    assert main(argv) == 0
+    assert calls == {"stage": "fit", "split": "val"}
+    counts = read_counts(out)
+    assert counts.sizes == {"trial": 12, "unit": 3}
+    np.testing.assert_array_equal(counts["label"].values, np.tile(labels[5:11], 2))
+    with NWBHDF5IO(str(out), "r") as io:
+        stored = io.read().stimulus_template["stimuli"].images["stimulus_0"].data[:]
+    np.testing.assert_array_equal(stored, images[5, 0])
+    assert main(argv[:4] + ["--stimuli", "test:0:99", "--overwrite"]) == 2  # beyond the split

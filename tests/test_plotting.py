@@ -56,8 +56,10 @@ def test_image_grid_places_each_image_at_its_documented_position():
     rng = np.random.default_rng(0)
     images = rng.uniform(-1.3, 1.3, size=(7, 3, 5, 4)).astype(np.float32)  # some out of range
     grid = image_grid(torch.from_numpy(images), nrow=3, data_range=(-1, 1))
-    rows = [[_hwc(images[k], -1, 1) if k < 7 else None for k in range(r * 3, r * 3 + 3)]
-            for r in range(3)]
+    rows = [
+        [_hwc(images[k], -1, 1) if k < 7 else None for k in range(r * 3, r * 3 + 3)]
+        for r in range(3)
+    ]
     expected = _expected_grid(rows, 5, 4)
     assert grid.shape == expected.shape == (3 * 7 + 2, 3 * 6 + 2, 3)
     assert np.allclose(grid, expected, atol=1e-6)
@@ -192,12 +194,26 @@ def test_loss_curves_from_lightning_style_csv(tmp_path, plotted_lines):
     path = tmp_path / "metrics.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse",
-                         "train_kl", "val_kl", "train_loss_step"])
+        writer.writerow(
+            [
+                "epoch",
+                "step",
+                "train_loss",
+                "val_loss",
+                "train_sse",
+                "val_sse",
+                "train_kl",
+                "val_kl",
+                "train_loss_step",
+            ]
+        )
         for epoch in range(3):
-            writer.writerow([epoch, 10 * epoch + 9, "", 50 - epoch, "", 40 - epoch, "", 10 + epoch, ""])
-            writer.writerow([epoch, 10 * epoch + 9, 60 - 2 * epoch, "", 45 - 2 * epoch, "",
-                             15 - epoch, "", 99])
+            writer.writerow(
+                [epoch, 10 * epoch + 9, "", 50 - epoch, "", 40 - epoch, "", 10 + epoch, ""]
+            )
+            writer.writerow(
+                [epoch, 10 * epoch + 9, 60 - 2 * epoch, "", 45 - 2 * epoch, "", 15 - epoch, "", 99]
+            )
     out = save_loss_curves(path, tmp_path / "loss_curves.png")
     assert out == tmp_path / "loss_curves.png"
     png = _read_png(out)
@@ -230,13 +246,19 @@ def test_loss_curves_without_epoch_use_row_numbers_and_accept_dataframes(tmp_pat
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame({"train_loss": [3.0, 2.0], "val_loss": [3.5, 2.5]})
     save_loss_curves(frame, tmp_path / "loss.png")
-    assert [(x, y) for _, _, x, y in plotted_lines] == [([1.0, 2.0], [3.0, 2.0]),
-                                                         ([1.0, 2.0], [3.5, 2.5])]
+    assert [(x, y) for _, _, x, y in plotted_lines] == [
+        ([1.0, 2.0], [3.0, 2.0]),
+        ([1.0, 2.0], [3.5, 2.5]),
+    ]
 
 
 def test_loss_curves_errors(tmp_path):
-    for bad in (tmp_path / "missing.csv", {"epoch": [0, 1], "lr": [0.1, 0.2]}, 42,
-                {"train_loss": [1.0], "val_loss": [1.0, 2.0]}):
+    for bad in (
+        tmp_path / "missing.csv",
+        {"epoch": [0, 1], "lr": [0.1, 0.2]},
+        42,
+        {"train_loss": [1.0], "val_loss": [1.0, 2.0]},
+    ):
         with pytest.raises(SpikelatentError) as caught:
             save_loss_curves(bad, tmp_path / "loss.png")
         assert "\n" not in str(caught.value)

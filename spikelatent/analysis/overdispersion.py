@@ -357,9 +357,13 @@ def overdispersion_test(
 _LOG_R_MIN, _LOG_R_MAX = np.log(1e-8), np.log(1e10)
 
 
-# Above this many (cell x count-value) entries per block, the NB sums use digamma/gammaln on the raw
-# trials instead of the survival-count form (which needs a (cell, max count) table).
+# The NB fit works on chunks of this many cells, sorted by their largest count so that each chunk's
+# survival table (cell, max count) stays narrow. A chunk uses the survival form when its table has
+# at most SURVIVAL_TABLE_LIMIT entries and its max count is at most SURVIVAL_COST_RATIO x the number
+# of trials (beyond that, digamma on the raw trials is cheaper); otherwise special functions.
+LRT_CHUNK_CELLS = 8192
 SURVIVAL_TABLE_LIMIT = 8_000_000
+SURVIVAL_COST_RATIO = 16
 
 
 class _NBSums:
@@ -374,7 +378,10 @@ class _NBSums:
     def __init__(self, samples: np.ndarray):
         # samples: (cell, trial), NaN-padded, integer-valued.
         max_count = int(np.nanmax(samples)) if samples.size else 0
-        self.use_survival = samples.shape[0] * max(max_count, 1) <= SURVIVAL_TABLE_LIMIT
+        self.use_survival = (
+            samples.shape[0] * max(max_count, 1) <= SURVIVAL_TABLE_LIMIT
+            and max_count <= SURVIVAL_COST_RATIO * samples.shape[1]
+        )
         if self.use_survival:
             n_cells = samples.shape[0]
             valid = np.isfinite(samples)
@@ -440,6 +447,31 @@ def _fit_nb_dispersion(
     return np.exp(log_r)
 
 
+def _nb_likelihood_ratio(
+    samples: np.ndarray, n: np.ndarray, mean: np.ndarray, m2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """LR statistic and fitted r for overdispersed cells ``samples`` (cell, trial), chunk by chunk."""
+    lr = np.empty(len(n))
+    r = np.empty(len(n))
+    order = np.argsort(np.nanmax(samples, axis=1), kind="stable")  # narrow survival tables
+    for start in range(0, len(order), LRT_CHUNK_CELLS):
+        chunk = order[start : start + LRT_CHUNK_CELLS]
+        sums = _NBSums(samples[chunk])
+        n_c, mean_c = n[chunk], mean[chunk]
+        r_c = _fit_nb_dispersion(sums, n_c, mean_c, m2[chunk])
+        finite_r = np.isfinite(r_c)
+        r_safe = np.where(finite_r, r_c, 1.0)
+        log_likelihood_gain = (
+            sums.log_gamma_gap(r_safe)
+            - n_c * r_safe * np.log1p(mean_c / r_safe)
+            - n_c * mean_c * np.log(r_safe + mean_c)
+            + n_c * mean_c
+        )
+        lr[chunk] = np.where(finite_r, np.clip(2.0 * log_likelihood_gain, 0.0, None), 0.0)
+        r[chunk] = r_c
+    return lr, r
+
+
 def nb_vs_poisson_lrt(
     counts: xr.DataArray,
     over: str = "trial",
@@ -478,18 +510,10 @@ def nb_vs_poisson_lrt(
         block_statistic = np.where(testable, 0.0, np.nan)
         block_dispersion = np.where(testable, np.inf, np.nan)
         if overdispersed.any():
-            sums = _NBSums(block[:, overdispersed].T)  # (cell, trial)
-            n_o, mean_o = n[overdispersed], mean[overdispersed]
-            r = _fit_nb_dispersion(sums, n_o, mean_o, m2[overdispersed])
-            finite_r = np.isfinite(r)
-            r_safe = np.where(finite_r, r, 1.0)
-            log_likelihood_gain = (
-                sums.log_gamma_gap(r_safe)
-                - n_o * r_safe * np.log1p(mean_o / r_safe)
-                - n_o * mean_o * np.log(r_safe + mean_o)
-                + n_o * mean_o
+            samples = block[:, overdispersed].T  # (cell, trial)
+            lr, r = _nb_likelihood_ratio(
+                samples, n[overdispersed], mean[overdispersed], m2[overdispersed]
             )
-            lr = np.where(finite_r, np.clip(2.0 * log_likelihood_gain, 0.0, None), 0.0)
             block_statistic[overdispersed] = lr
             block_dispersion[overdispersed] = r
         statistic[cell_slice] = block_statistic

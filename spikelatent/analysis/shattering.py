@@ -71,7 +71,7 @@ def shattering_dimensionality(
     max_iter: int = 1000,
     regularization: float = 1.0,
     sample_dim: str = "sample",
-    prefer: str = "processes",
+    prefer: str = "threads",
 ) -> xr.Dataset:
     """Shattering dimensionality of features with respect to their class labels.
 
@@ -87,6 +87,8 @@ def shattering_dimensionality(
         confidence: interval coverage.
         max_iter: L-BFGS iterations per fit; ``regularization``: sklearn's ``C``.
         sample_dim: name of the sample dim in DataArray inputs.
+        prefer: joblib backend preference, ``"threads"`` (default: no worker start-up, the solver's
+            linear algebra releases the GIL) or ``"processes"``.
 
     Features are standardised with the training mean and standard deviation.
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spikelatent.errors import SpikelatentError
 
 SPLITS = ("train", "val", "test")
@@ -203,8 +205,11 @@ def _simulate(args: argparse.Namespace):
         )
     images, labels = images[start:stop], labels[start:stop]
     options: dict[str, Any] = {"labels": labels, "n_trials": trials}
-    if "seed" in inspect.signature(make_population).parameters:
+    accepted = inspect.signature(make_population).parameters
+    if "seed" in accepted:
         options["seed"] = args.seed
+    if "stimulus_ids" in accepted:  # the trials table then records each image's index in the split
+        options["stimulus_ids"] = np.arange(start, stop)
     print(f"simulating {trials} trials of {stop - start} {split} stimuli ...", file=sys.stderr)
     population = make_population(model, images, **options)
     population.attrs.setdefault(

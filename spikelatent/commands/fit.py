@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import yaml
+
 from spikelatent.config import ARCHITECTURES, MODELS, FitConfig
+from spikelatent.errors import SpikelatentError
 
 HELP = {
     "data": "dataset: digits (embedded, default), mnist, fashion-mnist, cifar16, celeba64, synthetic",
@@ -74,6 +77,8 @@ def register(subparsers: Any) -> None:
         parser.add_argument(flag, type=TYPES.get(name, str), choices=CHOICES.get(name),
                             default=argparse.SUPPRESS, help=help_text,
                             metavar=None if name in CHOICES else name.upper())
+    parser.add_argument("--data-option", action="append", metavar="KEY=VALUE", default=[],
+                        help="dataset-specific option, e.g. hflip=true for cifar16 (repeatable)")
     parser.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue a run from RUN_DIR/checkpoints/last.ckpt")
@@ -103,6 +108,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[FitConfig, bool]:
     for name in HELP:
         if hasattr(args, name):
             setattr(config, name, getattr(args, name))
+    for item in getattr(args, "data_option", []) or []:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise SpikelatentError(f"--data-option takes KEY=VALUE; got {item!r}")
+        config.data_options = {**config.data_options, key: yaml.safe_load(value)}
     config.devices = _parse_devices(config.devices)
     if resume:
         config.out = args.resume

@@ -88,6 +88,29 @@ class BatchCollate:
         return images, labels
 
 
+class EpochSeededSampler(torch.utils.data.Sampler[int]):
+    """Random order that depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    Lightning calls ``set_epoch`` at the start of each epoch (as for ``DistributedSampler``);
+    under DDP Lightning replaces it with a ``DistributedSampler`` seeded the same way.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def _select(pool: Dataset, indices: np.ndarray) -> Dataset:
     if isinstance(pool, ImageTensorDataset):
         return pool.select(indices)
@@ -236,12 +259,10 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochSeededSampler(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=BatchCollate(hflip=self.hflip and split == "train"),
@@ -300,9 +321,7 @@ class ImageDataModule(pl.LightningDataModule):
             test_split = "official"
         else:
             index_space = dict.fromkeys(SPLITS, "whole dataset")
-            test_split = (
-                f"carved: test_fraction={self.test_fraction}, fixed seed {TEST_SPLIT_SEED}"
-            )
+            test_split = f"carved: test_fraction={self.test_fraction}, fixed seed {TEST_SPLIT_SEED}"
         return {
             "dataset": self.name,
             "data_source": self.data_source,

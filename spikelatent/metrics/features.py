@@ -38,14 +38,15 @@ FEATURE_KINDS = ("inception", "classifier")
 
 INCEPTION_WEIGHTS_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILENAME
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+    + INCEPTION_WEIGHTS_FILENAME
 )
 INCEPTION_NUM_FEATURES = 2048
 
 CLASSIFIER_NUM_FEATURES = 128
 CLASSIFIER_MAX_EPOCHS = 10
 CLASSIFIER_TARGET_STEPS_IMAGES = 15000  # about this many training images seen, 2 to 10 epochs
-CLASSIFIER_FORMAT_VERSION = 2
+CLASSIFIER_FORMAT_VERSION = 3
 
 
 # --------------------------------------------------------------------------- cache locations
@@ -179,7 +180,7 @@ class InceptionFeatures(nn.Module):
 class ClassifierFeatures(nn.Module):
     """A small CNN classifier whose penultimate layer is the feature space for FID/KID.
 
-    ``forward(images)`` → ``(batch, 128)`` features (post-ReLU); ``logits(images)`` →
+    ``forward(images)`` → ``(batch, 128)`` features (post-ReLU, times ``feature_scale``); ``logits(images)`` →
     ``(batch, num_classes)``. Images: float ``(batch, C, H, W)`` on [0, 1], any H, W >= 4.
     """
 
@@ -202,6 +203,10 @@ class ClassifierFeatures(nn.Module):
             nn.ReLU(),
         )
         self.head = nn.Linear(CLASSIFIER_NUM_FEATURES, num_classes)
+        # Set after training so the features' RMS over the training images is 1: keeps FID and
+        # KID (whose cubic kernel is sensitive to scale) in a readable range. The head sees the
+        # unscaled features.
+        self.register_buffer("feature_scale", torch.tensor(1.0))
         self.description = description
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -211,10 +216,25 @@ class ClassifierFeatures(nn.Module):
                 f"the classifier extractor was trained on {self.in_channels}-channel images; "
                 f"got {images.shape[1]} channels"
             )
-        return self.trunk(images)
+        return self.trunk(images) * self.feature_scale
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward(images))
+        return self.head(self.forward(images) / self.feature_scale)
+
+    @torch.no_grad()
+    def calibrate_scale(self, images: torch.Tensor, batch_size: int = 1000) -> None:
+        """Set ``feature_scale`` so the features of ``images`` (on [0, 1]) have RMS 1."""
+        self.feature_scale.fill_(1.0)
+        device = self.feature_scale.device
+        squares = torch.cat(
+            [
+                self.trunk(images[start : start + batch_size].to(device)).pow(2).flatten()
+                for start in range(0, len(images), batch_size)
+            ]
+        )
+        rms = float(squares.mean().sqrt())
+        if rms > 0:
+            self.feature_scale.fill_(1.0 / rms)
 
 
 @torch.no_grad()
@@ -233,7 +253,9 @@ def classifier_accuracy(
     )
     model.train(was_training)
     return float(
-        multiclass_accuracy(predictions, labels.cpu(), num_classes=model.num_classes, average="micro")
+        multiclass_accuracy(
+            predictions, labels.cpu(), num_classes=model.num_classes, average="micro"
+        )
     )
 
 
@@ -274,7 +296,10 @@ def train_classifier(
     if epochs is None:
         epochs = default_classifier_epochs(len(train_images))
     loader = DataLoader(
-        TensorDataset(train_images, train_labels), batch_size=batch_size, shuffle=True, generator=generator
+        TensorDataset(train_images, train_labels),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     # one-cycle: fast, and the final epochs at a low rate make the accuracy stable from seed to seed
@@ -291,6 +316,7 @@ def train_classifier(
             optimizer.step()
             schedule.step()
     model.eval()
+    model.calibrate_scale(train_images)
     return model, classifier_accuracy(model, test_images, test_labels)
 
 
@@ -398,7 +424,9 @@ def load_or_train_classifier(
             "test_accuracy": accuracy,
             "n_train": len(train_images),
             "n_test": len(test_images),
-            "epochs": epochs if epochs is not None else default_classifier_epochs(len(train_images)),
+            "epochs": epochs
+            if epochs is not None
+            else default_classifier_epochs(len(train_images)),
             "seed": seed,
             "optimizer": "Adam",
             "spikelatent_version": __version__,

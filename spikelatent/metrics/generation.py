@@ -9,6 +9,7 @@ use it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -128,7 +129,9 @@ def generation_metrics(
     if not counts or counts[0] < 2:
         raise SpikelatentError(f"n_samples must be integers >= 2; got {n_samples!r}")
     if max_generated is not None and (int(max_generated) < 2):
-        raise SpikelatentError(f"the number of generated images must be >= 2; got {max_generated!r}")
+        raise SpikelatentError(
+            f"the number of generated images must be >= 2; got {max_generated!r}"
+        )
     if batch_size < 1 or kid_subsets < 1 or kid_subset_size < 2:
         raise SpikelatentError(
             "batch_size and kid_subsets must be >= 1 and kid_subset_size >= 2; got "
@@ -143,7 +146,11 @@ def generation_metrics(
     device = parameter.device if parameter is not None else torch.device("cpu")
     fid = FrechetInceptionDistance(feature=features, reset_real_features=False).to(device)
     # subset_size is checked against the data only in compute(); set there once the sizes are known
-    kid = KernelInceptionDistance(feature=features, subsets=kid_subsets, subset_size=2).to(device)
+    with warnings.catch_warnings():  # its note that KID keeps all features in memory: expected
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets, subset_size=2).to(
+            device
+        )
 
     results: dict[str, Any] = {}
     cuda_devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
@@ -151,7 +158,9 @@ def generation_metrics(
         torch.manual_seed(seed)
         n_real = 0
         image_shape = None
-        bar = tqdm(desc="FID/KID features", unit="img", disable=None if progress is None else not progress)
+        bar = tqdm(
+            desc="FID/KID features", unit="img", disable=None if progress is None else not progress
+        )
         with bar:
             for images in _real_batches(real, batch_size):
                 images = _check_batch(images, "real images", image_shape)

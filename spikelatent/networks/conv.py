@@ -143,7 +143,7 @@ class ConvDecoder(nn.Module):
         )
         widths = list(reversed(self.channels)) + [self.image_shape[0]]
         layers: list[nn.Module] = []
-        for index, (in_width, out_width) in enumerate(zip(widths[:-1], widths[1:])):
+        for index, (in_width, out_width) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             layers.append(nn.ConvTranspose2d(in_width, out_width, KERNEL_SIZE, STRIDE, PADDING))
             if index < len(widths) - 2:  # no ReLU before the output activation
                 layers.append(nn.ReLU())

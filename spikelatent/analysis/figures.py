@@ -1,0 +1,230 @@
+"""Figures for the population analyses (matplotlib, Agg; no pyplot global state).
+
+Every function writes one image to ``path`` (format from the suffix: .png, .pdf, .svg), atomically
+(temporary file in the same folder, then ``os.replace``), and returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from spikelatent.analysis._layout import as_dataarray, group_along, is_grouping_coord, require_dims
+from spikelatent.analysis.overdispersion import empirical_fano_factor
+from spikelatent.errors import SpikelatentError
+
+__all__ = [
+    "plot_fano_histogram",
+    "plot_mean_variance",
+    "plot_sparsity",
+    "plot_shattering",
+    "plot_raster",
+]
+
+
+def _new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1) -> tuple[Figure, list]:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _save(figure: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix or ".png"
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, format=suffix.lstrip("."), dpi=120)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finite_values(values: object, what: str) -> np.ndarray:
+    if isinstance(values, xr.Dataset):
+        for name in ("fano_factor", what):
+            if name in values:
+                values = values[name]
+                break
+        else:
+            raise SpikelatentError(f"cannot find {what!r} in the Dataset given for the {what} plot")
+    array = np.asarray(
+        values.values if isinstance(values, xr.DataArray) else values, dtype=np.float64
+    )
+    return array[np.isfinite(array)].ravel()
+
+
+def plot_fano_histogram(
+    model_fano: xr.Dataset | xr.DataArray | np.ndarray,
+    empirical_fano: xr.Dataset | xr.DataArray | np.ndarray | None = None,
+    path: str | os.PathLike = "fano_factor.png",
+    bins: int = 50,
+) -> Path:
+    """Histograms of the model Fano factor (1/p) and the empirical one (trial variance / mean).
+
+    ``model_fano`` is a population Dataset (its ``fano_factor``; when ``empirical_fano`` is None the
+    empirical one is computed from its ``counts``) or any array of Fano factors; ``empirical_fano`` is
+    the result of :func:`empirical_fano_factor` or an array.
+    """
+    if empirical_fano is None and isinstance(model_fano, xr.Dataset) and "counts" in model_fano:
+        empirical_fano = empirical_fano_factor(model_fano["counts"])
+    model = _finite_values(model_fano, "fano_factor")
+    series = [("model (1/p)", model)]
+    if empirical_fano is not None:
+        series.append(("empirical (var/mean)", _finite_values(empirical_fano, "fano_factor")))
+    pooled = np.concatenate([values for _, values in series])
+    if pooled.size == 0:
+        raise SpikelatentError("no finite Fano factors to plot")
+    upper = max(float(np.quantile(pooled, 0.995)), 1.05)
+    edges = np.linspace(min(float(pooled.min()), 0.9), upper, bins + 1)
+    figure, (axis,) = _new_figure()
+    for label, values in series:
+        axis.hist(
+            np.clip(values, None, upper),
+            bins=edges,
+            alpha=0.55,
+            label=f"{label}, median {np.median(values):.2f}",
+        )
+    axis.axvline(1.0, color="black", linestyle="--", linewidth=1, label="Poisson (F = 1)")
+    axis.set_xlabel("Fano factor")
+    axis.set_ylabel("(stimulus, unit) cells")
+    axis.legend(frameon=False)
+    return _save(figure, path)
+
+
+def plot_mean_variance(
+    counts: xr.DataArray,
+    path: str | os.PathLike = "mean_variance.png",
+    over: str = "trial",
+    max_points: int = 20_000,
+    seed: int = 0,
+) -> Path:
+    """Log–log scatter of trial variance against trial mean per (stimulus, unit) cell, with var = mean.
+
+    At most ``max_points`` cells (a seeded random subset) are drawn.
+    """
+    statistics = empirical_fano_factor(as_dataarray(counts, "counts"), over=over)
+    mean = statistics["mean"].values.ravel()
+    variance = statistics["variance"].values.ravel()
+    keep = np.isfinite(mean) & np.isfinite(variance) & (mean > 0) & (variance > 0)
+    mean, variance = mean[keep], variance[keep]
+    if mean.size == 0:
+        raise SpikelatentError("no cells with positive mean and variance to plot")
+    if mean.size > max_points:
+        chosen = np.random.default_rng(seed).choice(mean.size, max_points, replace=False)
+        mean, variance = mean[chosen], variance[chosen]
+    figure, (axis,) = _new_figure(5, 5)
+    axis.scatter(mean, variance, s=3, alpha=0.3, linewidths=0)
+    line = np.array([min(mean.min(), variance.min()), max(mean.max(), variance.max())])
+    axis.plot(line, line, color="black", linestyle="--", linewidth=1, label="Poisson: var = mean")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel(f"mean count over {over}")
+    axis.set_ylabel(f"variance over {over}")
+    axis.legend(frameon=False)
+    return _save(figure, path)
+
+
+def plot_sparsity(
+    path: str | os.PathLike,
+    lifetime: xr.DataArray | np.ndarray | None = None,
+    population: xr.DataArray | np.ndarray | None = None,
+    bins: int = 30,
+) -> Path:
+    """Histograms of lifetime sparsity (per unit) and population sparsity (per stimulus)."""
+    panels = [
+        (name, values)
+        for name, values in (("lifetime", lifetime), ("population", population))
+        if values is not None
+    ]
+    if not panels:
+        raise SpikelatentError("plot_sparsity needs lifetime and/or population sparsity values")
+    figure, axes = _new_figure(4.5 * len(panels), 3.5, ncols=len(panels))
+    for axis, (name, values) in zip(axes, panels, strict=True):
+        finite = _finite_values(values, f"{name}_sparsity")
+        axis.hist(finite, bins=np.linspace(0, 1, bins + 1))
+        unit = "units" if name == "lifetime" else "stimuli"
+        axis.set_xlabel(f"{name} sparsity")
+        axis.set_ylabel(unit)
+        if finite.size:
+            axis.set_title(f"mean {finite.mean():.3f} ({finite.size} {unit})")
+    return _save(figure, path)
+
+
+def plot_shattering(result: xr.Dataset, path: str | os.PathLike = "shattering.png") -> Path:
+    """Held-out accuracy of every split (sorted) with the mean and its bootstrap interval."""
+    if not isinstance(result, xr.Dataset) or "accuracy" not in result:
+        raise SpikelatentError(
+            "plot_shattering needs the Dataset returned by shattering_dimensionality"
+        )
+    accuracy = np.sort(result["accuracy"].values)
+    figure, (axis,) = _new_figure()
+    axis.plot(np.arange(accuracy.size), accuracy, marker=".", linestyle="none", label="split")
+    mean = float(result["mean"])
+    axis.axhline(mean, color="C3", label=f"mean {mean:.3f}")
+    if "ci_low" in result and "ci_high" in result:
+        axis.axhspan(float(result["ci_low"]), float(result["ci_high"]), color="C3", alpha=0.2)
+    axis.axhline(0.5, color="grey", linestyle=":", label="chance")
+    axis.set_xlabel("split (sorted by accuracy)")
+    axis.set_ylabel("held-out accuracy")
+    axis.set_ylim(min(0.4, accuracy.min() - 0.02), 1.01)
+    axis.legend(frameon=False)
+    return _save(figure, path)
+
+
+def plot_raster(
+    counts: xr.DataArray,
+    path: str | os.PathLike = "raster.png",
+    stimuli: Sequence[int] | None = None,
+    units: Sequence[int] | None = None,
+    over: str = "trial",
+) -> Path:
+    """Spike-count heatmaps (trial × unit), one panel per stimulus.
+
+    ``stimuli`` and ``units`` are positions along those dims (default: the first 4 stimuli and the
+    first 64 units). Recorded ``(trial, unit)`` counts are grouped by their ``stimulus`` coordinate.
+    """
+    counts = as_dataarray(counts, "counts")
+    if is_grouping_coord(counts, "stimulus", over):
+        counts = group_along(counts, over, "stimulus")
+    require_dims(counts, [over, "stimulus", "unit"], "plot_raster")
+    stimulus_positions = (
+        list(range(min(4, counts.sizes["stimulus"]))) if stimuli is None else list(stimuli)
+    )
+    unit_positions = list(range(min(64, counts.sizes["unit"]))) if units is None else list(units)
+    for name, positions in (("stimulus", stimulus_positions), ("unit", unit_positions)):
+        if not positions or min(positions) < 0 or max(positions) >= counts.sizes[name]:
+            raise SpikelatentError(
+                f"{name} positions must lie in 0..{counts.sizes[name] - 1}, got {positions}"
+            )
+    selection = counts.isel(stimulus=stimulus_positions, unit=unit_positions).transpose(
+        "stimulus", over, "unit"
+    )
+    values = np.asarray(selection.values, dtype=np.float64)
+    top = max(float(np.nanmax(values)), 1.0)
+    figure, axes = _new_figure(3.2 * len(stimulus_positions), 3.2, ncols=len(stimulus_positions))
+    stimulus_names = selection["stimulus"].values
+    labels = selection.coords["label"].values if "label" in selection.coords else None
+    for index, (axis, panel) in enumerate(zip(axes, values, strict=True)):
+        image = axis.imshow(
+            panel, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=top
+        )
+        title = f"stimulus {stimulus_names[index]}"
+        if labels is not None and selection.coords["label"].dims == ("stimulus",):
+            title += f" (label {labels[index]})"
+        axis.set_title(title)
+        axis.set_xlabel("unit")
+        axis.set_ylabel(over)
+    figure.colorbar(image, ax=axes, label="spike count")
+    return _save(figure, path)
