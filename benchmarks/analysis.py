@@ -4,6 +4,8 @@ Run from the repository root, e.g. on 2 cores:
 
     python benchmarks/analysis.py                      # shattering, 5000 x 256 features, 10 classes
     python benchmarks/analysis.py --overdispersion     # also Fano / dispersion test / NB-vs-Poisson LRT
+    python benchmarks/analysis.py --skip-shattering --population --profile-population
+                                                       # population of 10k stimuli x 256 units x 50 trials
 
 Prints timings; nothing is asserted (the target for shattering is < 60 s on 2 cores).
 """
@@ -64,10 +66,90 @@ def synthetic_population(n_trials: int, n_stimuli: int, n_units: int, seed: int)
 # ---------------------------------------------------------------------------------------------
 
 
-def benchmark_overdispersion(args: argparse.Namespace) -> None:
+def realistic_negbio_model(latent_dim: int, arch: str, low: float = 0.5, high: float = 5.0, seed: int = 0):
+    """An untrained NegBio DS-C VAE whose posterior rates lie around ``low``..``high`` spikes.
+
+    A fresh model's prior fires sparsely (mean e^U(-6,-2)); timing needs realistic counts, so the
+    prior mean of each unit is set log-uniform in [low, high] and the encoder's last bias is zeroed
+    (the random weights then modulate the rate around it, image by image).
+    """
+    import torch
+
+    from spikelatent.config import FitConfig
+    from spikelatent.model import VAE
+
+    torch.manual_seed(seed)
+    config = FitConfig(model="negbio", kl="ds", relax="ct", latent_dim=latent_dim, arch=arch)
+    model = VAE(config.to_dict(), image_shape=(1, 28, 28)).eval()
+    latent = model.latent
+    with torch.no_grad():
+        log_mean = torch.empty(latent_dim).uniform_(np.log(low), np.log(high))
+        # DS posterior: logit q = logit p + u_p, and mean = r (1 - p) / p = r e^(-logit p).
+        latent.prior_logit_prob.copy_(latent.prior_log_dispersion - log_mean)
+        last_linear = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last_linear.bias.zero_()
+    return model
+
+
+def benchmark_population(args: argparse.Namespace):
+    """Time ``spikelatent.population`` and its parts; returns the counts for the analyses."""
+    import torch
+
+    from spikelatent.population import population
+
+    torch.set_num_threads(args.threads)
+    model = realistic_negbio_model(args.units, args.arch)
+    images = torch.rand(args.stimuli, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    labels = torch.randint(0, 10, (args.stimuli,), generator=torch.Generator().manual_seed(2))
+    shape = f"{args.stimuli} stimuli x {args.units} units x {args.trials} trials"
+
+    start = time.perf_counter()
+    pop = population(model, images, labels=labels, n_trials=args.trials, seed=0, progress=False)
+    elapsed = time.perf_counter() - start
+    counts = pop["counts"]
+    rate = pop["rate"].values
+    print(
+        f"population ({args.arch} encoder, torch threads {torch.get_num_threads()}): {shape}: "
+        f"{elapsed:.1f} s; counts {counts.dtype} {counts.nbytes / 2**20:.0f} MiB; "
+        f"rate median {np.median(rate):.2f} (5-95%: {np.quantile(rate, 0.05):.2f}-"
+        f"{np.quantile(rate, 0.95):.2f}), max count {int(counts.max())}"
+    )
+    if args.profile_population:
+        profile_population(model, images, args.trials, batch_size=500)
+    return counts
+
+
+def profile_population(model, images, n_trials: int, batch_size: int) -> None:
+    """Where the time of ``population`` goes: encoder, Gamma draw, Poisson draw, uint16 copy."""
+    import torch
+
+    parts = dict.fromkeys(("encoder + posterior", "gamma", "poisson", "numpy + uint16 copy"), 0.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            tick = time.perf_counter()
+            posterior = model.posterior(images[start : start + batch_size])
+            mean = posterior.mean
+            tock = time.perf_counter()
+            parts["encoder + posterior"] += tock - tick
+            # Same maths as NegativeBinomial.sample: gain ~ Gamma(r, scale (1-p)/p), then Poisson.
+            r = posterior.total_count.expand_as(mean)
+            gain = torch._standard_gamma(r.expand((n_trials, *r.shape))) * (mean / r)
+            tick = time.perf_counter()
+            parts["gamma"] += tick - tock
+            draws = torch.poisson(gain)
+            tock = time.perf_counter()
+            parts["poisson"] += tock - tick
+            draws.numpy().astype(np.uint16)
+            parts["numpy + uint16 copy"] += time.perf_counter() - tock
+    print("population profile: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts.items()))
+
+
+def benchmark_overdispersion(args: argparse.Namespace, counts: xr.DataArray | None = None) -> None:
     from spikelatent.analysis import empirical_fano_factor, nb_vs_poisson_lrt, overdispersion_test
 
-    counts = synthetic_population(args.trials, args.stimuli, args.units, seed=2)
+    if counts is None:
+        counts = synthetic_population(args.trials, args.stimuli, args.units, seed=2)
     shape = f"{args.trials} trials x {args.stimuli} stimuli x {args.units} units"
     for name, function in (
         ("empirical_fano_factor", empirical_fano_factor),
@@ -94,11 +176,22 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--stimuli", type=int, default=10_000)
     parser.add_argument("--units", type=int, default=256)
+    parser.add_argument(
+        "--population",
+        action="store_true",
+        help="time spikelatent.population on an untrained NegBio DS-C model (and analyse its counts)",
+    )
+    parser.add_argument("--profile-population", action="store_true", help="split the population time into parts")
+    parser.add_argument("--arch", default="conv", choices=["linear", "mlp", "conv"], help="encoder of that model")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the population (default 2)")
+    parser.add_argument("--skip-shattering", action="store_true")
     args = parser.parse_args()
     print(f"cpu cores visible: {os.cpu_count()}")
-    benchmark_shattering(args)
+    if not args.skip_shattering:
+        benchmark_shattering(args)
+    counts = benchmark_population(args) if args.population else None
     if args.overdispersion:
-        benchmark_overdispersion(args)
+        benchmark_overdispersion(args, counts)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ from spikelatent.errors import SpikelatentError
 MODELS = ("gaussian", "laplace", "categorical", "poisson", "negbio")
 ARCHITECTURES = ("linear", "mlp", "conv")
 
-# Epochs when none is given: the embedded digits set is tiny, so it gets more passes.
-DEFAULT_EPOCHS = {"digits": 150, "synthetic": 5}
+# Epochs and batch size when none is given: the embedded digits set is tiny (1374 training
+# images), so it gets smaller batches (more optimizer steps) and more passes.
+DEFAULT_EPOCHS = {"digits": 100, "synthetic": 5}
 DEFAULT_EPOCHS_OTHER = 50
+DEFAULT_BATCH_SIZE = {"digits": 32}
+DEFAULT_BATCH_SIZE_OTHER = 128
 
 
 @dataclass
@@ -56,7 +59,7 @@ class FitConfig:
     temperature_anneal_fraction: float = 0.5
     # optimisation
     epochs: int | None = None
-    batch_size: int = 128
+    batch_size: int | None = None  # None: 32 on digits, 128 otherwise
     lr: float = 2e-3
     lr_min: float = 1e-5
     warmup_fraction: float = 0.01
@@ -80,6 +83,8 @@ class FitConfig:
         config.decoder = config.decoder or config.arch
         if config.epochs is None:
             config.epochs = DEFAULT_EPOCHS.get(config.data, DEFAULT_EPOCHS_OTHER)
+        if config.batch_size is None:
+            config.batch_size = DEFAULT_BATCH_SIZE.get(config.data, DEFAULT_BATCH_SIZE_OTHER)
         if config.temperature_end is None:
             config.temperature_end = 0.1 if config.model == "categorical" else 0.05
         config.validate()

@@ -142,6 +142,18 @@ def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    try:
+        resolved = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError):
+        raise SpikelatentError(
+            f"--device must be a torch device such as cpu or cuda:0; got {device!r}"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise SpikelatentError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return resolved
+
+
 # --------------------------------------------------------------------------- evaluate
 
 
@@ -156,6 +168,7 @@ def evaluate_run(
     kid_subset_size: int = 1000,
     seed: int = 0,
     progress: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Compute a run's Table 1 metrics and write them into the run directory.
 
@@ -172,6 +185,7 @@ def evaluate_run(
         kid_subsets, kid_subset_size: KID subsets (mean ± std over subsets).
         seed: seeds reconstruction sampling, generation and KID subsets.
         progress: progress bars (``None``: only on a terminal).
+        device: where the model and the extractor run (default: CUDA if available, else CPU).
 
     Returns:
         The flat dict written to ``metrics.json``: ``mse``, ``mse_01``, ``ssim`` (sample
@@ -201,7 +215,8 @@ def evaluate_run(
     feature_kind = resolve_feature_kind(features)
     extractor = make_feature_extractor("inception") if feature_kind == "inception" else None
 
-    model = _load_model(run_dir)
+    device = _resolve_device(device)
+    model = _load_model(run_dir).to(device)
     config = dict(model.config)
     datamodule = _make_datamodule(config, data_dir)
     images, _ = datamodule.split_tensors(split)
@@ -229,7 +244,6 @@ def evaluate_run(
 
     if extractor is None:
         extractor = make_feature_extractor("classifier", datamodule=datamodule, progress=progress)
-    device = next(model.parameters()).device
     extractor = extractor.to(device)
     metrics.update(
         generation_metrics(
@@ -258,6 +272,7 @@ def evaluate_run(
         checkpoint=str(getattr(model, "checkpoint_path", "")),
         run_dir=str(run_dir),
         seed=seed,
+        device=str(device),
         spikelatent_version=__version__,
         evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
+import warnings
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,18 @@ from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE, load
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+class _DropAdvertisements(logging.Filter):
+    """Lightning logs a cloud-logger advertisement on every fit; users asked for training output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisements())
+# A Lightning-internal deprecation notice (torch pytree API), not actionable by users.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
     "train_mse", "val_mse", "train_zero_fraction", "val_zero_fraction",

@@ -342,3 +342,20 @@ def test_fano_mean_variance_and_raster_figures_are_written_atomically(tmp_path):
     ]  # no temporary files left behind
     with pytest.raises(SpikelatentError, match="stimulus positions"):
         plot_raster(counts, tmp_path / "bad.png", stimuli=[6])
+
+
+def test_lrt_on_ragged_recorded_layout_matches_scipy_fit_per_stimulus():
+    rng = np.random.default_rng(13)
+    stimulus = rng.integers(0, 4, size=160)  # unequal numbers of trials per stimulus
+    values = stats.nbinom(1.5, 0.25).rvs(size=(160, 2), random_state=rng)
+    counts = xr.DataArray(
+        values.astype(np.uint16), dims=("trial", "unit"), coords={"stimulus": ("trial", stimulus)}
+    )
+    result = nb_vs_poisson_lrt(counts, correction=None)
+    assert set(result["statistic"].dims) == {"stimulus", "unit"}
+    for s in range(4):
+        for unit in range(2):
+            x = values[stimulus == s, unit]
+            expected = _oracle_lr(x) if x.var() > x.mean() else 0.0
+            got = float(result["statistic"].sel(stimulus=s, unit=unit))
+            assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)

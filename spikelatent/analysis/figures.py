@@ -125,7 +125,7 @@ def plot_mean_variance(
         chosen = np.random.default_rng(seed).choice(mean.size, max_points, replace=False)
         mean, variance = mean[chosen], variance[chosen]
     figure, (axis,) = _new_figure(5, 5)
-    axis.scatter(mean, variance, s=3, alpha=0.3, linewidths=0)
+    axis.scatter(mean, variance, s=4, alpha=0.6 if mean.size < 2000 else 0.25, linewidths=0)
     line = np.array([min(mean.min(), variance.min()), max(mean.max(), variance.max())])
     axis.plot(line, line, color="black", linestyle="--", linewidth=1, label="Poisson: var = mean")
     axis.set_xscale("log")

@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
         help="images per KID subset, capped by the set sizes (default 1000)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling (default 0)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda:0 (default: cuda if available)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
         seed=args.seed,
+        device=args.device,
         progress=False if args.no_progress else None,
     )
     print(

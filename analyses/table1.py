@@ -1,0 +1,109 @@
+"""Reproduce the layout of the paper's Table 1 on one dataset: train the eight models, evaluate
+them (MSE, SSIM, FID@5k, FID@10k, KID) and write the comparison.
+
+Everything goes through the public command line (``spikelatent fit | evaluate | compare`` via
+``spikelatent.cli.main``), so this script keeps working as the library's internals change.
+
+Examples (see analyses/README.md)::
+
+    # quick offline check on the embedded digits set (minutes on a laptop CPU)
+    python analyses/table1.py --data digits --epochs 20 --features classifier --n-samples 2000
+
+    # Fashion-MNIST from Debian's dataset-fashion-mnist package, a short budget
+    python analyses/table1.py --data fashion-mnist --epochs 5 --limit 20000 --features classifier
+
+Arguments not listed below are passed on to ``spikelatent fit`` (e.g. ``--latent-dim 256
+--arch conv --beta 1``). A model whose run directory already holds ``checkpoints/last.ckpt`` is not
+retrained (delete the folder, or use ``--retrain``); every run is re-evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from spikelatent.cli import main as spikelatent
+
+#: The eight models of Table 1: run-folder name → ``spikelatent fit`` flags.
+MODELS = {
+    "gaussian": ["--model", "gaussian"],
+    "laplace": ["--model", "laplace"],
+    "categorical": ["--model", "categorical"],
+    "poisson": ["--model", "poisson"],
+    "negbio-mc-g": ["--model", "negbio", "--kl", "mc", "--relax", "gumbel"],
+    "negbio-mc-c": ["--model", "negbio", "--kl", "mc", "--relax", "ct"],
+    "negbio-ds-g": ["--model", "negbio", "--kl", "ds", "--relax", "gumbel"],
+    "negbio-ds-c": ["--model", "negbio", "--kl", "ds", "--relax", "ct"],
+}
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        description="Train, evaluate and compare the eight models of the paper's Table 1 on one dataset.",
+        epilog="Other arguments are passed to `spikelatent fit`.",
+    )
+    parser.add_argument("--data", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    parser.add_argument("--data-dir", help="folder holding the dataset files")
+    parser.add_argument(
+        "--epochs", type=int, help="training epochs per model (fit's default if omitted)"
+    )
+    parser.add_argument("--limit", type=int, help="use at most this many training images")
+    parser.add_argument(
+        "--features",
+        default="auto",
+        choices=("auto", "inception", "classifier"),
+        help="FID/KID features (default auto = inception if its weights are present, else an error)",
+    )
+    parser.add_argument(
+        "--n-samples",
+        type=int,
+        default=10000,
+        help="generated images for FID@10k/KID (default 10000)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=tuple(MODELS),
+        default=list(MODELS),
+        help="subset of the eight models (default: all)",
+    )
+    parser.add_argument("--out", type=Path, help="root folder (default runs/table1-<data>)")
+    parser.add_argument(
+        "--retrain", action="store_true", help="retrain models that already have a run"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser.parse_known_args(argv)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args, fit_extra = parse_args(argv)
+    root = args.out or Path("runs") / f"table1-{args.data}"
+    quiet = ["--no-progress"] if args.no_progress else []
+    data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
+    run_dirs = []
+    for name in args.models:
+        run_dir = root / name
+        if args.retrain and run_dir.exists():
+            shutil.rmtree(run_dir)
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            fit = ["fit", "--data", args.data, *data_dir, *MODELS[name], "--out", str(run_dir)]
+            fit += ["--epochs", str(args.epochs)] if args.epochs else []
+            fit += ["--limit", str(args.limit)] if args.limit else []
+            print(f"== training {name} -> {run_dir}", flush=True)
+            status = spikelatent([*fit, *fit_extra, *quiet])
+            if status:
+                return status
+        print(f"== evaluating {name}", flush=True)
+        evaluate = ["evaluate", str(run_dir), "--features", args.features]
+        status = spikelatent([*evaluate, "--n-samples", str(args.n_samples), *data_dir, *quiet])
+        if status:
+            return status
+        run_dirs.append(str(run_dir))
+    print("== comparison", flush=True)
+    return spikelatent(["compare", *run_dirs, "--out", str(root / "comparison"), *data_dir])
+
+
+if __name__ == "__main__":
+    sys.exit(run())

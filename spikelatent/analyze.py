@@ -1,0 +1,391 @@
+"""``analyze_run``: a trained run's latent population and its analyses, written into the run.
+
+For a Poisson or NegBio model the first ``n_stimuli`` images of a data split are turned into a
+simulated population (:func:`spikelatent.population.population`), saved as ``population.nc``, and
+analysed as one would analyse recorded neurons: empirical vs model Fano factor, the Poisson
+dispersion test, the NB-vs-Poisson likelihood-ratio test, the mean–variance relation, sparsity and
+active units. For every model (count or not) the shattering dimensionality of the read-out features
+is measured (fitted on training images, scored on the chosen split). The summary numbers go to
+``analysis.json``; figures to ``fano_histogram.png``, ``mean_variance.png``, ``sparsity.png``,
+``shattering.png`` and ``raster.png``.
+
+Models with non-count latents (gaussian, laplace, categorical) have no spike counts: their
+``analysis.json`` holds the shattering result, ``"population": null`` and a note saying that the
+population analyses need a poisson or negbio model. This keeps ``analyze`` usable on all eight models
+of the paper (shattering is one of its comparisons) instead of failing on five of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from spikelatent.errors import SpikelatentError
+
+SPLITS = ("train", "val", "test")
+FIGURES = ("fano_histogram.png", "mean_variance.png", "sparsity.png", "shattering.png", "raster.png")
+ALPHA = 0.05  # significance level of the dispersion test and the LRT (Benjamini–Hochberg)
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise SpikelatentError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _number(value: Any) -> float | None:
+    """A JSON-safe float: NaN and infinities become None (JSON has no NaN)."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
+    from spikelatent.config import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
+
+
+def write_population(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write a population Dataset to netCDF-4 (h5netcdf) through a temporary file and a rename.
+
+    ``counts`` is stored gzip-compressed (level 1): spike counts are small integers and shrink
+    several-fold, at a modest cost in writing time.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".nc")
+    os.close(handle)
+    encoding = {}
+    if "counts" in dataset:
+        encoding["counts"] = {"zlib": True, "complevel": 1}
+    try:
+        dataset.to_netcdf(temporary, engine="h5netcdf", encoding=encoding)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def make_run_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> Any:
+    """The data module of a run, built with the settings training used (seed, fractions, limit,
+    dataset options), so the splits are the ones the model was trained and validated on."""
+    from spikelatent.data import make_datamodule
+
+    return make_datamodule(
+        config["data"],
+        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
+        seed=int(config.get("seed", 0)),
+        val_fraction=float(config.get("val_fraction", 0.1)),
+        download=bool(config.get("download", False)),
+        limit=config.get("limit"),
+        **(config.get("data_options") or {}),
+    )
+
+
+def split_head(datamodule: Any, split: str, n: int, skip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, C, H, W)`` and labels ``(n,)`` at positions ``skip .. skip + n`` of ``split``
+    (fewer if the split is shorter). Decodes only those images for datasets read from disk."""
+    from spikelatent.data import ImageTensorDataset
+
+    dataset = datamodule.dataset(split)
+    stop = min(skip + n, len(dataset))
+    if isinstance(dataset, ImageTensorDataset):
+        return dataset.images[skip:stop], dataset.labels[skip:stop]
+    from spikelatent.data.base import BatchCollate
+
+    subset = torch.utils.data.Subset(dataset, range(skip, max(skip, stop)))
+    loader = torch.utils.data.DataLoader(
+        subset, batch_size=256, num_workers=datamodule.num_workers, collate_fn=BatchCollate()
+    )
+    batches = list(tqdm(loader, desc=f"{datamodule.name} {split}", disable=None, leave=False))
+    if not batches:
+        return torch.empty((0, *datamodule.image_shape)), torch.empty((0,), dtype=torch.int64)
+    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+
+
+@torch.no_grad()
+def model_features(
+    model: Any, images: torch.Tensor, batch_size: int = 500, progress: bool | None = None,
+    desc: str = "features",
+) -> np.ndarray:
+    """Read-out features ``model.features(x)`` of ``images``, as float64 ``(sample, feature)``."""
+    device = next(model.parameters()).device
+    parts = []
+    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, unit="batch",
+                      disable=None if progress is None else not progress, leave=False):
+        batch = images[start : start + batch_size].to(device)
+        parts.append(model.features(batch).flatten(1).double().cpu().numpy())
+    return np.concatenate(parts) if parts else np.empty((0, 0))
+
+
+# --------------------------------------------------------------------------- analyses
+
+
+def population_summary(pop: xr.Dataset) -> dict[str, Any]:
+    """Summary numbers of a population's counts: Fano factors, tests, mean–variance, sparsity.
+
+    ``pop`` holds ``counts (trial, stimulus, unit)`` with at least 2 trials and the model's
+    ``fano_factor (stimulus, unit)``. Returns nested plain-Python dicts (NaN → None) and, under the
+    private key ``"_results"``, the xarray results the figures are drawn from.
+    """
+    from spikelatent import analysis
+
+    counts = pop["counts"]
+    empirical = analysis.empirical_fano_factor(counts, over="trial")
+    model_fano = analysis.model_fano_summary(pop)
+    defined = np.isfinite(empirical["fano_factor"].values)
+    ratio = empirical["fano_factor"].values[defined] / pop["fano_factor"].values[defined]
+    dispersion_test = analysis.overdispersion_test(counts, alpha=ALPHA)
+    lrt = analysis.nb_vs_poisson_lrt(counts, alpha=ALPHA)
+    mean_variance = analysis.mean_variance_relation(counts, over="trial", across="stimulus")
+    # All cells pooled: one slope / sigma_G^2 for the population (a reshaped view, no copy).
+    cells = xr.DataArray(
+        counts.transpose("trial", "stimulus", "unit").values.reshape(counts.sizes["trial"], -1),
+        dims=("trial", "cell"),
+    )
+    pooled = analysis.mean_variance_relation(cells, over="trial", across="cell")
+    lifetime = analysis.lifetime_sparsity(counts)
+    population_sparsity = analysis.population_sparsity(counts)
+    active = analysis.active_units(counts)
+    finite_r = lrt["dispersion"].values[np.isfinite(lrt["dispersion"].values)]
+    quantiles = model_fano["overall_quantiles"]
+    summary = {
+        "fano_factor": {
+            "model_mean": _number(model_fano["overall_mean"]),
+            "model_median": _number(model_fano["overall_median"]),
+            "model_quantiles": {
+                f"{float(q):g}": _number(v) for q, v in zip(quantiles["quantile"].values, quantiles.values)
+            },
+            "prior_mean": _number(pop["prior_fano_factor"].mean()) if "prior_fano_factor" in pop else None,
+            "empirical_mean": _number(np.nanmean(empirical["fano_factor"].values)) if defined.any() else None,
+            "empirical_median": _number(np.nanmedian(empirical["fano_factor"].values)) if defined.any() else None,
+            "empirical_over_model_median": _number(np.median(ratio)) if ratio.size else None,
+            "n_cells_defined": int(defined.sum()),
+            "n_cells": int(defined.size),
+            "note": "empirical = trial variance (ddof 1) / trial mean per (stimulus, unit) cell; "
+            "undefined for cells that never fired",
+        },
+        "overdispersion_test": {
+            "fraction_overdispersed": _number(dispersion_test["overall_fraction_significant"]),
+            "unit_fraction_median": _number(dispersion_test["fraction_significant"].median(skipna=True)),
+            "n_tested": int(dispersion_test.attrs["n_tested"]),
+            "alpha": ALPHA,
+            "correction": "bh",
+        },
+        "nb_vs_poisson_lrt": {
+            "fraction_significant": _number(lrt["overall_fraction_significant"]),
+            "n_tested": int(lrt.attrs["n_tested"]),
+            "dispersion_median": _number(np.median(finite_r)) if finite_r.size else None,
+            "fraction_at_poisson_boundary": _number(
+                np.isinf(lrt["dispersion"].values).sum() / max(1, int(lrt.attrs["n_tested"]))
+            ),
+            "alpha": ALPHA,
+            "correction": "bh",
+        },
+        "mean_variance": {
+            "slope_pooled": _number(pooled["slope"]),
+            "gain_variance_pooled": _number(pooled["gain_variance"]),
+            "slope_unit_median": _number(mean_variance["slope"].median(skipna=True)),
+            "gain_variance_unit_median": _number(mean_variance["gain_variance"].median(skipna=True)),
+            "n_units_fitted": int(np.isfinite(mean_variance["slope"].values).sum()),
+        },
+        "sparsity": {
+            "fraction_zero": _number(analysis.fraction_zero(counts).mean()),
+            "lifetime_sparsity_mean": _number(lifetime.mean(skipna=True)),
+            "population_sparsity_mean": _number(population_sparsity.mean(skipna=True)),
+            "n_active": int(active["n_active"]),
+            "n_dead": int(active["n_dead"]),
+            "n_constant": int(active["n_constant"]),
+            "fraction_active": _number(active["fraction_active"]),
+        },
+        "_results": {"empirical": empirical, "lifetime": lifetime, "population": population_sparsity},
+    }
+    return summary
+
+
+def shattering_summary(
+    model: Any,
+    fit_images: torch.Tensor,
+    fit_labels: torch.Tensor,
+    held_out_images: torch.Tensor,
+    held_out_labels: torch.Tensor,
+    seed: int = 0,
+    n_jobs: int = -1,
+    progress: bool | None = None,
+) -> tuple[dict[str, Any], xr.Dataset | None]:
+    """Shattering dimensionality of ``model.features``; skipped (with the reason) when the classes
+    do not allow balanced dichotomies (odd count, fewer than 2, or held-out classes unseen in fit)."""
+    from spikelatent.analysis import shattering_dimensionality
+
+    fit_classes = np.unique(fit_labels.numpy())
+    unseen = np.setdiff1d(np.unique(held_out_labels.numpy()), fit_classes)
+    reason = None
+    if fit_classes.size < 2 or fit_classes.size % 2:
+        reason = f"needs an even number (>= 2) of classes in the fitting images; found {fit_classes.size}"
+    elif unseen.size:
+        reason = f"held-out labels {unseen.tolist()[:5]} do not occur in the fitting images"
+    if reason:
+        return {"skipped": reason}, None
+    fit_x = model_features(model, fit_images, progress=progress, desc="features (fit)")
+    held_x = model_features(model, held_out_images, progress=progress, desc="features (held-out)")
+    result = shattering_dimensionality(
+        fit_x, fit_labels.numpy(), held_x, held_out_labels.numpy(), n_jobs=n_jobs, seed=seed
+    )
+    return {
+        "mean": _number(result["mean"]),
+        "ci_low": _number(result["ci_low"]),
+        "ci_high": _number(result["ci_high"]),
+        "n_splits": int(result.attrs["n_splits"]),
+        "n_classes": int(result.attrs["n_classes"]),
+        "n_fit": int(result.attrs["n_train"]),
+        "n_held_out": int(result.attrs["n_test"]),
+        "n_features": int(result.attrs["n_features"]),
+        "all_converged": bool(result.attrs["all_converged"]),
+    }, result
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def analyze_run(
+    run_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    n_stimuli: int = 1000,
+    n_trials: int = 50,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+    shattering_images: int = 5000,
+    n_jobs: int = -1,
+) -> dict[str, Any]:
+    """Build and analyse the latent population of a trained run; write the results into the run.
+
+    Args:
+        run_dir: run directory written by ``spikelatent fit``.
+        split: data split whose first ``n_stimuli`` images are the stimuli (``train``, ``val``,
+            ``test``); it is also the held-out set of the shattering read-outs.
+        n_stimuli: stimuli at most (fewer if the split is shorter).
+        n_trials: spike-count samples per stimulus and unit (at least 2: trial variances).
+        data_dir: folder holding the dataset files (default: the run's ``data_dir``, then the usual
+            places).
+        seed: seed of the count sampling and of the shattering bootstrap.
+        progress: progress bars (``None``: only on a terminal).
+        shattering_images: training images (the first ones of the train split) the shattering
+            read-outs are fitted on. With ``split="train"`` they follow the stimuli, so the two
+            sets do not overlap.
+        n_jobs: joblib workers for the shattering fits (-1: all cores).
+
+    Returns:
+        The content of ``analysis.json``: run and population description, ``population`` (a dict of
+        ``fano_factor``, ``overdispersion_test``, ``nb_vs_poisson_lrt``, ``mean_variance``,
+        ``sparsity``; None for non-count models, with ``population_note`` saying why),
+        ``shattering`` and ``files`` (what was written, relative to ``run_dir``).
+
+    Writes ``population.nc`` (count models), ``analysis.json`` and the figures, each atomically.
+    """
+    import spikelatent
+    from spikelatent.analysis import figures
+
+    if split not in SPLITS:
+        raise SpikelatentError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}")
+    n_stimuli = _check_int("--n-stimuli", n_stimuli, 1)
+    n_trials = _check_int("--trials", n_trials, 2)
+    seed = _check_int("--seed", seed, 0)
+    shattering_images = _check_int("shattering_images", shattering_images, 2)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SpikelatentError(
+            f"run directory {run_dir} does not exist; train one with `spikelatent fit --out {run_dir}`"
+        )
+
+    model = spikelatent.load(run_dir)
+    config = dict(model.config)
+    datamodule = make_run_datamodule(config, data_dir)
+    images, labels = split_head(datamodule, split, n_stimuli)
+    if images.shape[0] == 0:
+        raise SpikelatentError(
+            f"the {split} split of {config['data']} is empty for this run; choose another --split"
+        )
+    skip = images.shape[0] if split == "train" else 0
+    fit_images, fit_labels = split_head(datamodule, "train", shattering_images, skip=skip)
+
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "model": model.latent.name,
+        "variant": model.variant,
+        "dataset": str(config["data"]),
+        "checkpoint": str(getattr(model, "checkpoint_path", "")),
+        "split": split,
+        "n_stimuli": int(images.shape[0]),
+        "n_stimuli_requested": n_stimuli,
+        "n_trials": n_trials,
+        "n_units": int(model.latent.latent_dim),
+        "seed": seed,
+        "spikelatent_version": spikelatent.__version__,
+    }
+    files: list[str] = []
+    figures_skipped: dict[str, str] = {}
+
+    def draw(name: str, plot: Any, *args: Any, **kwargs: Any) -> None:
+        # A degenerate population (e.g. no unit ever fires) has nothing to plot; say so in the
+        # report rather than failing the whole analysis.
+        try:
+            plot(*args, path=run_dir / name, **kwargs)
+            files.append(name)
+        except SpikelatentError as error:
+            figures_skipped[name] = str(error)
+
+    if model.latent.is_count:
+        from spikelatent.population import population
+
+        pop = population(model, images, labels=labels, n_trials=n_trials, seed=seed, progress=progress)
+        write_population(pop, run_dir / "population.nc")
+        files.append("population.nc")
+        steps = tqdm(total=3, desc="population analyses", disable=None if progress is None else not progress)
+        summary = population_summary(pop)
+        steps.update(1)
+        results = summary.pop("_results")
+        report["population"] = summary
+        report["population_note"] = None
+        draw("fano_histogram.png", figures.plot_fano_histogram, pop["fano_factor"], results["empirical"])
+        draw("mean_variance.png", figures.plot_mean_variance, pop["counts"])
+        draw("sparsity.png", figures.plot_sparsity, lifetime=results["lifetime"],
+             population=results["population"])
+        draw("raster.png", figures.plot_raster, pop["counts"])
+        steps.update(1)
+    else:
+        steps = tqdm(total=1, desc="analyses", disable=None if progress is None else not progress)
+        report["population"] = None
+        report["population_note"] = (
+            f"population analyses (Fano factors, overdispersion, sparsity) need a poisson or negbio "
+            f"model; this run's latents are {model.latent.name}"
+        )
+
+    shattering, shattering_result = shattering_summary(
+        model, fit_images, fit_labels, images, labels, seed=seed, n_jobs=n_jobs, progress=progress
+    )
+    shattering["fit_split"] = "train"
+    shattering["held_out_split"] = split
+    report["shattering"] = shattering
+    if shattering_result is not None:
+        draw("shattering.png", figures.plot_shattering, shattering_result)
+    steps.update(1)
+    steps.close()
+    report["figures_skipped"] = figures_skipped
+    report["files"] = [*files, "analysis.json"]
+    _write_json_atomic(run_dir / "analysis.json", report)
+    return report

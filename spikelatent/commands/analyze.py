@@ -1,0 +1,101 @@
+"""``spikelatent analyze RUN_DIR``: the run's latent population and its analyses (docs/analysis.md)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="simulate the latent population of a run and analyse it (Fano factors, sparsity, shattering)",
+        description=(
+            "Build the latent spike-count population of a trained Poisson/NegBio run on the first "
+            "N images of a split and analyse it; writes population.nc, analysis.json and figures "
+            "into RUN_DIR. Non-count models get the shattering analysis only. "
+            "Example: spikelatent analyze runs/digits-negbio --n-stimuli 300 --trials 50"
+        ),
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `spikelatent fit`")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "train"),
+        help="stimuli: the first N images of this split; also the held-out set of the shattering "
+        "read-outs (default test)",
+    )
+    parser.add_argument(
+        "--n-stimuli", type=int, default=1000, metavar="N",
+        help="stimuli at most, fewer if the split is shorter (default 1000)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=50, metavar="N",
+        help="spike-count samples per stimulus and unit, at least 2 (default 50)",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files")
+    parser.add_argument(
+        "--shattering-images", type=int, default=5000, metavar="N",
+        help="training images the shattering read-outs are fitted on (default 5000)",
+    )
+    parser.add_argument(
+        "--n-jobs", type=int, default=-1, metavar="N",
+        help="parallel workers for the shattering fits (-1: all cores; default -1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the count sampling (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from spikelatent.analyze import analyze_run
+
+    report = analyze_run(
+        args.run_dir,
+        split=args.split,
+        n_stimuli=args.n_stimuli,
+        n_trials=args.trials,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        progress=False if args.no_progress else None,
+        shattering_images=args.shattering_images,
+        n_jobs=args.n_jobs,
+    )
+    print(
+        f"{report['variant']} on {report['dataset']} ({report['split']}): "
+        f"{report['n_stimuli']} stimuli x {report['n_units']} units"
+        + (f" x {report['n_trials']} trials" if report["population"] else "")
+    )
+    pop = report["population"]
+    if pop is None:
+        print(report["population_note"])
+    else:
+        fano, sparsity = pop["fano_factor"], pop["sparsity"]
+        print(
+            f"Fano factor: model median {_fmt(fano['model_median'])}, empirical median "
+            f"{_fmt(fano['empirical_median'])}; overdispersed cells "
+            f"{_fmt(pop['overdispersion_test']['fraction_overdispersed'])}; NB>Poisson (LRT) "
+            f"{_fmt(pop['nb_vs_poisson_lrt']['fraction_significant'])}"
+        )
+        print(
+            f"sparsity: zeros {_fmt(sparsity['fraction_zero'])}, lifetime "
+            f"{_fmt(sparsity['lifetime_sparsity_mean'])}, population "
+            f"{_fmt(sparsity['population_sparsity_mean'])}; active units "
+            f"{sparsity['n_active']}/{report['n_units']} (dead {sparsity['n_dead']})"
+        )
+    shattering = report["shattering"]
+    if "skipped" in shattering:
+        print(f"shattering: skipped ({shattering['skipped']})")
+    else:
+        print(
+            f"shattering dimensionality: {_fmt(shattering['mean'])} "
+            f"[{_fmt(shattering['ci_low'])}, {_fmt(shattering['ci_high'])}]"
+        )
+    for name, reason in report["figures_skipped"].items():
+        print(f"figure {name} skipped: {reason}")
+    print(f"written: {', '.join(f'{args.run_dir}/{name}' for name in report['files'])}")
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
