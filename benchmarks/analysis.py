@@ -66,7 +66,9 @@ def synthetic_population(n_trials: int, n_stimuli: int, n_units: int, seed: int)
 # ---------------------------------------------------------------------------------------------
 
 
-def realistic_negbio_model(latent_dim: int, arch: str, low: float = 0.5, high: float = 5.0, seed: int = 0):
+def realistic_negbio_model(
+    latent_dim: int, arch: str, low: float = 0.5, high: float = 5.0, seed: int = 0
+):
     """An untrained NegBio DS-C VAE whose posterior rates lie around ``low``..``high`` spikes.
 
     A fresh model's prior fires sparsely (mean e^U(-6,-2)); timing needs realistic counts, so the
@@ -142,7 +144,10 @@ def profile_population(model, images, n_trials: int, batch_size: int) -> None:
             parts["poisson"] += tock - tick
             draws.numpy().astype(np.uint16)
             parts["numpy + uint16 copy"] += time.perf_counter() - tock
-    print("population profile: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts.items()))
+    print(
+        "population profile: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in parts.items())
+    )
 
 
 def benchmark_overdispersion(args: argparse.Namespace, counts: xr.DataArray | None = None) -> None:
@@ -181,9 +186,15 @@ def main() -> None:
         action="store_true",
         help="time spikelatent.population on an untrained NegBio DS-C model (and analyse its counts)",
     )
-    parser.add_argument("--profile-population", action="store_true", help="split the population time into parts")
-    parser.add_argument("--arch", default="conv", choices=["linear", "mlp", "conv"], help="encoder of that model")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the population (default 2)")
+    parser.add_argument(
+        "--profile-population", action="store_true", help="split the population time into parts"
+    )
+    parser.add_argument(
+        "--arch", default="conv", choices=["linear", "mlp", "conv"], help="encoder of that model"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads for the population (default 2)"
+    )
     parser.add_argument("--skip-shattering", action="store_true")
     args = parser.parse_args()
     print(f"cpu cores visible: {os.cpu_count()}")

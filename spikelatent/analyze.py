@@ -32,7 +32,13 @@ from tqdm.auto import tqdm
 from spikelatent.errors import SpikelatentError
 
 SPLITS = ("train", "val", "test")
-FIGURES = ("fano_histogram.png", "mean_variance.png", "sparsity.png", "shattering.png", "raster.png")
+FIGURES = (
+    "fano_histogram.png",
+    "mean_variance.png",
+    "sparsity.png",
+    "shattering.png",
+    "raster.png",
+)
 ALPHA = 0.05  # significance level of the dispersion test and the LRT (Benjamini–Hochberg)
 
 
@@ -95,7 +101,9 @@ def make_run_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | No
     )
 
 
-def split_head(datamodule: Any, split: str, n: int, skip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def split_head(
+    datamodule: Any, split: str, n: int, skip: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``(n, C, H, W)`` and labels ``(n,)`` at positions ``skip .. skip + n`` of ``split``
     (fewer if the split is shorter). Decodes only those images for datasets read from disk."""
     from spikelatent.data import ImageTensorDataset
@@ -118,14 +126,22 @@ def split_head(datamodule: Any, split: str, n: int, skip: int = 0) -> tuple[torc
 
 @torch.no_grad()
 def model_features(
-    model: Any, images: torch.Tensor, batch_size: int = 500, progress: bool | None = None,
+    model: Any,
+    images: torch.Tensor,
+    batch_size: int = 500,
+    progress: bool | None = None,
     desc: str = "features",
 ) -> np.ndarray:
     """Read-out features ``model.features(x)`` of ``images``, as float64 ``(sample, feature)``."""
     device = next(model.parameters()).device
     parts = []
-    for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, unit="batch",
-                      disable=None if progress is None else not progress, leave=False):
+    for start in tqdm(
+        range(0, images.shape[0], batch_size),
+        desc=desc,
+        unit="batch",
+        disable=None if progress is None else not progress,
+        leave=False,
+    ):
         batch = images[start : start + batch_size].to(device)
         parts.append(model.features(batch).flatten(1).double().cpu().numpy())
     return np.concatenate(parts) if parts else np.empty((0, 0))
@@ -167,11 +183,18 @@ def population_summary(pop: xr.Dataset) -> dict[str, Any]:
             "model_mean": _number(model_fano["overall_mean"]),
             "model_median": _number(model_fano["overall_median"]),
             "model_quantiles": {
-                f"{float(q):g}": _number(v) for q, v in zip(quantiles["quantile"].values, quantiles.values)
+                f"{float(q):g}": _number(v)
+                for q, v in zip(quantiles["quantile"].values, quantiles.values, strict=True)
             },
-            "prior_mean": _number(pop["prior_fano_factor"].mean()) if "prior_fano_factor" in pop else None,
-            "empirical_mean": _number(np.nanmean(empirical["fano_factor"].values)) if defined.any() else None,
-            "empirical_median": _number(np.nanmedian(empirical["fano_factor"].values)) if defined.any() else None,
+            "prior_mean": _number(pop["prior_fano_factor"].mean())
+            if "prior_fano_factor" in pop
+            else None,
+            "empirical_mean": _number(np.nanmean(empirical["fano_factor"].values))
+            if defined.any()
+            else None,
+            "empirical_median": _number(np.nanmedian(empirical["fano_factor"].values))
+            if defined.any()
+            else None,
             "empirical_over_model_median": _number(np.median(ratio)) if ratio.size else None,
             "n_cells_defined": int(defined.sum()),
             "n_cells": int(defined.size),
@@ -180,7 +203,9 @@ def population_summary(pop: xr.Dataset) -> dict[str, Any]:
         },
         "overdispersion_test": {
             "fraction_overdispersed": _number(dispersion_test["overall_fraction_significant"]),
-            "unit_fraction_median": _number(dispersion_test["fraction_significant"].median(skipna=True)),
+            "unit_fraction_median": _number(
+                dispersion_test["fraction_significant"].median(skipna=True)
+            ),
             "n_tested": int(dispersion_test.attrs["n_tested"]),
             "alpha": ALPHA,
             "correction": "bh",
@@ -199,7 +224,9 @@ def population_summary(pop: xr.Dataset) -> dict[str, Any]:
             "slope_pooled": _number(pooled["slope"]),
             "gain_variance_pooled": _number(pooled["gain_variance"]),
             "slope_unit_median": _number(mean_variance["slope"].median(skipna=True)),
-            "gain_variance_unit_median": _number(mean_variance["gain_variance"].median(skipna=True)),
+            "gain_variance_unit_median": _number(
+                mean_variance["gain_variance"].median(skipna=True)
+            ),
             "n_units_fitted": int(np.isfinite(mean_variance["slope"].values).sum()),
         },
         "sparsity": {
@@ -211,7 +238,11 @@ def population_summary(pop: xr.Dataset) -> dict[str, Any]:
             "n_constant": int(active["n_constant"]),
             "fraction_active": _number(active["fraction_active"]),
         },
-        "_results": {"empirical": empirical, "lifetime": lifetime, "population": population_sparsity},
+        "_results": {
+            "empirical": empirical,
+            "lifetime": lifetime,
+            "population": population_sparsity,
+        },
     }
     return summary
 
@@ -352,19 +383,32 @@ def analyze_run(
     if model.latent.is_count:
         from spikelatent.population import population
 
-        pop = population(model, images, labels=labels, n_trials=n_trials, seed=seed, progress=progress)
+        pop = population(
+            model, images, labels=labels, n_trials=n_trials, seed=seed, progress=progress
+        )
         write_population(pop, run_dir / "population.nc")
         files.append("population.nc")
-        steps = tqdm(total=3, desc="population analyses", disable=None if progress is None else not progress)
+        steps = tqdm(
+            total=3, desc="population analyses", disable=None if progress is None else not progress
+        )
         summary = population_summary(pop)
         steps.update(1)
         results = summary.pop("_results")
         report["population"] = summary
         report["population_note"] = None
-        draw("fano_histogram.png", figures.plot_fano_histogram, pop["fano_factor"], results["empirical"])
+        draw(
+            "fano_histogram.png",
+            figures.plot_fano_histogram,
+            pop["fano_factor"],
+            results["empirical"],
+        )
         draw("mean_variance.png", figures.plot_mean_variance, pop["counts"])
-        draw("sparsity.png", figures.plot_sparsity, lifetime=results["lifetime"],
-             population=results["population"])
+        draw(
+            "sparsity.png",
+            figures.plot_sparsity,
+            lifetime=results["lifetime"],
+            population=results["population"],
+        )
         draw("raster.png", figures.plot_raster, pop["counts"])
         steps.update(1)
     else:

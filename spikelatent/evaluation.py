@@ -108,16 +108,9 @@ def _load_model(run_dir: Path) -> Any:
 
 def _make_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | None) -> Any:
     """The run's data module with the split settings it was trained with (seed, fractions, limit)."""
-    from spikelatent.data import make_datamodule
+    from spikelatent.data import datamodule_from_config
 
-    return make_datamodule(
-        config["data"],
-        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-        seed=int(config.get("seed", 0)),
-        val_fraction=float(config.get("val_fraction", 0.1)),
-        download=bool(config.get("download", False)),
-        limit=config.get("limit"),
-    )
+    return datamodule_from_config(config, data_dir)
 
 
 @torch.no_grad()

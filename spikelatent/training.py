@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from spikelatent.config import FitConfig, write_text_atomic
-from spikelatent.data import make_datamodule
+from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE, load
 
@@ -120,17 +120,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
         )
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = make_datamodule(
-        config.data,
-        data_dir=config.data_dir,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        val_fraction=config.val_fraction,
-        num_workers=config.num_workers,
-        download=config.download,
-        limit=config.limit,
-        **config.data_options,
-    )
+    datamodule = datamodule_from_config(config.to_dict())
     datamodule.setup("fit")
     model = VAE(config.to_dict(), datamodule.image_shape, datamodule.data_range)
 

@@ -427,7 +427,7 @@ def test_cli_exports_a_saved_population(tmp_path, capsys):
 
 
 def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
-    """The RUN_DIR path wired to stand-ins for load / make_datamodule / population."""
+    """The RUN_DIR path wired to stand-ins for load / datamodule_from_config / population."""
     import sys
     import types
 
@@ -458,7 +458,8 @@ def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
         raising=False,
     )
     monkeypatch.setattr(
-        spikelatent.data, "make_datamodule", lambda name, **_: FakeDataModule(), raising=False
+        spikelatent.data, "datamodule_from_config", lambda config, data_dir=None: FakeDataModule(),
+        raising=False,
     )
     monkeypatch.setitem(
         sys.modules, "spikelatent.population", types.SimpleNamespace(population=fake_population)

@@ -17,7 +17,9 @@ def register(subparsers: Any) -> None:
             "Example: spikelatent analyze runs/digits-negbio --n-stimuli 300 --trials 50"
         ),
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `spikelatent fit`")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="run directory written by `spikelatent fit`"
+    )
     parser.add_argument(
         "--split",
         default="test",
@@ -26,23 +28,37 @@ def register(subparsers: Any) -> None:
         "read-outs (default test)",
     )
     parser.add_argument(
-        "--n-stimuli", type=int, default=1000, metavar="N",
+        "--n-stimuli",
+        type=int,
+        default=1000,
+        metavar="N",
         help="stimuli at most, fewer if the split is shorter (default 1000)",
     )
     parser.add_argument(
-        "--trials", type=int, default=50, metavar="N",
+        "--trials",
+        type=int,
+        default=50,
+        metavar="N",
         help="spike-count samples per stimulus and unit, at least 2 (default 50)",
     )
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files")
     parser.add_argument(
-        "--shattering-images", type=int, default=5000, metavar="N",
+        "--shattering-images",
+        type=int,
+        default=5000,
+        metavar="N",
         help="training images the shattering read-outs are fitted on (default 5000)",
     )
     parser.add_argument(
-        "--n-jobs", type=int, default=-1, metavar="N",
+        "--n-jobs",
+        type=int,
+        default=-1,
+        metavar="N",
         help="parallel workers for the shattering fits (-1: all cores; default -1)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the count sampling (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the count sampling (default 0)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 

@@ -183,20 +183,14 @@ def _open_population(path: Path):
 def _simulate(args: argparse.Namespace):
     """Load the model, take the stimuli and simulate the population; returns (population, images)."""
     import spikelatent
-    from spikelatent.data import make_datamodule
+    from spikelatent.data import datamodule_from_config
     from spikelatent.population import population as make_population
 
     split, start, stop = parse_stimuli(args.stimuli or DEFAULT_STIMULI)
     trials = args.trials or DEFAULT_TRIALS
     model = spikelatent.load(args.run_dir)
     config = model.config
-    datamodule = make_datamodule(
-        config["data"],
-        data_dir=args.data_dir or config.get("data_dir"),
-        seed=config.get("seed", 0),
-        val_fraction=config.get("val_fraction", 0.1),
-        limit=config.get("limit"),
-    )
+    datamodule = datamodule_from_config(config, args.data_dir)
     datamodule.setup("test" if split == "test" else "fit")
     images, labels = datamodule.split_tensors(split)
     if stop > len(images):

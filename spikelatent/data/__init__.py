@@ -29,7 +29,7 @@ from spikelatent.data.locate import (
     data_roots,
     find_dataset_root,
 )
-from spikelatent.data.registry import DATASETS, make_datamodule, resolve_name
+from spikelatent.data.registry import DATASETS, datamodule_from_config, make_datamodule, resolve_name
 from spikelatent.data.splits import TEST_SPLIT_SEED
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "cifar16_transform",
     "data_roots",
     "find_dataset_root",
+    "datamodule_from_config",
     "make_datamodule",
     "resolve_name",
 ]

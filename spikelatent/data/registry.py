@@ -86,3 +86,24 @@ def make_datamodule(
         limit=limit,
         **options,
     )
+
+
+def datamodule_from_config(
+    config: dict[str, Any], data_dir: str | os.PathLike[str] | None = None
+) -> ImageDataModule:
+    """The data module of a run, built exactly as training built it (same split, limit, options).
+
+    ``config`` is a run's resolved configuration (``model.config`` or ``config.yaml``);
+    ``data_dir`` overrides where the files are looked for (the split does not depend on it).
+    """
+    return make_datamodule(
+        config["data"],
+        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
+        batch_size=int(config.get("batch_size") or 128),
+        seed=int(config.get("seed", 0)),
+        val_fraction=float(config.get("val_fraction", 0.1)),
+        num_workers=int(config.get("num_workers", 0)),
+        download=bool(config.get("download", False)),
+        limit=config.get("limit"),
+        **(config.get("data_options") or {}),
+    )
