@@ -165,8 +165,9 @@ class VAE(pl.LightningModule):
         if stage == "train" and not torch.isfinite(loss):
             raise TrainingDivergedError(self._divergence_message(sse, kl))
         batch_size = x.shape[0]
+        # sync_dist: epoch averages over all DDP processes (a no-op on one device).
         log = {"on_step": stage == "train", "on_epoch": True, "batch_size": batch_size,
-               "sync_dist": stage != "train"}
+               "sync_dist": True}
         self.log(f"{stage}/loss", loss, prog_bar=True, **log)
         self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
         self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
@@ -178,8 +179,8 @@ class VAE(pl.LightningModule):
                 fired = (counts > 0).any(0).float().mean()
                 self.log(f"{stage}/active_fraction", fired, **log)
         if stage == "train":
-            self.log("temperature", temperature, on_step=False, on_epoch=True)
-            self.log("beta", beta, on_step=False, on_epoch=True)
+            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
+            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _divergence_message(self, sse: torch.Tensor, kl: torch.Tensor) -> str:

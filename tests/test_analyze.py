@@ -20,6 +20,7 @@ import xarray as xr
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 import spikelatent
 from spikelatent.cli import main
@@ -60,6 +61,29 @@ def set_realistic_rates(run_dir: Path) -> np.ndarray:
         )
         torch.save(checkpoint, path)
     return means
+
+
+def sklearn_shattering(model, data) -> float:
+    """Oracle: mean held-out accuracy over all 252 5-vs-5 splits, one sklearn fit per split."""
+    (train_images, train_labels), (test_images, test_labels) = (
+        data.split_tensors("train"),
+        data.split_tensors("test"),
+    )
+    with torch.no_grad():
+        train_x = model.features(train_images).double().numpy()
+        test_x = model.features(test_images).double().numpy()
+    scaler = StandardScaler().fit(train_x)
+    train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
+    accuracies = []
+    # One BLAS thread: these tiny fits run many times slower with oversubscribed BLAS threads.
+    with threadpool_limits(limits=1):
+        for group in itertools.combinations(range(10), 5):
+            classifier = LogisticRegression(max_iter=1000).fit(
+                train_x, np.isin(train_labels.numpy(), group)
+            )
+            predicted = classifier.predict(test_x)
+            accuracies.append(np.mean(predicted == np.isin(test_labels.numpy(), group)))
+    return float(np.mean(accuracies))
 
 
 @pytest.fixture(scope="module")
@@ -213,25 +237,12 @@ def test_analysis_numbers_match_independent_computations(runs, analyzed):
 
 def test_shattering_matches_sklearn_fits(runs, analyzed):
     shattering = analyzed["report"]["shattering"]
-    model = spikelatent.load(runs["negbio"])
     data = spikelatent.make_datamodule("synthetic", n=N_IMAGES, seed=0)
-    train_images, train_labels = data.split_tensors("train")
-    test_images, test_labels = data.split_tensors("test")
-    with torch.no_grad():
-        train_x = model.features(train_images).double().numpy()
-        test_x = model.features(test_images).double().numpy()
-    scaler = StandardScaler().fit(train_x)
-    train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
-    accuracies = []
-    for group in itertools.combinations(range(10), 5):
-        in_group = np.isin(train_labels.numpy(), group)
-        classifier = LogisticRegression(max_iter=1000).fit(train_x, in_group)
-        accuracies.append(
-            np.mean(classifier.predict(test_x) == np.isin(test_labels.numpy(), group))
-        )
+    expected = sklearn_shattering(spikelatent.load(runs["negbio"]), data)
+    n_train = data.split_tensors("train")[0].shape[0]
     assert shattering["n_splits"] == 252 and shattering["n_classes"] == 10
-    assert shattering["n_fit"] == train_images.shape[0] and shattering["n_held_out"] == 30
-    assert shattering["mean"] == pytest.approx(np.mean(accuracies), abs=1e-9)
+    assert shattering["n_fit"] == n_train and shattering["n_held_out"] == 30
+    assert shattering["mean"] == pytest.approx(expected, abs=1e-9)
     assert 0 <= shattering["ci_low"] <= shattering["mean"] <= shattering["ci_high"] <= 1
 
 
@@ -354,32 +365,12 @@ def test_latent_tables_on_tiny_runs(runs, tmp_path):
     markdown = (out / "fragmentation.md").read_text()
     assert "N > 15 (half the test split) left out" in markdown and "| – |" in markdown
 
-    # Oracle for the shattering column: the same sklearn fits as above on the gaussian run's features.
-    model = spikelatent.load(runs["gaussian"])
+    # Oracle for the shattering column: sklearn fits on the gaussian run's features.
     data = spikelatent.make_datamodule("synthetic", n=N_IMAGES, seed=0)
-    (train_images, train_labels), (test_images, test_labels) = (
-        data.split_tensors("train"),
-        data.split_tensors("test"),
-    )
-    with torch.no_grad():
-        train_x, test_x = (
-            model.features(train_images).double().numpy(),
-            model.features(test_images).double().numpy(),
-        )
-    scaler = StandardScaler().fit(train_x)
-    accuracies = []
-    for group in itertools.combinations(range(10), 5):
-        classifier = LogisticRegression(max_iter=1000).fit(
-            scaler.transform(train_x), np.isin(train_labels.numpy(), group)
-        )
-        accuracies.append(
-            np.mean(
-                classifier.predict(scaler.transform(test_x)) == np.isin(test_labels.numpy(), group)
-            )
-        )
-    assert float(fragmentation[0]["shattering"]) == pytest.approx(np.mean(accuracies), abs=1e-9)
+    expected = sklearn_shattering(spikelatent.load(runs["gaussian"]), data)
+    assert float(fragmentation[0]["shattering"]) == pytest.approx(expected, abs=1e-9)
 
-    # Few-shot, 1-shot k-NN (1 neighbour) and every value a probability.
+    # Every accuracy is a probability.
     for row in few_shot:
         for key in (
             "logistic_1shot_mean",

@@ -205,3 +205,22 @@ def test_config_file_and_flags(tmp_path):
     config_file.write_text("modle: poisson\n")
     with pytest.raises(SpikelatentError, match="unknown configuration option"):
         config_from_args(build_parser().parse_args(["fit", "--config", str(config_file)]))
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """Lightning DDP with two CPU processes: one run directory, epoch metrics, checkpoints."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "spikelatent.cli", "fit", "--data", "synthetic",
+               "--data-option", "n=128", "--latent-dim", "8", "--arch", "linear", "--epochs", "1",
+               "--batch-size", "32", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+               "--out", str(out), "--no-progress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("run written to") + result.stdout.count("run written to") == 1
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    # 128 images, 10% validation -> 116 training images over 2 processes at 32 per batch: 2 steps.
+    assert [int(row["epoch"]) for row in rows] == [0] and int(rows[0]["step"]) == 2
+    assert load(out).config["strategy"] == "ddp"

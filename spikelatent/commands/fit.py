@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     from spikelatent.training import fit
 
     config, resume = config_from_args(args)
+    from lightning.pytorch.utilities import rank_zero_info
+
     run_dir = fit(config, resume=resume, progress=not args.no_progress)
-    print(f"run written to {run_dir}")
+    rank_zero_info(f"run written to {run_dir}")
     return 0
