@@ -12,7 +12,7 @@ train and test splits are computed, then
 
 Runs are grouped by (dataset, latent dim); within a group the best value of each column is **bold**
 and the second best underlined, as in the paper. Only the public interface is used
-(``spikelatent.load``, ``spikelatent.make_datamodule``, ``spikelatent.analysis``).
+(``spikelatent.load``, ``spikelatent.data.datamodule_from_config``, ``spikelatent.analysis``).
 
 Examples (see analyses/README.md)::
 
@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 import spikelatent
 from spikelatent import analysis
+from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
 
 #: Row order of the paper's tables (unknown variants go last, in the order given).
@@ -72,14 +73,7 @@ def features_of(model: Any, images: torch.Tensor, batch_size: int = 500) -> np.n
 
 def run_datamodule(config: dict[str, Any], data_dir: str | None) -> Any:
     """The data module with the run's own split settings (seed, fractions, limit, options)."""
-    return spikelatent.make_datamodule(
-        config["data"],
-        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-        seed=int(config.get("seed", 0)),
-        val_fraction=float(config.get("val_fraction", 0.1)),
-        limit=config.get("limit"),
-        **(config.get("data_options") or {}),
-    )
+    return datamodule_from_config(config, data_dir)
 
 
 # --------------------------------------------------------------------------- one run

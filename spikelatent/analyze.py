@@ -88,17 +88,9 @@ def write_population(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
 def make_run_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> Any:
     """The data module of a run, built with the settings training used (seed, fractions, limit,
     dataset options), so the splits are the ones the model was trained and validated on."""
-    from spikelatent.data import make_datamodule
+    from spikelatent.data import datamodule_from_config
 
-    return make_datamodule(
-        config["data"],
-        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-        seed=int(config.get("seed", 0)),
-        val_fraction=float(config.get("val_fraction", 0.1)),
-        download=bool(config.get("download", False)),
-        limit=config.get("limit"),
-        **(config.get("data_options") or {}),
-    )
+    return datamodule_from_config(config, data_dir)
 
 
 def split_head(
