@@ -15,7 +15,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from spikelatent import __version__
-from spikelatent.distributions import NegativeBinomial, Poisson
+from spikelatent.distributions import NegativeBinomial
 from spikelatent.errors import SpikelatentError
 
 COUNT_DTYPES = (np.uint16, np.uint32, np.uint64)

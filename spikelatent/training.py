@@ -12,8 +12,8 @@ import io
 import json
 import logging
 import os
-import warnings
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 

@@ -192,8 +192,8 @@ def test_unknown_model_is_an_argparse_error(capsys):
 
 
 def test_config_file_and_flags(tmp_path):
-    from spikelatent.commands.fit import config_from_args
     from spikelatent.cli import build_parser
+    from spikelatent.commands.fit import config_from_args
 
     config_file = tmp_path / "run.yaml"
     config_file.write_text("model: poisson\nlatent_dim: 32\nepochs: 7\n")

@@ -29,7 +29,12 @@ from spikelatent.data.locate import (
     data_roots,
     find_dataset_root,
 )
-from spikelatent.data.registry import DATASETS, datamodule_from_config, make_datamodule, resolve_name
+from spikelatent.data.registry import (
+    DATASETS,
+    datamodule_from_config,
+    make_datamodule,
+    resolve_name,
+)
 from spikelatent.data.splits import TEST_SPLIT_SEED
 
 __all__ = [
