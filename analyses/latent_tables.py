@@ -43,18 +43,10 @@ import spikelatent
 from spikelatent import analysis
 from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
+from spikelatent.latents import PAPER_MODEL_ORDER
 
 #: Row order of the paper's tables (unknown variants go last, in the order given).
-MODEL_ORDER = (
-    "G-VAE",
-    "L-VAE",
-    "C-VAE",
-    "P-VAE",
-    "NegBio-VAE MC-G",
-    "NegBio-VAE MC-C",
-    "NegBio-VAE DS-G",
-    "NegBio-VAE DS-C",
-)
+MODEL_ORDER = PAPER_MODEL_ORDER
 CLASSIFIER_TITLES = {"logistic": "LR", "knn": "kNN"}
 
 

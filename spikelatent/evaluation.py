@@ -27,6 +27,7 @@ import torch
 
 from spikelatent import __version__
 from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.latents import PAPER_MODEL_ORDER
 
 SPLITS = ("train", "val", "test")
 METRICS_FILE = "metrics.json"
@@ -39,16 +40,7 @@ COMPARISON_FIGURE = "comparison_reconstructions.png"
 FID_SAMPLE_COUNTS = (5000, 10000)
 
 #: The paper's row order; other names follow in the order given.
-MODEL_ORDER = (
-    "G-VAE",
-    "L-VAE",
-    "C-VAE",
-    "P-VAE",
-    "NegBio-VAE MC-G",
-    "NegBio-VAE MC-C",
-    "NegBio-VAE DS-G",
-    "NegBio-VAE DS-C",
-)
+MODEL_ORDER = PAPER_MODEL_ORDER
 
 #: Table columns: (header, metrics.json key, lower is better). KID also shows ``kid_std``.
 TABLE_COLUMNS = (

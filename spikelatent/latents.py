@@ -33,6 +33,17 @@ from spikelatent.distributions import NegativeBinomial, Poisson, kl_monte_carlo
 from spikelatent.errors import SpikelatentError
 
 FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
+#: The eight models in the row order of the paper's tables (display names = ``VAE.variant``).
+PAPER_MODEL_ORDER = (
+    "G-VAE",
+    "L-VAE",
+    "C-VAE",
+    "P-VAE",
+    "NegBio-VAE MC-G",
+    "NegBio-VAE MC-C",
+    "NegBio-VAE DS-G",
+    "NegBio-VAE DS-C",
+)
 KL_ESTIMATORS = ("ds", "mc")
 RELAXATIONS = ("ct", "gumbel")
 
