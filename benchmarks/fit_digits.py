@@ -42,6 +42,15 @@ def run(argv: list[str] | None = None) -> int:
     print(f"final val: loss {float(last['val_loss']):.2f}, SSE {float(last['val_sse']):.2f}, "
           f"KL {float(last['val_kl']):.2f}, per-pixel MSE {float(last['val_mse']):.4f}, "
           f"zero fraction {float(last['val_zero_fraction']):.3f}")
+    import spikelatent
+    from spikelatent.data import datamodule_from_config
+
+    model = spikelatent.load(out)
+    images, _ = datamodule_from_config(model.config).split_tensors("test")
+    torch.manual_seed(0)
+    for mode in ("sample", "mean"):
+        mse = float((model.reconstruct(images, mode=mode) - images).pow(2).mean())
+        print(f"test per-pixel MSE, reconstruction from the posterior {mode}: {mse:.4f}")
     print(f"look at: {out / 'reconstructions.png'} and {out / 'samples.png'}")
     return 0
 

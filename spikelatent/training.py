@@ -172,17 +172,21 @@ def _steps_per_epoch(datamodule: Any) -> int:
 
 
 def write_figures(run_dir: Path, datamodule: Any, n: int = 10) -> None:
-    """Reconstruction grid, prior samples (hard counts) and loss curves, as PNG in the run."""
+    """Reconstructions (inputs, a posterior sample, the posterior mean), prior samples (hard
+    counts) and loss curves, as PNG in the run directory."""
     from spikelatent import plotting
 
     model = load(run_dir)
     images, _ = datamodule.split_tensors("val")
     inputs = images[:n]
     with torch.no_grad():
-        reconstructions = model.reconstruct(inputs, mode="sample")
+        rows = {"posterior sample": model.reconstruct(inputs, mode="sample"),
+                "posterior mean": model.reconstruct(inputs, mode="mean")}
         samples = model.generate(100)
-    plotting.save_reconstructions(inputs, reconstructions, run_dir / "reconstructions.png",
-                                  data_range=datamodule.data_range, n=n)
+    # Both rows: a hard-count sample shows the latent noise, the posterior mean the code's content.
+    plotting.save_model_comparison(rows, inputs, run_dir / "reconstructions.png",
+                                   data_range=datamodule.data_range, n=n,
+                                   title=f"{model.variant}: validation reconstructions")
     plotting.save_image_grid(samples, run_dir / "samples.png", nrow=10,
                              data_range=datamodule.data_range,
                              title=f"{model.variant}: samples from the prior")
