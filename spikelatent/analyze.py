@@ -17,10 +17,8 @@ of the paper (shattering is one of its comparisons) instead of failing on five o
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
+from spikelatent._io import atomic_path, write_json_atomic
 from spikelatent.errors import SpikelatentError
 
 SPLITS = ("train", "val", "test")
@@ -57,40 +56,18 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    from spikelatent.config import write_text_atomic
-
-    return write_text_atomic(path, json.dumps(payload, indent=1, allow_nan=False) + "\n")
-
-
 def write_population(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a population Dataset to netCDF-4 (h5netcdf) through a temporary file and a rename.
 
     ``counts`` is stored gzip-compressed (level 1): spike counts are small integers and shrink
     several-fold, at a modest cost in writing time.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".nc")
-    os.close(handle)
     encoding = {}
     if "counts" in dataset:
         encoding["counts"] = {"zlib": True, "complevel": 1}
-    try:
+    with atomic_path(path) as temporary:
         dataset.to_netcdf(temporary, engine="h5netcdf", encoding=encoding)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def make_run_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | None = None) -> Any:
-    """The data module of a run, built with the settings training used (seed, fractions, limit,
-    dataset options), so the splits are the ones the model was trained and validated on."""
-    from spikelatent.data import datamodule_from_config
-
-    return datamodule_from_config(config, data_dir)
+    return Path(path)
 
 
 def split_head(
@@ -335,9 +312,11 @@ def analyze_run(
             f"run directory {run_dir} does not exist; train one with `spikelatent fit --out {run_dir}`"
         )
 
+    from spikelatent.data import datamodule_from_config
+
     model = spikelatent.load(run_dir)
     config = dict(model.config)
-    datamodule = make_run_datamodule(config, data_dir)
+    datamodule = datamodule_from_config(config, data_dir)
     images, labels = split_head(datamodule, split, n_stimuli)
     if images.shape[0] == 0:
         raise SpikelatentError(
@@ -423,5 +402,5 @@ def analyze_run(
     steps.close()
     report["figures_skipped"] = figures_skipped
     report["files"] = [*files, "analysis.json"]
-    _write_json_atomic(run_dir / "analysis.json", report)
+    write_json_atomic(run_dir / "analysis.json", report)
     return report

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from spikelatent._io import write_text_atomic
 from spikelatent.errors import SpikelatentError
 
 MODELS = ("gaussian", "laplace", "categorical", "poisson", "negbio")
@@ -199,18 +199,3 @@ def _finite_number(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return number == number and abs(number) != float("inf")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from spikelatent import __version__
+from spikelatent._io import write_text_atomic
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.latents import PAPER_MODEL_ORDER
 
@@ -68,12 +69,6 @@ def display_name(config: dict[str, Any]) -> str:
     return model or "unknown model"
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    from spikelatent.config import write_text_atomic
-
-    return write_text_atomic(path, text)
-
-
 def _append_csv_row(path: Path, row: dict[str, Any]) -> None:
     """Append ``row`` to a CSV, widening the header if new columns appear (rewritten atomically)."""
     rows: list[dict[str, Any]] = []
@@ -89,7 +84,7 @@ def _append_csv_row(path: Path, row: dict[str, Any]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text_atomic(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _load_model(run_dir: Path) -> Any:
@@ -262,7 +257,7 @@ def evaluate_run(
         evaluated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
 
-    _write_text_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     _append_csv_row(
         run_dir / EVALUATIONS_FILE, {k: v for k, v in metrics.items() if k != "data_range"}
     )
@@ -424,7 +419,7 @@ def compare_runs(
         f"Best in **bold**, second <u>underlined</u>.\n\n"
         + comparison_table([(name, metrics) for name, _, metrics in entries])
     )
-    markdown_path = _write_text_atomic(out_dir / COMPARISON_MARKDOWN, markdown)
+    markdown_path = write_text_atomic(out_dir / COMPARISON_MARKDOWN, markdown)
 
     columns = [
         "model",
@@ -450,7 +445,7 @@ def compare_runs(
     writer.writeheader()
     for name, run_dir, metrics in entries:
         writer.writerow({**metrics, "model": name, "run_dir": str(run_dir)})
-    _write_text_atomic(out_dir / COMPARISON_CSV, buffer.getvalue())
+    write_text_atomic(out_dir / COMPARISON_CSV, buffer.getvalue())
 
     # One figure: the same test images reconstructed by every model.
     models = [(name, _load_model(run_dir)) for name, run_dir, _ in entries]

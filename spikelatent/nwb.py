@@ -30,6 +30,7 @@ import xarray as xr
 from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 from tqdm.auto import tqdm
 
+from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
 
 __all__ = ["to_nwb", "read_counts", "population_counts", "SUBJECT_FIELDS"]
@@ -204,14 +205,8 @@ def to_nwb(
         )
 
     # Same directory (so os.replace is an atomic rename); hidden, and still ending in .nwb.
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial.nwb")
-    try:
-        with NWBHDF5IO(str(temporary), "w") as io:
-            io.write(nwbfile)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(target, suffix=".nwb") as temporary, NWBHDF5IO(str(temporary), "w") as io:
+        io.write(nwbfile)
     return target
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
 
 __all__ = [
@@ -119,13 +119,10 @@ def _atomic_savefig(figure: Figure, path: str | os.PathLike) -> Path:
             f"cannot write a figure to {str(path)!r}: give it one of the suffixes "
             f"{', '.join('.' + s for s in sorted(supported))}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        figure.savefig(temporary, format=file_format, dpi=DPI, facecolor="white")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format=file_format, dpi=DPI, facecolor="white")
     finally:
-        temporary.unlink(missing_ok=True)
         figure.clear()  # free the artists now (no pyplot registry holds this figure)
     return path
 

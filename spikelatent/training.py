@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +21,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from spikelatent.config import FitConfig, write_text_atomic
+from spikelatent._io import atomic_path, write_text_atomic
+from spikelatent.config import FitConfig
 from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE, load
@@ -51,10 +51,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write each checkpoint to a temporary file and rename it: a crash never leaves half a file."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        temporary = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, temporary, storage_options)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
 
 
 class EpochMetricsCSV(Callback):

@@ -79,7 +79,7 @@ def test_classifier_reaches_95_percent_on_digits_and_is_cached(tmp_path, monkeyp
     assert sidecar["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert sidecar["n_test"] == len(labels) and sidecar["dataset"] == "digits"
     assert model.description == f"classifier (digits, test acc {accuracy:.3f})"
-    assert not list(tmp_path.glob(".*tmp"))  # written atomically, no leftovers
+    assert not list(tmp_path.glob(".*.partial*"))  # written atomically, no leftovers
 
     # Features are the 128-d penultimate layer, scaled to RMS 1 on the training images.
     train_images, _ = datamodule.split_tensors("train")

@@ -7,7 +7,6 @@ Every function writes one image to ``path`` (format from the suffix: .png, .pdf,
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from spikelatent._io import atomic_path
 from spikelatent.analysis._layout import as_dataarray, group_along, is_grouping_coord, require_dims
 from spikelatent.analysis.overdispersion import empirical_fano_factor
 from spikelatent.errors import SpikelatentError
@@ -38,16 +38,9 @@ def _new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1) -> tupl
 
 def _save(figure: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix or ".png"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=suffix) as temporary:
         figure.savefig(temporary, format=suffix.lstrip("."), dpi=120)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

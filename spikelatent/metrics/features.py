@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from tqdm.auto import tqdm
 
 from spikelatent import __version__
+from spikelatent._io import atomic_path, write_json_atomic
 from spikelatent.errors import SpikelatentError
 from spikelatent.metrics.reconstruction import to_unit_range
 
@@ -321,28 +321,8 @@ def train_classifier(
 
 
 def _save_torch_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _write_json_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(obj, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _describe_classifier(dataset: str, accuracy: float) -> str:
@@ -414,7 +394,8 @@ def load_or_train_classifier(
         progress=progress,
     )
     _save_torch_atomic(model.state_dict(), weights_path)
-    _write_json_atomic(
+    write_json_atomic(
+        weights_path.with_suffix(".json"),
         {
             "format_version": CLASSIFIER_FORMAT_VERSION,
             "dataset": name,
@@ -432,7 +413,6 @@ def load_or_train_classifier(
             "spikelatent_version": __version__,
             "torch_version": torch.__version__,
         },
-        weights_path.with_suffix(".json"),
     )
     model.description = _describe_classifier(name, accuracy)
     model.test_accuracy = accuracy

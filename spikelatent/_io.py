@@ -1,0 +1,42 @@
+"""Atomic file writing: every result goes to a temporary name beside its target and is renamed
+into place, so a crash never leaves a half-written file where a reader expects a result."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a hidden temporary path in ``path``'s folder; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    ``suffix`` (default: ``path``'s own) keeps writers that look at the extension happy.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ending = suffix if suffix is not None else (path.suffix or ".tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial{ending}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
+    """Write ``payload`` as JSON (strict: no NaN) to ``path`` atomically and return the path."""
+    return write_text_atomic(path, json.dumps(payload, indent=indent, allow_nan=False) + "\n")
