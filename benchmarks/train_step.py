@@ -1,0 +1,296 @@
+"""Cost of one training step (forward + backward + gradient clipping + Adamax) for the eight models.
+
+Targets: every NegBio-VAE step at most 1.5x the G-VAE's with ``--arch conv``; the P-VAE with
+``--arch linear`` at >= 1,250 images/s (5x the reference's 250) and >= 6,600 images/s (2x the
+reference's 3,300, which it reaches with a fixed truncation of 26 exponentials).
+
+    python benchmarks/train_step.py [--arch conv linear] [--steps 30] [--threads 2] [--data random]
+
+What one step is: ``VAE.training_step`` (the very code ``spikelatent fit`` runs, so the hard
+counts drawn for the zero-fraction metric are included), ``loss.backward()``, norm clipping at
+``grad_clip`` (as Lightning's ``gradient_clip_val`` does) and the model's own Adamax
+(``configure_optimizers``). Lightning's loop, logging and data loading are NOT included.
+Batches of 128 digits images (28x28x1, cycled) or uniform noise (``--data random``).
+
+How the benchmark is made realistic (a fresh model would not be):
+* temperature fixed at 0.5 (``temperature_start = temperature_end``) and beta 1 from step 0
+  (``beta_start = beta``), so every step pays for the full relaxed sample and KL;
+* count families get a prior whose mean firing rate is log-uniform in [0.01, 10] per unit
+  (``--rate-range``): P-VAE ``prior_log_rate = log rate``; NegBio-VAE p = 0.5
+  (``prior_logit_prob = 0``) and r = rate (``prior_log_dispersion = log rate``), since the
+  mean is r(1 - p)/p;
+* the encoder's last layer gets zero bias and its weights are rescaled so the encoder output
+  (the log-modulations of the prior) has standard deviation ``--modulation-std`` (0.5) on
+  the first batch: posterior rates then spread around the prior's, as after some training.
+The table reports the mean and largest posterior mean rate measured on that batch, and the
+support size the relaxed sampler actually used during the timed steps (Z_max for Gumbel,
+M exponentials for continuous time; recorded by wrapping the sampler's private
+``_prepare_rate``; NegBio sizes follow the largest *Gamma-drawn* rate, so exceed the mean's).
+
+Memory: torch's CPU allocator is invisible to tracemalloc, so each (arch, model) runs in a
+forked child process and the figure is the child's peak resident set size (``ru_maxrss``)
+over the warm-up and timed steps minus its RSS just before the first step: activations,
+gradients, the optimizer state and whatever the allocator keeps cached. It is an upper-bound
+style figure (page granularity, allocator slack), comparable between rows of one run.
+
+Timings are medians over ``--steps`` steps after ``--warmup`` steps (time.perf_counter). On a
+shared or busy machine they are rough; compare rows of one run (the G-VAE ratio) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import time
+import warnings
+from typing import Any
+
+import torch
+
+from spikelatent.config import ARCHITECTURES, FitConfig
+from spikelatent.model import VAE
+
+# (label, model, kl, relax) in the paper's table order.
+MODELS = [
+    ("G-VAE", "gaussian", "ds", "ct"),
+    ("L-VAE", "laplace", "ds", "ct"),
+    ("C-VAE", "categorical", "ds", "ct"),
+    ("P-VAE", "poisson", "ds", "ct"),
+    ("NB MC-G", "negbio", "mc", "gumbel"),
+    ("NB MC-C", "negbio", "mc", "ct"),
+    ("NB DS-G", "negbio", "ds", "gumbel"),
+    ("NB DS-C", "negbio", "ds", "ct"),
+]
+IMAGE_SHAPE = (1, 28, 28)
+REFERENCE_P_VAE_IMAGES_PER_S = 250.0  # reference implementation, linear P-VAE
+REFERENCE_P_VAE_IMAGES_PER_S_AT_26 = 3300.0  # same, truncated at 26 exponentials
+NEGBIO_RATIO_TARGET = 1.5
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", nargs="+", default=["conv"], choices=ARCHITECTURES,
+                        help="architectures to time, one table block each (default: conv)")
+    parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS],
+                        choices=[m[0] for m in MODELS], metavar="LABEL",
+                        help="subset of the eight models (G-VAE is always run: it is the baseline)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--latent-dim", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--data", choices=("digits", "random"), default="digits")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--rate-range", type=float, nargs=2, default=(0.01, 10.0),
+                        metavar=("LOW", "HIGH"), help="prior mean rates, log-uniform (spikes/window)")
+    parser.add_argument("--modulation-std", type=float, default=0.5,
+                        help="std of the encoder output (log-modulation) on the first batch")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if "G-VAE" not in args.models:
+        args.models.insert(0, "G-VAE")
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def build_model(args: argparse.Namespace, arch: str, model: str, kl: str, relax: str) -> VAE:
+    config = FitConfig(
+        data=args.data if args.data == "digits" else "synthetic", model=model, kl=kl, relax=relax,
+        arch=arch, latent_dim=args.latent_dim, batch_size=args.batch_size,
+        temperature_start=args.temperature, temperature_end=args.temperature,
+        beta=1.0, beta_start=1.0, seed=args.seed,
+    )
+    vae = VAE(config.resolved().to_dict(), IMAGE_SHAPE, (0.0, 1.0))
+    vae._total_steps = 10_000  # schedules need it; both are flat here anyway
+    return vae
+
+
+def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Namespace) -> None:
+    """Prior rates log-uniform in ``rate_range``; encoder output std = ``modulation_std``."""
+    latent = vae.latent
+    low, high = (math.log(v) for v in args.rate_range)
+    log_rate = torch.empty(args.latent_dim).uniform_(low, high)
+    with torch.no_grad():
+        if latent.name == "poisson":
+            latent.prior_log_rate.copy_(log_rate)
+        else:  # negative binomial, p = 0.5 so the mean r (1 - p) / p is r
+            latent.prior_log_dispersion.copy_(log_rate)
+            latent.prior_logit_prob.zero_()
+        last_layer = vae.encoder.projection  # both conv and linear encoders end with it
+        last_layer.bias.zero_()
+        spread = float(vae.encode(first_batch).std())
+        last_layer.weight.mul_(args.modulation_std / max(spread, 1e-12))
+
+
+def record_support_sizes() -> list[int]:
+    """Wrap the relaxed sampler's size choice so each call's Z_max / M is appended to a list."""
+    import spikelatent.distributions.relaxed as relaxed
+
+    sizes: list[int] = []
+    original = relaxed._prepare_rate
+
+    def recording(*args: Any, **kwargs: Any):
+        rate, size = original(*args, **kwargs)
+        sizes.append(size)
+        return rate, size
+
+    relaxed._prepare_rate = recording
+    return sizes
+
+
+def current_rss_kib() -> float:
+    with open("/proc/self/statm") as statm:  # pages: size resident shared ...
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, str, str]) -> dict:
+    """Runs in a forked child: build, warm up, time; returns the figures."""
+    label, model, kl, relax = spec
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    warnings.filterwarnings("ignore", message=".*self.log\\(\\)")
+    if args.data == "digits":
+        from spikelatent.data import make_datamodule
+
+        images, labels = make_datamodule("digits").split_tensors("train")
+    else:
+        images = torch.rand(10 * args.batch_size, *IMAGE_SHAPE)
+        labels = torch.zeros(len(images), dtype=torch.long)
+    batches = [(images[i:i + args.batch_size], labels[i:i + args.batch_size])
+               for i in range(0, len(images) - args.batch_size + 1, args.batch_size)]
+    vae = build_model(args, arch, model, kl, relax)
+    vae.train()
+    result: dict[str, Any] = {"label": label, "arch": arch}
+    if vae.latent.is_count:
+        make_rates_realistic(vae, batches[0][0], args)
+        with torch.no_grad():
+            mean_rate = vae.posterior(batches[0][0]).mean
+        result["mean_rate"] = float(mean_rate.mean())
+        result["max_rate"] = float(mean_rate.max())
+    optimizer = vae.configure_optimizers()["optimizer"]
+    parameters = [p for p in vae.parameters() if p.requires_grad]
+    grad_clip = vae.config["grad_clip"]
+    sizes = record_support_sizes()
+
+    def step(index: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = vae.training_step(batches[index % len(batches)], index)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        optimizer.step()
+
+    rss_before = current_rss_kib()
+    for index in range(args.warmup):
+        step(index)
+    del sizes[:]
+    durations = []
+    for index in range(args.warmup, args.warmup + args.steps):
+        start = time.perf_counter()
+        step(index)
+        durations.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    quartiles = statistics.quantiles(durations, n=4) if len(durations) > 1 else durations * 3
+    result.update(
+        step_s=statistics.median(durations), q1_s=quartiles[0], q3_s=quartiles[-1],
+        peak_mib=max(0.0, peak_kib - rss_before) / 1024,
+        support=(max(sizes), statistics.median(sizes)) if sizes else None,
+        support_kind="Z_max" if relax == "gumbel" else "M",
+    )
+    return result
+
+
+def _child(connection, args, arch, spec) -> None:
+    try:
+        connection.send(time_one_model(args, arch, spec))
+    except BaseException as error:  # report, never hang the parent
+        connection.send({"error": f"{type(error).__name__}: {error}"})
+    finally:
+        connection.close()
+
+
+def run_isolated(args: argparse.Namespace, arch: str, spec: tuple) -> dict:
+    """Fork a child (fresh peak-RSS counter, torch already imported) and collect its figures.
+
+    The parent runs no torch operation, so forking does not inherit a busy thread pool.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, args, arch, spec))
+    process.start()
+    sender.close()
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = {"error": f"child exited with status {process.exitcode}"}
+    process.join()
+    if "error" in result:
+        raise SystemExit(f"{arch} {spec[0]}: {result['error']}")
+    return result
+
+
+def format_row(row: dict, baseline_s: float, batch_size: int) -> str:
+    images_per_s = batch_size / row["step_s"]
+    rates = (f"{row['mean_rate']:7.3f} {row['max_rate']:7.2f}" if "mean_rate" in row
+             else f"{'-':>7} {'-':>7}")
+    support = (f"{row['support_kind']:>5} {row['support'][1]:4.0f}/{row['support'][0]:<4d}"
+               if row.get("support") else f"{'-':>15}")
+    return (f"{row['arch']:<6} {row['label']:<8} {images_per_s:9.0f} {row['step_s'] * 1e3:8.1f} "
+            f"({row['q1_s'] * 1e3:6.1f}-{row['q3_s'] * 1e3:6.1f}) "
+            f"{row['step_s'] / baseline_s:6.2f} {row['peak_mib']:8.1f} {rates} {support}")
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    specs = [spec for spec in MODELS if spec[0] in args.models]
+    print(f"torch {torch.__version__}; {args.threads} threads; batch {args.batch_size}, "
+          f"latent {args.latent_dim}, {args.data} 28x28x1, temperature {args.temperature}, "
+          f"beta 1; median of {args.steps} steps after {args.warmup} warm-up; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} "
+          f"{'xG-VAE':>6} {'RSS MiB':>8} {'mean-r':>7} {'max-r':>7} {'support med/max':>15}")
+    results: dict[tuple[str, str], dict] = {}
+    started = time.perf_counter()
+    for arch in args.arch:
+        baseline = None
+        for spec in specs:
+            row = run_isolated(args, arch, spec)
+            results[arch, spec[0]] = row
+            baseline = baseline or row["step_s"]
+            print(format_row(row, baseline, args.batch_size), flush=True)
+    print(f"(total {time.perf_counter() - started:.0f} s. RSS MiB: peak RSS of the step minus RSS "
+          f"before it, in a fresh forked process. mean-r/max-r: posterior mean rate on the first "
+          f"batch. support: Z_max (Gumbel) or M (continuous time) used, median/max over calls)")
+    summary = []
+    for arch in args.arch:
+        negbio = [results[arch, label] for label in args.models if label.startswith("NB")
+                  and (arch, label) in results]
+        if negbio:
+            worst = max(negbio, key=lambda row: row["step_s"])
+            ratio = worst["step_s"] / results[arch, "G-VAE"]["step_s"]
+            verdict = "meets" if ratio <= NEGBIO_RATIO_TARGET else "MISSES"
+            target_note = f"target <= {NEGBIO_RATIO_TARGET}, {verdict}" if arch == "conv" else "no target"
+            summary.append(f"{arch}: worst NegBio/G-VAE {ratio:.2f} ({worst['label']}; {target_note})")
+        if arch == "linear" and (arch, "P-VAE") in results:
+            row = results[arch, "P-VAE"]
+            images_per_s = args.batch_size / row["step_s"]
+            size = row["support"][0] if row.get("support") else None
+            summary.append(
+                f"linear P-VAE {images_per_s:.0f} images/s (M <= {size}; vs >= "
+                f"{5 * REFERENCE_P_VAE_IMAGES_PER_S:.0f}: {images_per_s / (5 * REFERENCE_P_VAE_IMAGES_PER_S):.2f}x, "
+                f"vs >= {2 * REFERENCE_P_VAE_IMAGES_PER_S_AT_26:.0f} at M=26: "
+                f"{images_per_s / (2 * REFERENCE_P_VAE_IMAGES_PER_S_AT_26):.2f}x)"
+            )
+    print("SUMMARY: " + "; ".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
