@@ -12,6 +12,7 @@ size chosen (Z_max for Gumbel, M for continuous time), and the peak extra memory
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -37,6 +38,20 @@ def time_call(function, repeats: int) -> float:
     return statistics.median(samples) * 1e6
 
 
+def build(name: str, mean: torch.Tensor, requires_grad: bool):
+    """Poisson(mean), or NB with p = 0.5 and r = mean * p / (1 - p) (= mean), as in the issue."""
+    leaf = mean.clone().requires_grad_(requires_grad)
+    if name == "Poisson":
+        return Poisson(leaf, validate_args=False)
+    probs = torch.full_like(mean, 0.5)
+    return NegativeBinomial(leaf * 0.5 / (1 - 0.5), probs=probs, validate_args=False)
+
+
+def forward_backward(name: str, mean: torch.Tensor, relaxation: str) -> None:
+    distribution = build(name, mean, requires_grad=True)
+    distribution.rsample(relaxation=relaxation, temperature=0.5).sum().backward()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -49,29 +64,20 @@ def main() -> None:
           f"{'+backward us':>14}{'peak MiB':>10}")
     for label, high in (("typical", 10.0), ("high", 50.0)):
         mean = rates(high)
-        support = poisson_support_size(float(mean.max()), 1e-4)
+        # Z_max + 1 support points (Gumbel) or M arrivals (continuous time): the same number.
+        size = poisson_support_size(float(mean.max()), 1e-4) + 1
+        # Largest intermediates: the (size, 128, 256) float32 buffer and one temporary of it.
+        peak_mib = 2 * size * mean.numel() * 4 / 2**20
         for relaxation in ("ct", "gumbel"):
-            size = support + 1 if relaxation == "ct" else support + 1
-            # Largest intermediates: the (size, 128, 256) float32 tensor and one of its temporaries.
-            peak_mib = 2 * size * mean.numel() * 4 / 2**20
             for name in ("Poisson", "NegativeBinomial"):
-                def build(requires_grad: bool):
-                    leaf = mean.clone().requires_grad_(requires_grad)
-                    if name == "Poisson":
-                        return leaf, Poisson(leaf, validate_args=False)
-                    p = torch.full_like(mean, 0.5)
-                    return leaf, NegativeBinomial(leaf * 0.5 / 0.5, probs=p, validate_args=False)
-
-                _, distribution = build(False)
+                distribution = build(name, mean, requires_grad=False)
                 forward = time_call(
-                    lambda: distribution.rsample(relaxation=relaxation, temperature=0.5),
-                    args.repeats)
-
-                def forward_backward():
-                    leaf, dist = build(True)
-                    dist.rsample(relaxation=relaxation, temperature=0.5).sum().backward()
-
-                both = time_call(forward_backward, args.repeats)
+                    functools.partial(distribution.rsample, relaxation=relaxation, temperature=0.5),
+                    args.repeats,
+                )
+                both = time_call(
+                    functools.partial(forward_backward, name, mean, relaxation), args.repeats
+                )
                 print(f"{name:<18}{label:<10}{relaxation:<8}{size:>8}{forward:>12.0f}"
                       f"{both:>14.0f}{peak_mib:>10.1f}")
     print("reference Poisson VAE rsample on this machine (issue 3): 16-20 ms typical, 56-75 ms high")
