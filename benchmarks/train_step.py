@@ -20,18 +20,21 @@ How the benchmark is made realistic (a fresh model would not be):
   (``prior_logit_prob = 0``) and r = rate (``prior_log_dispersion = log rate``), since the
   mean is r(1 - p)/p;
 * the encoder's last layer gets zero bias and its weights are rescaled so the encoder output
-  (the log-modulations of the prior) has standard deviation ``--modulation-std`` (0.5) on
+  (the log-modulations of the prior) has standard deviation ``--modulation-std`` (0.1) on
   the first batch: posterior rates then spread around the prior's, as after some training.
 The table reports the mean and largest posterior mean rate measured on that batch, and the
 support size the relaxed sampler actually used during the timed steps (Z_max for Gumbel,
 M exponentials for continuous time; recorded by wrapping the sampler's private
 ``_prepare_rate``; NegBio sizes follow the largest *Gamma-drawn* rate, so exceed the mean's).
 
-Memory: torch's CPU allocator is invisible to tracemalloc, so each (arch, model) runs in a
-forked child process and the figure is the child's peak resident set size (``ru_maxrss``)
-over the warm-up and timed steps minus its RSS just before the first step: activations,
-gradients, the optimizer state and whatever the allocator keeps cached. It is an upper-bound
-style figure (page granularity, allocator slack), comparable between rows of one run.
+Memory: torch's CPU allocator is invisible to tracemalloc, so the figure is the process's
+peak resident set size during the timed steps minus its RSS just before them (Linux: the
+high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` and glibc's free heap is
+returned with ``malloc_trim`` first, so earlier models do not hide later ones; elsewhere the
+``ru_maxrss`` increase, which only shows a model whose peak beats every earlier one). It is
+the transient working memory of a step: activations, gradients (set to None between steps),
+temporaries and allocator slack. Parameters and the Adamax state exist before the timed
+steps; the "state MiB" column gives their exact size (parameters + gradients + 2 moments).
 
 Timings are medians over ``--steps`` steps after ``--warmup`` steps (time.perf_counter). On a
 shared or busy machine they are rough; compare rows of one run (the G-VAE ratio) first.
@@ -40,8 +43,10 @@ shared or busy machine they are rough; compare rows of one run (the G-VAE ratio)
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import gc
 import math
-import multiprocessing
 import os
 import resource
 import statistics
@@ -88,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--rate-range", type=float, nargs=2, default=(0.01, 10.0),
                         metavar=("LOW", "HIGH"), help="prior mean rates, log-uniform (spikes/window)")
-    parser.add_argument("--modulation-std", type=float, default=0.5,
+    parser.add_argument("--modulation-std", type=float, default=0.1,
                         help="std of the encoder output (log-modulation) on the first batch")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -144,18 +149,46 @@ def record_support_sizes() -> list[int]:
     return sizes
 
 
-def current_rss_kib() -> float:
-    with open("/proc/self/statm") as statm:  # pages: size resident shared ...
-        resident_pages = int(statm.read().split()[1])
-    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1024
+def _status_kib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
-def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, str, str]) -> dict:
-    """Runs in a forked child: build, warm up, time; returns the figures."""
-    label, model, kl, relax = spec
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    warnings.filterwarnings("ignore", message=".*self.log\\(\\)")
+class PeakRSS:
+    """Peak RSS increase (MiB) over a block of code; see the module docstring for the method."""
+
+    def __enter__(self) -> PeakRSS:
+        gc.collect()
+        try:  # give the free heap back so the block's allocations show up as new pages
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        try:
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # reset VmHWM to the current RSS
+            self.method = "VmHWM"
+        except OSError:
+            self.method = "ru_maxrss"
+        self.before_kib = _status_kib("VmRSS") or 0.0
+        self.max_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.method == "VmHWM":
+            peak = _status_kib("VmHWM") or 0.0
+            self.mib = max(0.0, peak - self.before_kib) / 1024
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+            self.mib = max(0.0, peak - max(self.before_kib, self.max_before_kib)) / 1024
+
+
+def load_batches(args: argparse.Namespace) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if args.data == "digits":
         from spikelatent.data import make_datamodule
 
@@ -163,8 +196,15 @@ def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, st
     else:
         images = torch.rand(10 * args.batch_size, *IMAGE_SHAPE)
         labels = torch.zeros(len(images), dtype=torch.long)
-    batches = [(images[i:i + args.batch_size], labels[i:i + args.batch_size])
-               for i in range(0, len(images) - args.batch_size + 1, args.batch_size)]
+    return [(images[i:i + args.batch_size], labels[i:i + args.batch_size])
+            for i in range(0, len(images) - args.batch_size + 1, args.batch_size)]
+
+
+def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, str, str],
+                   batches: list, sizes: list[int]) -> dict:
+    """Build one model, warm it up, time ``args.steps`` steps; returns the figures."""
+    label, model, kl, relax = spec
+    torch.manual_seed(args.seed)
     vae = build_model(args, arch, model, kl, relax)
     vae.train()
     result: dict[str, Any] = {"label": label, "arch": arch}
@@ -177,7 +217,6 @@ def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, st
     optimizer = vae.configure_optimizers()["optimizer"]
     parameters = [p for p in vae.parameters() if p.requires_grad]
     grad_clip = vae.config["grad_clip"]
-    sizes = record_support_sizes()
 
     def step(index: int) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -187,52 +226,23 @@ def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, st
             torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
         optimizer.step()
 
-    rss_before = current_rss_kib()
     for index in range(args.warmup):
         step(index)
     del sizes[:]
     durations = []
-    for index in range(args.warmup, args.warmup + args.steps):
-        start = time.perf_counter()
-        step(index)
-        durations.append(time.perf_counter() - start)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with PeakRSS() as memory:
+        for index in range(args.warmup, args.warmup + args.steps):
+            start = time.perf_counter()
+            step(index)
+            durations.append(time.perf_counter() - start)
     quartiles = statistics.quantiles(durations, n=4) if len(durations) > 1 else durations * 3
+    state_bytes = sum(p.numel() * p.element_size() for p in parameters) * 4  # + grad, 2 moments
     result.update(
         step_s=statistics.median(durations), q1_s=quartiles[0], q3_s=quartiles[-1],
-        peak_mib=max(0.0, peak_kib - rss_before) / 1024,
+        peak_mib=memory.mib, memory_method=memory.method, state_mib=state_bytes / 2**20,
         support=(max(sizes), statistics.median(sizes)) if sizes else None,
         support_kind="Z_max" if relax == "gumbel" else "M",
     )
-    return result
-
-
-def _child(connection, args, arch, spec) -> None:
-    try:
-        connection.send(time_one_model(args, arch, spec))
-    except BaseException as error:  # report, never hang the parent
-        connection.send({"error": f"{type(error).__name__}: {error}"})
-    finally:
-        connection.close()
-
-
-def run_isolated(args: argparse.Namespace, arch: str, spec: tuple) -> dict:
-    """Fork a child (fresh peak-RSS counter, torch already imported) and collect its figures.
-
-    The parent runs no torch operation, so forking does not inherit a busy thread pool.
-    """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sender, args, arch, spec))
-    process.start()
-    sender.close()
-    try:
-        result = receiver.recv()
-    except EOFError:
-        result = {"error": f"child exited with status {process.exitcode}"}
-    process.join()
-    if "error" in result:
-        raise SystemExit(f"{arch} {spec[0]}: {result['error']}")
     return result
 
 
@@ -244,7 +254,8 @@ def format_row(row: dict, baseline_s: float, batch_size: int) -> str:
                if row.get("support") else f"{'-':>15}")
     return (f"{row['arch']:<6} {row['label']:<8} {images_per_s:9.0f} {row['step_s'] * 1e3:8.1f} "
             f"({row['q1_s'] * 1e3:6.1f}-{row['q3_s'] * 1e3:6.1f}) "
-            f"{row['step_s'] / baseline_s:6.2f} {row['peak_mib']:8.1f} {rates} {support}")
+            f"{row['step_s'] / baseline_s:6.2f} {row['peak_mib']:7.1f} {row['state_mib']:6.1f} "
+            f"{rates} {support}")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -255,19 +266,25 @@ def run(argv: list[str] | None = None) -> int:
           f"beta 1; median of {args.steps} steps after {args.warmup} warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} "
-          f"{'xG-VAE':>6} {'RSS MiB':>8} {'mean-r':>7} {'max-r':>7} {'support med/max':>15}")
+          f"{'xG-VAE':>6} {'RSS MiB':>7} {'state':>6} {'mean-r':>7} {'max-r':>7} {'support med/max':>15}")
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*self.log\\(\\)")  # no Trainer attached
+    batches = load_batches(args)
+    sizes = record_support_sizes()
     results: dict[tuple[str, str], dict] = {}
     started = time.perf_counter()
     for arch in args.arch:
         baseline = None
         for spec in specs:
-            row = run_isolated(args, arch, spec)
+            row = time_one_model(args, arch, spec, batches, sizes)
             results[arch, spec[0]] = row
             baseline = baseline or row["step_s"]
             print(format_row(row, baseline, args.batch_size), flush=True)
-    print(f"(total {time.perf_counter() - started:.0f} s. RSS MiB: peak RSS of the step minus RSS "
-          f"before it, in a fresh forked process. mean-r/max-r: posterior mean rate on the first "
-          f"batch. support: Z_max (Gumbel) or M (continuous time) used, median/max over calls)")
+    method = next(iter(results.values()))["memory_method"]
+    print(f"(total {time.perf_counter() - started:.0f} s. RSS MiB: peak RSS during the timed steps "
+          f"minus RSS before them ({method}); state: parameters + grads + Adamax moments. "
+          f"mean-r/max-r: posterior mean rate on the first batch. support: Z_max (Gumbel) or "
+          f"M (continuous time) used, median/max over the timed calls)")
     summary = []
     for arch in args.arch:
         negbio = [results[arch, label] for label in args.models if label.startswith("NB")
