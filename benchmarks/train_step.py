@@ -38,6 +38,9 @@ steps; the "state MiB" column gives their exact size (parameters + gradients + 2
 
 Timings are medians over ``--steps`` steps after ``--warmup`` steps (time.perf_counter). On a
 shared or busy machine they are rough; compare rows of one run (the G-VAE ratio) first.
+With more threads than idle cores, OpenMP workers wait on descheduled peers and steps get
+many times slower (the script warns when the load average suggests this): use ``--threads 1``
+there, or an idle machine.
 """
 
 from __future__ import annotations
@@ -267,6 +270,11 @@ def run(argv: list[str] | None = None) -> int:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} "
           f"{'xG-VAE':>6} {'RSS MiB':>7} {'state':>6} {'mean-r':>7} {'max-r':>7} {'support med/max':>15}")
+    busy = os.getloadavg()[0]
+    if busy + args.threads > (os.cpu_count() or 1) + 0.5:
+        print(f"WARNING: load average {busy:.1f} on {os.cpu_count()} CPUs: with {args.threads} "
+              f"threads the OpenMP workers wait on descheduled peers and steps can be many times "
+              f"slower; compare with --threads 1 or rerun on an idle machine")
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*self.log\\(\\)")  # no Trainer attached
     batches = load_batches(args)
