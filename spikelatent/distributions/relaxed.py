@@ -217,11 +217,20 @@ def relaxed_poisson_continuous_time(
 def _cumulative_unit_exponentials(n_arrivals: int, rate: torch.Tensor) -> torch.Tensor:
     """Cumulative sums of ``n_arrivals`` Exponential(1) draws per rate, shape ``(M, *rate.shape)``.
 
-    -log(1 - U) with U ~ Uniform[0, 1) is several times cheaper than ``Tensor.exponential_`` on
-    CPU and never infinite (1 - U lies in (0, 1]), so gradients stay finite.
+    -log(U) with U ~ Uniform[0, 1) floored at the smallest normal float is several times cheaper
+    than ``Tensor.exponential_`` on CPU and never infinite, so gradients stay finite.
     """
     draws = torch.rand((n_arrivals, *rate.shape), dtype=rate.dtype, device=rate.device)
-    return draws.neg_().add_(1.0).log_().neg_().cumsum_(dim=0)  # -log(1 - U)
+    # U and 1 - U have one law; flooring U at the smallest normal number keeps -log(U) finite.
+    exponentials = draws.clamp_min_(torch.finfo(draws.dtype).tiny).log_().neg_()
+    if exponentials.device.type != "cpu":
+        return exponentials.cumsum_(dim=0)
+    # On CPU torch's cumsum over the leading dim is not vectorised across the trailing ones
+    # (measured 1.8 ms for (25, 128, 256), 7.9 ms at M = 80); M in-place row additions take
+    # 0.25 ms and 0.75 ms.
+    for arrival in range(1, exponentials.shape[0]):
+        exponentials[arrival].add_(exponentials[arrival - 1])
+    return exponentials
 
 
 class _ContinuousTimeSoftCount(torch.autograd.Function):
@@ -248,8 +257,13 @@ class _ContinuousTimeSoftCount(torch.autograd.Function):
 
 
 def _window_sigmoid(rate: torch.Tensor, cumulative: torch.Tensor, temperature: float) -> torch.Tensor:
-    """sigmoid((1 − C / λ) / τ) for every arrival, in one new buffer, shape of ``cumulative``."""
-    return torch.div(cumulative, rate).neg_().add_(1.0).div_(temperature).sigmoid_()
+    """sigmoid((1 − C / λ) / τ) for every arrival, in one new buffer, shape of ``cumulative``.
+
+    Written as sigmoid(1/τ − C · (1/(λτ))): one fused multiply-add over the big buffer.
+    """
+    negative_slope = (rate * temperature).reciprocal_().neg_()
+    offset = torch.full((), 1.0 / temperature, dtype=cumulative.dtype, device=cumulative.device)
+    return torch.addcmul(offset, cumulative, negative_slope).sigmoid_()
 
 
 def relaxed_poisson(
