@@ -27,6 +27,7 @@ import torch
 
 from spikelatent import __version__
 from spikelatent._io import write_text_atomic
+from spikelatent.data import datamodule_from_config
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.latents import PAPER_MODEL_ORDER
 
@@ -91,13 +92,6 @@ def _load_model(run_dir: Path) -> Any:
     import spikelatent
 
     return spikelatent.load(run_dir)
-
-
-def _make_datamodule(config: dict[str, Any], data_dir: str | os.PathLike | None) -> Any:
-    """The run's data module with the split settings it was trained with (seed, fractions, limit)."""
-    from spikelatent.data import datamodule_from_config
-
-    return datamodule_from_config(config, data_dir)
 
 
 @torch.no_grad()
@@ -198,7 +192,7 @@ def evaluate_run(
     device = _resolve_device(device)
     model = _load_model(run_dir).to(device)
     config = dict(model.config)
-    datamodule = _make_datamodule(config, data_dir)
+    datamodule = datamodule_from_config(config, data_dir)
     images, _ = datamodule.split_tensors(split)
     if images.shape[0] < 2:
         raise SpikelatentError(f"the {split} split of {config['data']} has fewer than 2 images")
@@ -449,7 +443,7 @@ def compare_runs(
 
     # One figure: the same test images reconstructed by every model.
     models = [(name, _load_model(run_dir)) for name, run_dir, _ in entries]
-    datamodule = _make_datamodule(dict(models[0][1].config), data_dir)
+    datamodule = datamodule_from_config(dict(models[0][1].config), data_dir)
     images, _ = datamodule.split_tensors(str(first["split"]))
     inputs = images[:n_images]
     rows = {name: _reconstruct(model, inputs, "sample", n_images, seed) for name, model in models}

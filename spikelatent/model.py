@@ -172,12 +172,12 @@ class VAE(pl.LightningModule):
         self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
         self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
         self.log(f"{stage}/mse", sse.mean() / x[0].numel(), **log)
-        if self.latent.is_count:
+        if self.latent.is_count and stage != "train":
+            # Count statistics from the hard counts of validation; drawing extra hard samples in
+            # every training step would cost a Gamma + Poisson draw in the hot path.
             with torch.no_grad():
-                counts = z if stage != "train" else self.latent.sample(posterior)
-                self.log(f"{stage}/zero_fraction", (counts == 0).float().mean(), **log)
-                fired = (counts > 0).any(0).float().mean()
-                self.log(f"{stage}/active_fraction", fired, **log)
+                self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
+                self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
         if stage == "train":
             self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
             self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)

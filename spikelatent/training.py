@@ -42,9 +42,11 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
-    "train_mse", "val_mse", "train_zero_fraction", "val_zero_fraction",
-    "train_active_fraction", "val_active_fraction", "temperature", "beta", "lr", "elapsed_s",
+    "train_mse", "val_mse", "val_zero_fraction", "val_active_fraction",
+    "temperature", "beta", "lr", "elapsed_s",
 )
+# Columns read from "<stage>/<name>" metrics; the last four are filled separately.
+STAGE_COLUMNS = EPOCH_COLUMNS[2:-4]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -74,7 +76,7 @@ class EpochMetricsCSV(Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        for column in EPOCH_COLUMNS[2:-3]:
+        for column in STAGE_COLUMNS:
             stage, _, name = column.partition("_")
             key = f"{stage}/{name}" + ("_epoch" if stage == "train" else "")
             row[column] = metrics.get(key, metrics.get(f"{stage}/{name}", ""))
