@@ -29,7 +29,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from spikelatent.distributions import NegativeBinomial, Poisson, kl_monte_carlo
+from spikelatent.distributions import NegativeBinomial, Poisson, kl_from_samples, kl_monte_carlo
 from spikelatent.errors import SpikelatentError
 
 FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
@@ -121,6 +121,15 @@ class LatentFamily(nn.Module):
     def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         """KL(q(z|x) || p(z)) summed over units, (batch,). ``temperature`` 0 = hard samples."""
         return kl_divergence(posterior, self.prior()).sum(-1)
+
+    def rsample_with_kl(
+        self, posterior: Distribution, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training sample (batch, latent_dim) and the KL (batch,) in one call.
+
+        One call so that a family whose KL is estimated from samples can decode one of them.
+        """
+        return self.rsample(posterior, temperature), self.kl(posterior, temperature)
 
     def sample_prior(self, n: int) -> torch.Tensor:
         """Hard samples from the prior, (n, latent_dim)."""
@@ -364,6 +373,21 @@ class NegativeBinomialLatent(LatentFamily):
         if temperature <= 0:
             return self.sample(posterior)
         return posterior.rsample(relaxation=self.relax, temperature=temperature)
+
+    def rsample_with_kl(
+        self, posterior: Distribution, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With ``kl="mc"`` the decoder gets the first of the S relaxed samples of the KL estimate.
+
+        Both terms of the ELBO stay unbiased (each uses samples of q), and a step draws S relaxed
+        samples instead of S + 1.
+        """
+        if self.kl_estimator == "ds" or temperature <= 0:
+            return super().rsample_with_kl(posterior, temperature)
+        samples = posterior.rsample(
+            (self.mc_samples,), relaxation=self.relax, temperature=temperature
+        )
+        return samples[0], kl_from_samples(posterior, self.prior(), samples).sum(-1)
 
     def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         prior = self.prior()

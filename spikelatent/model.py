@@ -152,14 +152,15 @@ class VAE(pl.LightningModule):
         posterior = self.posterior(x)
         temperature = self.temperature() if (stage == "train" and self.latent.uses_temperature) else 0.0
         if stage == "train":
-            z = self.latent.rsample(posterior, temperature)
-        elif self.latent.is_count or self.latent.name == "categorical":
-            z = self.latent.sample(posterior)  # hard counts / one-hot at validation
+            z, kl = self.latent.rsample_with_kl(posterior, temperature)
         else:
-            z = posterior.sample()
+            if self.latent.is_count or self.latent.name == "categorical":
+                z = self.latent.sample(posterior)  # hard counts / one-hot at validation
+            else:
+                z = posterior.sample()
+            kl = self.latent.kl(posterior, temperature)
         reconstruction = self.decode(z)
         sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
-        kl = self.latent.kl(posterior, temperature)
         beta = self.beta() if stage == "train" else self.config["beta"]
         loss = (sse + beta * kl).mean()
         if stage == "train" and not torch.isfinite(loss):

@@ -194,3 +194,25 @@ def test_float32_closed_form_stays_accurate_near_the_prior(eps):
     )
     assert kl.dtype == torch.float32
     assert kl.item() == pytest.approx(_series_kl_nbinom(3.0, float(q32), 3.0, float(p32)), rel=1e-5)
+
+
+def test_log_density_ratio_equals_scipy_logpmf_difference():
+    from scipy.special import gammaln
+
+    from spikelatent.distributions import log_density_ratio
+
+    r_q, q, r_p, p = 2.5, 0.3, 0.7, 0.6
+    posterior = NegativeBinomial(torch.tensor([r_q], dtype=torch.float64), probs=torch.tensor([q], dtype=torch.float64))
+    prior = NegativeBinomial(torch.tensor([r_p], dtype=torch.float64), logits=torch.tensor([np.log(p / (1 - p))], dtype=torch.float64))
+    counts = np.arange(0, 40, dtype=np.float64)
+    ratio = log_density_ratio(posterior, prior, torch.from_numpy(counts)).numpy()
+    expected = st.nbinom.logpmf(counts, r_q, q) - st.nbinom.logpmf(counts, r_p, p)
+    np.testing.assert_allclose(ratio, expected, rtol=1e-10, atol=1e-10)
+    # Relaxed (non-integer) counts: the lgamma form of the pmf.
+    relaxed = np.array([0.3, 2.7, 11.2])
+
+    def log_pmf(z, r, prob):
+        return gammaln(z + r) - gammaln(r) - gammaln(z + 1) + z * np.log1p(-prob) + r * np.log(prob)
+
+    ratio = log_density_ratio(posterior, prior, torch.from_numpy(relaxed)).numpy()
+    np.testing.assert_allclose(ratio, log_pmf(relaxed, r_q, q) - log_pmf(relaxed, r_p, p), rtol=1e-10)

@@ -138,3 +138,52 @@ def test_rate_beyond_the_cap_is_clamped_with_a_warning(sampler):
 def test_invalid_sampler_arguments(sampler, rate, temperature, kwargs, name):
     with pytest.raises(SpikelatentError, match=name):
         sampler(rate, temperature, **kwargs)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_adaptive_support_keeps_every_rate_exact_in_the_hard_limit(sampler):
+    # Small, medium and large rates in one tensor: each bucket gets its own support.
+    torch.manual_seed(6)
+    groups = (0.05, 3.0, 30.0)
+    rate = torch.tensor(groups).repeat_interleave(20_000).requires_grad_()
+    soft = sampler(rate, temperature=0.01)
+    soft.sum().backward()
+    assert torch.isfinite(rate.grad).all()
+    for index, lam in enumerate(groups):
+        counts = soft[index * 20_000:(index + 1) * 20_000].detach().round().numpy()
+        assert _total_variation(counts, lambda k, lam=lam: st.poisson.pmf(k, lam)) < 0.02
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_adaptive_support_gradient_matches_the_mean_slope(sampler):
+    # d E[z̃]/dλ = 1 for a Poisson count; per group, averaged over many draws at a low temperature.
+    torch.manual_seed(7)
+    groups = (0.5, 4.0, 25.0)
+    rate = torch.tensor(groups).repeat_interleave(20_000).requires_grad_()
+    sampler(rate, temperature=0.05).sum().backward()
+    per_element = rate.grad.view(3, -1).double()
+    standard_error = per_element.std(1) / per_element.shape[1] ** 0.5
+    assert ((per_element.mean(1) - 1.0).abs() < 4 * standard_error + 0.01).all()
+
+
+def test_one_large_rate_does_not_set_the_support_of_all(monkeypatch):
+    import spikelatent.distributions.relaxed as relaxed
+
+    used = []
+    original = relaxed._cumulative_unit_exponentials
+
+    def recording(n_arrivals, rate):
+        used.append((n_arrivals, rate.numel()))
+        return original(n_arrivals, rate)
+
+    monkeypatch.setattr(relaxed, "_cumulative_unit_exponentials", recording)
+    rate = torch.full((10_000,), 0.1)
+    rate[0] = 200.0
+    relaxed_poisson_continuous_time(rate, temperature=0.5)
+    largest = max(size for size, _ in used)
+    assert largest == poisson_support_size(200.0) + 1
+    work = sum(size * numel for size, numel in used)
+    assert work < 0.05 * largest * rate.numel()
+    used.clear()
+    relaxed_poisson_continuous_time(rate, temperature=0.5, adaptive_support=False)
+    assert used == [(largest, rate.numel())]

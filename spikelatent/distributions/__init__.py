@@ -5,10 +5,13 @@ Paper convention: ``NegativeBinomial(total_count=r, probs=p)`` with p the *succe
 Importing this package registers the closed-form KLs with ``torch.distributions.kl_divergence``.
 """
 
+from spikelatent.distributions.gamma import standard_gamma
 from spikelatent.distributions.kl import (
+    kl_from_samples,
     kl_monte_carlo,
     kl_negative_binomial_shared_dispersion,
     kl_poisson,
+    log_density_ratio,
 )
 from spikelatent.distributions.negative_binomial import NegativeBinomial
 from spikelatent.distributions.poisson import Poisson
@@ -26,11 +29,14 @@ __all__ = [
     "RELAXATIONS",
     "NegativeBinomial",
     "Poisson",
+    "kl_from_samples",
     "kl_monte_carlo",
     "kl_negative_binomial_shared_dispersion",
     "kl_poisson",
+    "log_density_ratio",
     "poisson_support_size",
     "relaxed_poisson",
     "relaxed_poisson_continuous_time",
     "relaxed_poisson_gumbel",
+    "standard_gamma",
 ]

@@ -16,7 +16,13 @@ from spikelatent.distributions.negative_binomial import NegativeBinomial, accura
 from spikelatent.distributions.poisson import Poisson
 from spikelatent.errors import SpikelatentError
 
-__all__ = ["kl_monte_carlo", "kl_negative_binomial_shared_dispersion", "kl_poisson"]
+__all__ = [
+    "kl_from_samples",
+    "kl_monte_carlo",
+    "kl_negative_binomial_shared_dispersion",
+    "kl_poisson",
+    "log_density_ratio",
+]
 
 
 def _same_dispersion(q: NegativeBinomial, p: NegativeBinomial) -> bool:
@@ -89,4 +95,29 @@ def kl_monte_carlo(
             tolerance=tolerance,
             max_support=max_support,
         )
-    return (q.log_prob(samples) - p.log_prob(samples)).mean(dim=0)
+    return kl_from_samples(q, p, samples)
+
+
+def kl_from_samples(q: Distribution, p: Distribution, samples: torch.Tensor) -> torch.Tensor:
+    """(1/S) Σ_s [log q(z_s) − log p(z_s)] over the leading dim of ``samples`` (S, *batch_shape)."""
+    return log_density_ratio(q, p, samples).mean(dim=0)
+
+
+def log_density_ratio(q: Distribution, p: Distribution, value: torch.Tensor) -> torch.Tensor:
+    """log q(value) − log p(value), shape of ``value`` broadcast with the batch shapes.
+
+    For two NegativeBinomials the lgamma(z + 1) terms cancel exactly and the terms free of z are
+    computed once per batch element instead of once per sample: 2 instead of 6 lgamma evaluations
+    per sampled count, in float64 like ``NegativeBinomial.log_prob``.
+    """
+    if not (isinstance(q, NegativeBinomial) and isinstance(p, NegativeBinomial)):
+        return q.log_prob(value) - p.log_prob(value)
+    result_dtype = torch.promote_types(value.dtype, torch.promote_types(q._param.dtype, p._param.dtype))
+    work_dtype = accurate_dtype(result_dtype, value.device)
+    log_q, log_1m_q = q._log_p_and_log_1m_p(work_dtype)
+    log_p, log_1m_p = p._log_p_and_log_1m_p(work_dtype)
+    r_q, r_p = q.total_count.to(work_dtype), p.total_count.to(work_dtype)
+    free_of_count = (r_q * log_q - torch.lgamma(r_q)) - (r_p * log_p - torch.lgamma(r_p))
+    z = value.to(work_dtype)
+    per_count = torch.lgamma(z + r_q) - torch.lgamma(z + r_p) + z * (log_1m_q - log_1m_p)
+    return (per_count + free_of_count).to(result_dtype)

@@ -23,6 +23,7 @@ from spikelatent.distributions._validation import (
     check_positive,
     open_unit_interval,
 )
+from spikelatent.distributions.gamma import standard_gamma
 from spikelatent.distributions.relaxed import relaxed_poisson
 from spikelatent.errors import SpikelatentError
 
@@ -210,9 +211,7 @@ class NegativeBinomial(Distribution):
     def rsample_rate(self, sample_shape: torch.Size | tuple = ()) -> torch.Tensor:
         """Reparameterized Poisson rate λ ~ Gamma(r, p/(1 − p)), shape ``sample_shape + batch_shape``."""
         shape = self._extended_shape(torch.Size(sample_shape))
-        standard = torch._standard_gamma(
-            self.total_count.expand(shape)
-        )  # implicit reparameterization
+        standard = standard_gamma(self.total_count.expand(shape))  # implicit reparameterization
         return (standard * self._odds_failure().expand(shape)).clamp_min(
             torch.finfo(standard.dtype).tiny
         )

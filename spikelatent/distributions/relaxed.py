@@ -7,9 +7,13 @@ recover exact Poisson counts as the temperature τ → 0:
 * continuous-time simulation of the first M arrivals of a Poisson process on the unit window
   (``relaxed_poisson_continuous_time``).
 
-Z_max (resp. M) is chosen from the largest rate in the tensor so that the truncation probability
-P(N > Z_max) (resp. P(N ≥ M)) is below ``tolerance``. Memory is bounded by ``max_support``; rates the cap
-cannot cover are clamped with a ``RuntimeWarning`` — never silently truncated.
+Z_max (resp. M) is chosen from the largest rate so that the truncation probability P(N > Z_max)
+(resp. P(N ≥ M)) is below ``tolerance``. With ``adaptive_support=True`` (the default) the rates are first
+split into buckets of similar support (sizes growing by ~1.5x) and each bucket gets the support of its own
+largest rate: every element keeps the truncation guarantee, but one large rate no longer makes every
+element pay for its support (in training a single large Gamma draw otherwise sets M for the whole batch).
+Memory is bounded by ``max_support``; rates the cap cannot cover are clamped with a ``RuntimeWarning`` —
+never silently truncated.
 """
 
 from __future__ import annotations
@@ -147,11 +151,75 @@ def _prepare_rate(
     return rate, size
 
 
+# Nominal bucket sizes for the adaptive support: each about 1.33-1.5x the previous, so an element pays
+# at most ~1.5x its own support while a typical tensor spans only a handful of buckets.
+_BUCKET_SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+# Below this many elements the bucketing's fixed cost (a few small kernels per bucket) is not worth it.
+_MIN_ELEMENTS_TO_BUCKET = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _bucket_table(size: int, tolerance: float, offset: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Support sizes below ``size`` and the largest rate each covers (ascending), for ``torch.bucketize``.
+
+    A rate ≤ boundary b needs at most sizes[b]; rates above the last boundary form the top bucket,
+    whose support is ``size`` (the one chosen for the largest rate).
+    """
+    sizes, boundaries = [], []
+    for candidate in _BUCKET_SIZES:
+        if candidate >= size:
+            break
+        covered = _largest_covered_rate(candidate - offset, tolerance)
+        if covered > (boundaries[-1] if boundaries else 0.0):
+            sizes.append(candidate)
+            boundaries.append(covered)
+    return tuple(sizes), tuple(boundaries)
+
+
+def _sample_in_buckets(rate, size, tolerance, offset, sample_at_size):
+    """Apply ``sample_at_size(rates, support)`` per bucket of rates with similar support; shape of ``rate``.
+
+    Each bucket's support comes from its own largest rate (same tolerance), so the work is roughly
+    Σ_i support_i instead of numel · max_i support_i. Gradients flow through the gather and scatter.
+    """
+    sizes, boundaries = _bucket_table(size, tolerance, offset)
+    if not sizes or rate.numel() < _MIN_ELEMENTS_TO_BUCKET:
+        return sample_at_size(rate, size)
+    flat = rate.reshape(-1)
+    detached = flat.detach()
+    bucket = torch.bucketize(
+        detached, torch.tensor(boundaries, dtype=detached.dtype, device=detached.device)
+    )
+    counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()  # one host sync
+    if max(counts) == flat.numel():  # a single bucket: no gather or scatter needed
+        only = counts.index(flat.numel())
+        return sample_at_size(rate, size if only == len(sizes) else _bucket_support(
+            detached, sizes[only], tolerance, offset))
+    order = torch.argsort(bucket)
+    parts, start = [], 0
+    for index, count in enumerate(counts):
+        if count == 0:
+            continue
+        members = order[start:start + count]
+        start += count
+        bucket_rate = flat.index_select(0, members)
+        support = size if index == len(sizes) else _bucket_support(
+            bucket_rate.detach(), sizes[index], tolerance, offset)
+        parts.append(sample_at_size(bucket_rate, support))
+    return torch.zeros_like(flat).index_copy(0, order, torch.cat(parts)).view_as(rate)
+
+
+def _bucket_support(bucket_rate: torch.Tensor, nominal: int, tolerance: float, offset: int) -> int:
+    """Support of the bucket's largest rate (never above the bucket's nominal size)."""
+    return min(nominal, max(1, poisson_support_size(float(bucket_rate.max()), tolerance) + offset))
+
+
 def relaxed_poisson_gumbel(
     rate: torch.Tensor,
     temperature: float,
     tolerance: float = 1e-4,
     max_support: int | None = DEFAULT_CAP,
+    adaptive_support: bool = True,
 ) -> torch.Tensor:
     """Gumbel-softmax relaxed Poisson sample with the shape of ``rate``.
 
@@ -161,14 +229,26 @@ def relaxed_poisson_gumbel(
     Args:
         rate: Poisson rates λ ≥ 0, any shape (e.g. ``(batch, unit)``); gradients flow to it.
         temperature: τ > 0; τ → 0 gives hard counts.
-        tolerance: truncation probability P(N > Z_max) allowed at the largest rate.
+        tolerance: truncation probability P(N > Z_max) allowed at the largest rate (of each bucket).
         max_support: cap on Z_max (None → DEFAULT_CAP); larger rates are clamped with a RuntimeWarning.
+        adaptive_support: bucket the rates and give each bucket the Z_max of its own largest rate
+            (default); False uses one Z_max, that of the largest rate, for every element.
     """
     owner = "relaxed_poisson_gumbel"
     temperature = check_temperature(owner, temperature)
     if rate.numel() == 0:
         return rate * 0.0
     rate, z_max = _prepare_rate(owner, rate, tolerance, max_support, offset=0)
+
+    def sample_at_size(bucket_rate: torch.Tensor, support: int) -> torch.Tensor:
+        return _gumbel_soft_count(bucket_rate, support, temperature)
+
+    if adaptive_support:
+        return _sample_in_buckets(rate, z_max, float(tolerance), 0, sample_at_size)
+    return sample_at_size(rate, z_max)
+
+
+def _gumbel_soft_count(rate: torch.Tensor, z_max: int, temperature: float) -> torch.Tensor:
     counts, log_factorials = _count_table(z_max + 1, rate.dtype, rate.device)
     logits = rate.clamp_min(_MIN_RATE).log().unsqueeze(-1) * counts - log_factorials
     # Gumbel(0, 1) = -log(E), E ~ Exponential(1) = -log(1 - U); E is kept above the smallest
@@ -185,6 +265,7 @@ def relaxed_poisson_continuous_time(
     tolerance: float = 1e-4,
     max_support: int | None = DEFAULT_CAP,
     return_times: bool = False,
+    adaptive_support: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Continuous-time relaxed Poisson sample with the shape of ``rate``.
 
@@ -195,10 +276,12 @@ def relaxed_poisson_continuous_time(
     Args:
         rate: Poisson rates λ ≥ 0 (events per unit window), any shape; gradients flow to it.
         temperature: τ > 0; τ → 0 gives hard counts.
-        tolerance: truncation probability P(N ≥ M) allowed at the largest rate.
+        tolerance: truncation probability P(N ≥ M) allowed at the largest rate (of each bucket).
         max_support: cap on M (None → DEFAULT_CAP); larger rates are clamped with a RuntimeWarning.
         return_times: also return the arrival times S, shape ``(M, *rate.shape)``, sorted along dim 0;
-            those below 1 are the spike times in the window.
+            those below 1 are the spike times in the window. Uses one M for every element.
+        adaptive_support: bucket the rates and give each bucket the M of its own largest rate
+            (default); False uses one M, that of the largest rate, for every element.
     """
     owner = "relaxed_poisson_continuous_time"
     temperature = check_temperature(owner, temperature)
@@ -206,12 +289,20 @@ def relaxed_poisson_continuous_time(
         empty = rate * 0.0
         return (empty, rate.new_zeros((0, *rate.shape))) if return_times else empty
     rate, n_arrivals = _prepare_rate(owner, rate, tolerance, max_support, offset=1)
-    cumulative = _cumulative_unit_exponentials(n_arrivals, rate)
-    rate = rate.clamp_min(_MIN_RATE)
     if return_times:
-        arrival_times = cumulative / rate
+        cumulative = _cumulative_unit_exponentials(n_arrivals, rate)
+        arrival_times = cumulative / rate.clamp_min(_MIN_RATE)
         return torch.sigmoid((1.0 - arrival_times) / temperature).sum(dim=0), arrival_times
-    return _ContinuousTimeSoftCount.apply(rate, cumulative, temperature)
+
+    def sample_at_size(bucket_rate: torch.Tensor, support: int) -> torch.Tensor:
+        cumulative = _cumulative_unit_exponentials(support, bucket_rate)
+        return _ContinuousTimeSoftCount.apply(
+            bucket_rate.clamp_min(_MIN_RATE), cumulative, temperature
+        )
+
+    if adaptive_support:
+        return _sample_in_buckets(rate, n_arrivals, float(tolerance), 1, sample_at_size)
+    return sample_at_size(rate, n_arrivals)
 
 
 def _cumulative_unit_exponentials(n_arrivals: int, rate: torch.Tensor) -> torch.Tensor:
