@@ -2,9 +2,11 @@
 
 Prints microseconds per ``rsample`` and per ``rsample`` + backward for ``Poisson`` and
 ``NegativeBinomial`` with each relaxation, at typical rates (means log-uniform in [0.01, 10];
-for the NB p = 0.5 and r = mean * p / (1 - p)) and at high rates (means up to 50), the support
-size chosen (Z_max for Gumbel, M for continuous time), and the peak extra memory of one call
-(the largest intermediate tensors, computed from their shapes).
+for the NB p = 0.5 and r = mean * p / (1 - p)) and at high rates (means up to 50), with the
+adaptive (per-bucket, the default) and the global support (one size from the largest rate, the
+reference's work): the largest support used (Z_max + 1 for Gumbel, M for continuous time), the
+mean support per element (the work), and the peak extra memory of one call (the buffers autograd
+keeps plus one temporary, computed from the recorded shapes).
 
     python benchmarks/samplers.py [--threads 2] [--repeats 50]
 """
@@ -18,7 +20,15 @@ import time
 
 import torch
 
-from spikelatent.distributions import NegativeBinomial, Poisson, poisson_support_size
+import spikelatent.distributions.relaxed as relaxed
+from spikelatent.distributions import (
+    NegativeBinomial,
+    Poisson,
+    relaxed_poisson_continuous_time,
+    relaxed_poisson_gumbel,
+)
+
+RELAXED = {"ct": relaxed_poisson_continuous_time, "gumbel": relaxed_poisson_gumbel}
 
 
 def rates(high: float, shape=(128, 256), seed: int = 0) -> torch.Tensor:
@@ -42,14 +52,51 @@ def build(name: str, mean: torch.Tensor, requires_grad: bool):
     """Poisson(mean), or NB with p = 0.5 and r = mean * p / (1 - p) (= mean), as in the issue."""
     leaf = mean.clone().requires_grad_(requires_grad)
     if name == "Poisson":
-        return Poisson(leaf, validate_args=False)
+        return Poisson(leaf, validate_args=False), leaf
     probs = torch.full_like(mean, 0.5)
-    return NegativeBinomial(leaf * 0.5 / (1 - 0.5), probs=probs, validate_args=False)
+    return NegativeBinomial(leaf * 0.5 / (1 - 0.5), probs=probs, validate_args=False), leaf
 
 
-def forward_backward(name: str, mean: torch.Tensor, relaxation: str) -> None:
-    distribution = build(name, mean, requires_grad=True)
-    distribution.rsample(relaxation=relaxation, temperature=0.5).sum().backward()
+def relaxed_sample(distribution, relaxation: str, adaptive: bool) -> torch.Tensor:
+    """``distribution.rsample(relaxation=..., temperature=0.5)``, with the support mode made explicit."""
+    rate = distribution.rate if isinstance(distribution, Poisson) else distribution.rsample_rate()
+    sampler = RELAXED[relaxation]
+    return sampler(rate, 0.5, adaptive_support=adaptive)
+
+
+def forward_backward(name: str, mean: torch.Tensor, relaxation: str, adaptive: bool) -> None:
+    distribution, _ = build(name, mean, requires_grad=True)
+    relaxed_sample(distribution, relaxation, adaptive).sum().backward()
+
+
+class SupportRecorder:
+    """Records (support size, elements) of every bucket the samplers process (wraps their private core)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.originals = {
+            "ct": relaxed._cumulative_unit_exponentials,
+            "gumbel": relaxed._gumbel_soft_count,
+        }
+
+        def ct(n_arrivals, rate):
+            self.calls.append((n_arrivals, rate.numel()))
+            return self.originals["ct"](n_arrivals, rate)
+
+        def gumbel(rate, z_max, temperature):
+            self.calls.append((z_max + 1, rate.numel()))
+            return self.originals["gumbel"](rate, z_max, temperature)
+
+        relaxed._cumulative_unit_exponentials = ct
+        relaxed._gumbel_soft_count = gumbel
+
+    def summary(self, numel: int) -> tuple[int, float, float]:
+        """(largest support, mean support per element, peak MiB of one call) over the recorded calls."""
+        largest = max(size for size, _ in self.calls)
+        work = sum(size * count for size, count in self.calls)
+        # Per bucket the (size, n) float32 buffer autograd keeps, plus one temporary of the largest.
+        peak = (work + max(size * count for size, count in self.calls)) * 4 / 2**20
+        return largest, work / numel, peak
 
 
 def main() -> None:
@@ -60,26 +107,33 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, shape (128, 256), float32")
-    print(f"{'distribution':<18}{'rates':<10}{'relax':<8}{'support':>8}{'rsample us':>12}"
-          f"{'+backward us':>14}{'peak MiB':>10}")
+    print("support: adaptive = per-bucket sizes (default), global = one size from the largest rate")
+    print(f"{'distribution':<18}{'rates':<9}{'relax':<8}{'support':<10}{'max':>5}{'mean':>7}"
+          f"{'rsample us':>12}{'+backward us':>14}{'peak MiB':>10}")
     for label, high in (("typical", 10.0), ("high", 50.0)):
         mean = rates(high)
-        # Z_max + 1 support points (Gumbel) or M arrivals (continuous time): the same number.
-        size = poisson_support_size(float(mean.max()), 1e-4) + 1
-        # Largest intermediates: the (size, 128, 256) float32 buffer and one temporary of it.
-        peak_mib = 2 * size * mean.numel() * 4 / 2**20
         for relaxation in ("ct", "gumbel"):
             for name in ("Poisson", "NegativeBinomial"):
-                distribution = build(name, mean, requires_grad=False)
-                forward = time_call(
-                    functools.partial(distribution.rsample, relaxation=relaxation, temperature=0.5),
-                    args.repeats,
-                )
-                both = time_call(
-                    functools.partial(forward_backward, name, mean, relaxation), args.repeats
-                )
-                print(f"{name:<18}{label:<10}{relaxation:<8}{size:>8}{forward:>12.0f}"
-                      f"{both:>14.0f}{peak_mib:>10.1f}")
+                for adaptive in (True, False):
+                    distribution, _ = build(name, mean, requires_grad=False)
+                    forward = time_call(
+                        functools.partial(relaxed_sample, distribution, relaxation, adaptive),
+                        args.repeats,
+                    )
+                    both = time_call(
+                        functools.partial(forward_backward, name, mean, relaxation, adaptive),
+                        args.repeats,
+                    )
+                    recorder = SupportRecorder()
+                    try:
+                        relaxed_sample(distribution, relaxation, adaptive)
+                    finally:
+                        relaxed._cumulative_unit_exponentials = recorder.originals["ct"]
+                        relaxed._gumbel_soft_count = recorder.originals["gumbel"]
+                    largest, per_element, peak_mib = recorder.summary(mean.numel())
+                    mode = "adaptive" if adaptive else "global"
+                    print(f"{name:<18}{label:<9}{relaxation:<8}{mode:<10}{largest:>5}"
+                          f"{per_element:>7.1f}{forward:>12.0f}{both:>14.0f}{peak_mib:>10.1f}")
     print("reference Poisson VAE rsample on this machine (issue 3): 16-20 ms typical, 56-75 ms high")
 
 

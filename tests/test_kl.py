@@ -216,3 +216,16 @@ def test_log_density_ratio_equals_scipy_logpmf_difference():
 
     ratio = log_density_ratio(posterior, prior, torch.from_numpy(relaxed)).numpy()
     np.testing.assert_allclose(ratio, log_pmf(relaxed, r_q, q) - log_pmf(relaxed, r_p, p), rtol=1e-10)
+
+
+def test_log_density_ratio_in_float32_stays_within_a_millinat_up_to_500_counts():
+    from spikelatent.distributions import log_density_ratio
+
+    r_q, q, r_p, p = 0.8, 0.02, 1.3, 0.05
+    posterior = NegativeBinomial(torch.tensor(r_q), probs=torch.tensor(q))
+    prior = NegativeBinomial(torch.tensor(r_p), probs=torch.tensor(p))
+    counts = np.arange(0, 501, dtype=np.float64)
+    ratio = log_density_ratio(posterior, prior, torch.from_numpy(counts).float())
+    assert ratio.dtype == torch.float32
+    expected = st.nbinom.logpmf(counts, r_q, q) - st.nbinom.logpmf(counts, r_p, p)
+    assert np.abs(ratio.double().numpy() - expected).max() < 1e-3

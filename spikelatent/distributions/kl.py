@@ -107,17 +107,20 @@ def log_density_ratio(q: Distribution, p: Distribution, value: torch.Tensor) -> 
     """log q(value) − log p(value), shape of ``value`` broadcast with the batch shapes.
 
     For two NegativeBinomials the lgamma(z + 1) terms cancel exactly and the terms free of z are
-    computed once per batch element instead of once per sample: 2 instead of 6 lgamma evaluations
-    per sampled count, in float64 like ``NegativeBinomial.log_prob``.
+    computed once per batch element (in float64) instead of once per sample, leaving 2 lgamma
+    evaluations per sampled count instead of 6. Those run in the samples' dtype: in float32 the error
+    is below ~3e-4 nats per count for counts up to 500, far under the Monte Carlo noise of the
+    estimate (float64 lgamma costs ~4x more on the CPU); pass float64 samples for float64 accuracy.
     """
     if not (isinstance(q, NegativeBinomial) and isinstance(p, NegativeBinomial)):
         return q.log_prob(value) - p.log_prob(value)
     result_dtype = torch.promote_types(value.dtype, torch.promote_types(q._param.dtype, p._param.dtype))
-    work_dtype = accurate_dtype(result_dtype, value.device)
-    log_q, log_1m_q = q._log_p_and_log_1m_p(work_dtype)
-    log_p, log_1m_p = p._log_p_and_log_1m_p(work_dtype)
-    r_q, r_p = q.total_count.to(work_dtype), p.total_count.to(work_dtype)
+    accurate = accurate_dtype(result_dtype, value.device)
+    log_q, log_1m_q = q._log_p_and_log_1m_p(accurate)
+    log_p, log_1m_p = p._log_p_and_log_1m_p(accurate)
+    r_q, r_p = q.total_count.to(accurate), p.total_count.to(accurate)
     free_of_count = (r_q * log_q - torch.lgamma(r_q)) - (r_p * log_p - torch.lgamma(r_p))
-    z = value.to(work_dtype)
-    per_count = torch.lgamma(z + r_q) - torch.lgamma(z + r_p) + z * (log_1m_q - log_1m_p)
-    return (per_count + free_of_count).to(result_dtype)
+    z = value.to(result_dtype)
+    slope = (log_1m_q - log_1m_p).to(result_dtype)
+    per_count = torch.lgamma(z + r_q.to(result_dtype)) - torch.lgamma(z + r_p.to(result_dtype))
+    return per_count.addcmul_(z, slope).add_(free_of_count.to(result_dtype))

@@ -1,0 +1,74 @@
+"""Random draws and serial kernels split over threads (CPU), reproducible under ``torch.manual_seed``.
+
+On the CPU torch draws random numbers (``uniform_``, ``_standard_gamma``) one element at a time under
+the generator's lock, and ``_standard_gamma_grad`` is a serial kernel too: on the 2-core development
+machine they were the largest single costs of a NegBio-VAE training step. Large tensors are split into
+a fixed number of chunks, each with its own ``torch.Generator`` seeded from the default generator and
+processed on a small thread pool (torch releases the GIL inside its kernels). The chunk count is fixed,
+so results follow ``torch.manual_seed`` and do not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+# Below this many elements the pool's overhead (tens of µs) is not worth it.
+MIN_ELEMENTS_TO_SPLIT = 16384
+# Fixed, so the random stream does not depend on the number of threads.
+CHUNKS = 4
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_pool_in_child() -> None:
+    # A forked child (DataLoader worker, DDP by fork) inherits the pool object but not its threads.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool_in_child)
+
+
+def splits(tensor: torch.Tensor) -> bool:
+    """Whether work on ``tensor`` is split into chunks (CPU and large enough)."""
+    return tensor.device.type == "cpu" and tensor.numel() >= MIN_ELEMENTS_TO_SPLIT
+
+
+def map_chunks(function, *chunk_lists) -> list:
+    """[function(*args) for args in zip(*chunk_lists, strict=True)], on up to torch.get_num_threads() threads."""
+    global _pool
+    workers = min(torch.get_num_threads(), CHUNKS)
+    if workers < 2:
+        return [function(*args) for args in zip(*chunk_lists, strict=True)]
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != workers:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spikelatent")
+        pool = _pool
+    futures = [pool.submit(function, *args) for args in zip(*chunk_lists, strict=True)]
+    return [future.result() for future in futures]
+
+
+def chunk_generators(device: torch.device) -> list[torch.Generator]:
+    """CHUNKS generators seeded from the default generator (so ``torch.manual_seed`` governs them)."""
+    seeds = torch.randint(0, 2**62, (CHUNKS,)).tolist()
+    return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+
+
+def uniform(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """U[0, 1) draws of ``shape`` (like ``torch.rand``), drawn in chunks on threads when large."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if not splits(out):
+        return out.uniform_()
+    flat = out.view(-1)
+    map_chunks(
+        lambda chunk, generator: chunk.uniform_(generator=generator),
+        flat.tensor_split(CHUNKS),
+        chunk_generators(out.device),
+    )
+    return out
