@@ -23,9 +23,10 @@ How the benchmark is made realistic (a fresh model would not be):
   (the log-modulations of the prior) has standard deviation ``--modulation-std`` (0.1) on
   the first batch: posterior rates then spread around the prior's, as after some training.
 The table reports the mean and largest posterior mean rate measured on that batch, and the
-support size the relaxed sampler actually used during the timed steps (Z_max for Gumbel,
-M exponentials for continuous time; recorded by wrapping the sampler's private
-``_prepare_rate``; NegBio sizes follow the largest *Gamma-drawn* rate, so exceed the mean's).
+support the relaxed sampler used per rate (M arrivals for continuous time, Z_max + 1 points for
+Gumbel): the mean over the rates (with the adaptive support each bucket of rates gets its own
+size) and the largest, recorded by wrapping the samplers' private per-bucket cores. NegBio sizes
+follow the *Gamma-drawn* rates, so exceed those of the posterior means.
 
 Memory: torch's CPU allocator is invisible to tracemalloc, so the figure is the process's
 peak resident set size during the timed steps minus its RSS just before them (Linux: the
@@ -36,16 +37,18 @@ the transient working memory of a step: activations, gradients (set to None betw
 temporaries and allocator slack. Parameters and the Adamax state exist before the timed
 steps; the "state MiB" column gives their exact size (parameters + gradients + 2 moments).
 
-Timings are medians over ``--steps`` steps after ``--warmup`` steps (time.perf_counter). On a
-shared or busy machine they are rough; compare rows of one run (the G-VAE ratio) first.
-With more threads than idle cores, OpenMP workers wait on descheduled peers and steps get
-many times slower (the script warns when the load average suggests this): use ``--threads 1``
-there, or an idle machine.
+Timings: the timed steps are split into ``--rounds`` rounds that visit every model in turn
+(after ``--warmup`` steps in the first round and one in later ones), so a slow spell of a shared
+machine hits all models alike; the table gives the median, quartiles and fastest step, and the
+ratio to the G-VAE of the medians and of the fastest steps. With more threads than idle cores,
+OpenMP workers wait on descheduled peers and steps get many times slower (the script warns when
+the load average suggests this): use ``--threads 1`` there, or an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -89,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="subset of the eight models (G-VAE is always run: it is the baseline)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds the timed steps are split into (default 3)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--latent-dim", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -102,8 +107,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if "G-VAE" not in args.models:
         args.models.insert(0, "G-VAE")
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or not 1 <= args.rounds <= args.steps:
+        parser.error("--steps must be >= 1, --warmup >= 0 and 1 <= --rounds <= --steps")
     return args
 
 
@@ -136,19 +141,27 @@ def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Nam
         last_layer.weight.mul_(args.modulation_std / max(spread, 1e-12))
 
 
-def record_support_sizes() -> list[int]:
-    """Wrap the relaxed sampler's size choice so each call's Z_max / M is appended to a list."""
+def record_support_sizes() -> list[tuple[int, int]]:
+    """Wrap the samplers' per-bucket cores so each (support, rates) pair they process is appended.
+
+    Support is M (continuous time) or Z_max + 1 (Gumbel); with the adaptive support one sampler
+    call processes several buckets.
+    """
     import spikelatent.distributions.relaxed as relaxed
 
-    sizes: list[int] = []
-    original = relaxed._prepare_rate
+    sizes: list[tuple[int, int]] = []
+    continuous_time, gumbel = relaxed._cumulative_unit_exponentials, relaxed._gumbel_soft_count
 
-    def recording(*args: Any, **kwargs: Any):
-        rate, size = original(*args, **kwargs)
-        sizes.append(size)
-        return rate, size
+    def recording_continuous_time(n_arrivals: int, rate: torch.Tensor):
+        sizes.append((n_arrivals, rate.numel()))
+        return continuous_time(n_arrivals, rate)
 
-    relaxed._prepare_rate = recording
+    def recording_gumbel(rate: torch.Tensor, z_max: int, temperature: float):
+        sizes.append((z_max + 1, rate.numel()))
+        return gumbel(rate, z_max, temperature)
+
+    relaxed._cumulative_unit_exponentials = recording_continuous_time
+    relaxed._gumbel_soft_count = recording_gumbel
     return sizes
 
 
@@ -203,62 +216,76 @@ def load_batches(args: argparse.Namespace) -> list[tuple[torch.Tensor, torch.Ten
             for i in range(0, len(images) - args.batch_size + 1, args.batch_size)]
 
 
-def time_one_model(args: argparse.Namespace, arch: str, spec: tuple[str, str, str, str],
-                   batches: list, sizes: list[int]) -> dict:
-    """Build one model, warm it up, time ``args.steps`` steps; returns the figures."""
-    label, model, kl, relax = spec
-    torch.manual_seed(args.seed)
-    vae = build_model(args, arch, model, kl, relax)
-    vae.train()
-    result: dict[str, Any] = {"label": label, "arch": arch}
-    if vae.latent.is_count:
-        make_rates_realistic(vae, batches[0][0], args)
-        with torch.no_grad():
-            mean_rate = vae.posterior(batches[0][0]).mean
-        result["mean_rate"] = float(mean_rate.mean())
-        result["max_rate"] = float(mean_rate.max())
-    optimizer = vae.configure_optimizers()["optimizer"]
-    parameters = [p for p in vae.parameters() if p.requires_grad]
-    grad_clip = vae.config["grad_clip"]
+class TimedModel:
+    """One model with its optimizer and step function; timed in several interleaved rounds."""
 
-    def step(index: int) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = vae.training_step(batches[index % len(batches)], index)
+    def __init__(self, args: argparse.Namespace, arch: str, spec: tuple[str, str, str, str],
+                 batches: list) -> None:
+        label, model, kl, relax = spec
+        torch.manual_seed(args.seed)
+        self.vae = build_model(args, arch, model, kl, relax)
+        self.vae.train()
+        self.batches = batches
+        self.result: dict[str, Any] = {"label": label, "arch": arch, "durations": [],
+                                       "support_kind": "Z_max+1" if relax == "gumbel" else "M"}
+        if self.vae.latent.is_count:
+            make_rates_realistic(self.vae, batches[0][0], args)
+            with torch.no_grad():
+                mean_rate = self.vae.posterior(batches[0][0]).mean
+            self.result["mean_rate"] = float(mean_rate.mean())
+            self.result["max_rate"] = float(mean_rate.max())
+        self.optimizer = self.vae.configure_optimizers()["optimizer"]
+        self.parameters = [p for p in self.vae.parameters() if p.requires_grad]
+        self.grad_clip = self.vae.config["grad_clip"]
+        state_bytes = sum(p.numel() * p.element_size() for p in self.parameters) * 4  # + grad, 2 moments
+        self.result["state_mib"] = state_bytes / 2**20
+        self.index = 0
+
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.vae.training_step(self.batches[self.index % len(self.batches)], self.index)
         loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-        optimizer.step()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.optimizer.step()
+        self.index += 1
 
-    for index in range(args.warmup):
-        step(index)
-    del sizes[:]
-    durations = []
-    with PeakRSS() as memory:
-        for index in range(args.warmup, args.warmup + args.steps):
-            start = time.perf_counter()
-            step(index)
-            durations.append(time.perf_counter() - start)
-    quartiles = statistics.quantiles(durations, n=4) if len(durations) > 1 else durations * 3
-    state_bytes = sum(p.numel() * p.element_size() for p in parameters) * 4  # + grad, 2 moments
-    result.update(
-        step_s=statistics.median(durations), q1_s=quartiles[0], q3_s=quartiles[-1],
-        peak_mib=memory.mib, memory_method=memory.method, state_mib=state_bytes / 2**20,
-        support=(max(sizes), statistics.median(sizes)) if sizes else None,
-        support_kind="Z_max" if relax == "gumbel" else "M",
-    )
-    return result
+    def time_round(self, warmup: int, steps: int, sizes: list, measure_memory: bool) -> None:
+        for _ in range(warmup):
+            self.step()
+        del sizes[:]
+        memory = PeakRSS() if measure_memory else contextlib.nullcontext()
+        with memory:
+            for _ in range(steps):
+                start = time.perf_counter()
+                self.step()
+                self.result["durations"].append(time.perf_counter() - start)
+        if measure_memory:
+            self.result.update(peak_mib=memory.mib, memory_method=memory.method)
+        if sizes:
+            elements = sum(count for _, count in sizes)
+            work = sum(size * count for size, count in sizes)
+            largest = max(self.result.get("support", (0, 0))[0], max(size for size, _ in sizes))
+            self.result["support"] = (largest, work / elements)
+
+    def summary(self) -> dict:
+        durations = self.result["durations"]
+        quartiles = statistics.quantiles(durations, n=4) if len(durations) > 1 else durations * 3
+        self.result.update(step_s=statistics.median(durations), min_s=min(durations),
+                           q1_s=quartiles[0], q3_s=quartiles[-1])
+        return self.result
 
 
-def format_row(row: dict, baseline_s: float, batch_size: int) -> str:
+def format_row(row: dict, baseline: dict, batch_size: int) -> str:
     images_per_s = batch_size / row["step_s"]
     rates = (f"{row['mean_rate']:7.3f} {row['max_rate']:7.2f}" if "mean_rate" in row
              else f"{'-':>7} {'-':>7}")
-    support = (f"{row['support_kind']:>5} {row['support'][1]:4.0f}/{row['support'][0]:<4d}"
-               if row.get("support") else f"{'-':>15}")
+    support = (f"{row['support_kind']:>7} {row['support'][1]:5.1f}/{row['support'][0]:<4d}"
+               if row.get("support") else f"{'-':>17}")
     return (f"{row['arch']:<6} {row['label']:<8} {images_per_s:9.0f} {row['step_s'] * 1e3:8.1f} "
-            f"({row['q1_s'] * 1e3:6.1f}-{row['q3_s'] * 1e3:6.1f}) "
-            f"{row['step_s'] / baseline_s:6.2f} {row['peak_mib']:7.1f} {row['state_mib']:6.1f} "
-            f"{rates} {support}")
+            f"({row['q1_s'] * 1e3:6.1f}-{row['q3_s'] * 1e3:6.1f}) {row['min_s'] * 1e3:7.1f} "
+            f"{row['step_s'] / baseline['step_s']:6.2f} {row['min_s'] / baseline['min_s']:6.2f} "
+            f"{row['peak_mib']:7.1f} {row['state_mib']:6.1f} {rates} {support}")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -268,8 +295,9 @@ def run(argv: list[str] | None = None) -> int:
           f"latent {args.latent_dim}, {args.data} 28x28x1, temperature {args.temperature}, "
           f"beta 1; median of {args.steps} steps after {args.warmup} warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} "
-          f"{'xG-VAE':>6} {'RSS MiB':>7} {'state':>6} {'mean-r':>7} {'max-r':>7} {'support med/max':>15}")
+    print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} {'min ms':>7} "
+          f"{'xG-VAE':>6} {'(min)':>6} {'RSS MiB':>7} {'state':>6} {'mean-r':>7} {'max-r':>7} "
+          f"{'support mean/max':>17}")
     busy = os.getloadavg()[0]
     if busy + args.threads > (os.cpu_count() or 1) + 0.5:
         print(f"WARNING: load average {busy:.1f} on {os.cpu_count()} CPUs: with {args.threads} "
@@ -282,17 +310,25 @@ def run(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, str], dict] = {}
     started = time.perf_counter()
     for arch in args.arch:
-        baseline = None
-        for spec in specs:
-            row = time_one_model(args, arch, spec, batches, sizes)
-            results[arch, spec[0]] = row
-            baseline = baseline or row["step_s"]
-            print(format_row(row, baseline, args.batch_size), flush=True)
+        models = [TimedModel(args, arch, spec, batches) for spec in specs]
+        # Rounds interleave the models, so a slow spell of a shared machine hits all of them.
+        per_round = [args.steps // args.rounds + (r < args.steps % args.rounds) for r in range(args.rounds)]
+        for round_index, steps in enumerate(per_round):
+            for model in models:
+                warmup = args.warmup if round_index == 0 else 1
+                model.time_round(warmup, steps, sizes, measure_memory=round_index == 0)
+        rows = [model.summary() for model in models]
+        for row in rows:
+            results[arch, row["label"]] = row
+            print(format_row(row, rows[0], args.batch_size), flush=True)
+        del models
     method = next(iter(results.values()))["memory_method"]
-    print(f"(total {time.perf_counter() - started:.0f} s. RSS MiB: peak RSS during the timed steps "
-          f"minus RSS before them ({method}); state: parameters + grads + Adamax moments. "
-          f"mean-r/max-r: posterior mean rate on the first batch. support: Z_max (Gumbel) or "
-          f"M (continuous time) used, median/max over the timed calls)")
+    print(f"(total {time.perf_counter() - started:.0f} s. step ms: median over {args.steps} steps in "
+          f"{args.rounds} interleaved rounds; xG-VAE: ratio of medians, (min): ratio of fastest steps. "
+          f"RSS MiB: peak RSS during the first round's timed steps minus RSS before them ({method}); "
+          f"state: parameters + grads + Adamax moments. mean-r/max-r: posterior mean rate on the "
+          f"first batch. support: M (continuous time) or Z_max + 1 (Gumbel) per rate, mean over the "
+          f"rates of the last round's calls / largest used)")
     summary = []
     for arch in args.arch:
         negbio = [results[arch, label] for label in args.models if label.startswith("NB")
