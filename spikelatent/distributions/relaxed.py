@@ -50,6 +50,9 @@ RELAXATIONS = ("ct", "gumbel")
 # are cached and still conservative (the Poisson upper quantile is non-decreasing in the rate).
 _GRID_LOG_RATIO = math.log1p(1.0 / 64.0)
 _GRID_MIN_INDEX = math.floor(math.log(1e-8) / _GRID_LOG_RATIO)
+# Exponents are floored here before exp / sigmoid: e^-80 ~ 2e-35 is still a normal float32 (subnormal
+# arithmetic is ~10-100x slower on x86) and far below anything that changes a count.
+_SMALLEST_EXPONENT = -80.0
 # Smallest rate used inside log/division so that λ = 0 gives zero counts and finite (zero) gradients.
 _MIN_RATE = 1e-12
 
@@ -275,7 +278,9 @@ class _GumbelSoftCount(torch.autograd.Function):
         logits = uniform((z_max + 1, log_rate.shape[1]), rate.dtype, rate.device)
         logits.log_().neg_().log_().neg_().sub_(log_factorials.unsqueeze(1))
         logits.addcmul_(counts.unsqueeze(1), log_rate).div_(temperature)
-        weights = logits.sub_(logits.amax(dim=0)).exp_()  # unnormalized softmax, in place
+        # Unnormalized softmax, in place. Floored at e^-80 (~2e-35, a normal float32): weights that
+        # small change nothing, but subnormal results make exp and every later pass ~10x slower.
+        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(_SMALLEST_EXPONENT).exp_()
         total, first = (torch.stack([torch.ones_like(counts), counts]) @ weights).unbind(0)
         soft_count = first.div_(total)
         # Σ_k w_k (k − z̃)², centred so that near-one-hot weights do not cancel in float32.
@@ -387,7 +392,9 @@ def _window_sigmoid(rate: torch.Tensor, cumulative: torch.Tensor, temperature: f
     """
     negative_slope = (rate * temperature).reciprocal_().neg_()
     offset = torch.full((), 1.0 / temperature, dtype=cumulative.dtype, device=cumulative.device)
-    return torch.addcmul(offset, cumulative, negative_slope).sigmoid_()
+    # Floored at -80 for the same reason as the Gumbel weights: sigmoid(-80) ~ 2e-35 is a normal
+    # float32, while arrivals far outside the window would otherwise give subnormal terms.
+    return torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
 
 
 def relaxed_poisson(
