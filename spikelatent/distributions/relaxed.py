@@ -365,22 +365,26 @@ def _cumulative_unit_exponentials(n_arrivals: int, rate: torch.Tensor) -> torch.
 class _ContinuousTimeSoftCount(torch.autograd.Function):
     """z̃ = Σ_n sigmoid((1 − C_n / λ) / τ) with C the cumulative unit exponentials (no gradient).
 
-    Fused by hand: the forward works in place on one (M, ...) buffer and keeps nothing but C; the
-    backward recomputes the sigmoid, dz̃/dλ = Σ_n σ_n (1 − σ_n) C_n / (τ λ²). This halves the
-    memory traffic of the autograd version in the hot path of training.
+    Fused by hand. dz̃/dλ = Σ_n σ_n (1 − σ_n) C_n / (τ λ²) does not depend on the incoming gradient,
+    so when λ needs a gradient the forward reduces Σ_n σ_n (1 − σ_n) C_n right away and keeps one
+    number per rate: the (M, ...) buffers are freed when the forward returns (the memory of a
+    training step no longer grows with M) and the backward is elementwise.
     """
 
     @staticmethod
     def forward(ctx, rate: torch.Tensor, cumulative: torch.Tensor, temperature: float):
-        ctx.save_for_backward(rate, cumulative)
+        sigma = _window_sigmoid(rate, cumulative, temperature)
+        soft_count = sigma.sum(dim=0)
+        slope = None
+        if ctx.needs_input_grad[0]:
+            slope = torch.addcmul(sigma, sigma, sigma, value=-1.0).mul_(cumulative).sum(dim=0)
+        ctx.save_for_backward(rate, slope)
         ctx.temperature = temperature
-        return _window_sigmoid(rate, cumulative, temperature).sum(dim=0)
+        return soft_count
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        rate, cumulative = ctx.saved_tensors
-        sigma = _window_sigmoid(rate, cumulative, ctx.temperature)
-        slope = torch.addcmul(sigma, sigma, sigma, value=-1.0).mul_(cumulative).sum(dim=0)
+        rate, slope = ctx.saved_tensors
         grad_rate = grad_output * slope / (ctx.temperature * rate * rate)
         return grad_rate, None, None
 
