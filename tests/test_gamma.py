@@ -71,3 +71,42 @@ def test_draws_follow_the_torch_seed_not_the_thread_count():
     assert torch.equal(first, second)
     assert first.shape == (20_000, 2) and torch.isfinite(first).all()
     assert not torch.equal(first[:5000], first[5000:10000])  # chunks draw different streams
+
+
+def test_chunked_uniform_draws_are_uniform_and_thread_count_free():
+    from spikelatent.distributions._parallel import uniform
+
+    threads = torch.get_num_threads()
+    try:
+        draws = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            torch.manual_seed(5)
+            draws.append(uniform((3, 40_000), torch.float32, torch.device("cpu")))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(draws[0], draws[1])
+    values = draws[0].double().numpy().ravel()
+    assert values.min() >= 0.0 and values.max() < 1.0
+    assert st.kstest(values, "uniform").statistic < 0.005  # n = 120k: critical value ~0.0056 at 1e-4
+
+
+def _draw_in_child(queue) -> None:
+    # As in a DataLoader worker: torch sets one thread there (OpenMP itself cannot run parallel
+    # regions in a child forked after the parent used them), so the draws run inline.
+    torch.set_num_threads(1)
+    queue.put(float(standard_gamma(torch.full((40_000,), 2.0)).mean()))
+
+
+def test_threaded_draws_work_in_a_forked_worker():
+    # A DataLoader worker forked after the pool exists must not wait on the parent's threads.
+    import multiprocessing
+
+    standard_gamma(torch.full((40_000,), 2.0))  # create the pool in the parent
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_draw_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert abs(queue.get(timeout=5) - 2.0) < 0.05
