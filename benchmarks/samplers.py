@@ -100,13 +100,36 @@ class SupportRecorder:
         return largest, work / numel, peak
 
 
+def profile_continuous_time(repeats: int) -> None:
+    """Where the time of the default sampler goes: self CPU time per torch op (main thread only)."""
+    from torch.profiler import profile
+
+    mean = rates(10.0)
+    for _ in range(5):
+        forward_backward("Poisson", mean, "ct", True)
+    with profile() as profiler:
+        for _ in range(repeats):
+            forward_backward("Poisson", mean, "ct", True)
+    events = profiler.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    print(f"CT Poisson rsample + backward, typical rates, {repeats} calls: "
+          f"{total / repeats / 1e3:.2f} ms self CPU per call (main thread; pooled RNG not seen)")
+    for event in sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]:
+        print(f"{event.key:<45}{100 * event.self_cpu_time_total / total:6.1f} %{event.count // repeats:6d} calls")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: torch.profiler table of CT Poisson rsample + backward at typical rates")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.profile:
+        profile_continuous_time(args.repeats)
+        return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, shape (128, 256), float32")
     print("support: adaptive = per-bucket sizes (default), global = one size from the largest rate")
     print("times: median (fastest) microseconds over --repeats calls")
