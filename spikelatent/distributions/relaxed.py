@@ -165,7 +165,7 @@ _MIN_ELEMENTS_TO_BUCKET = 4096
 
 @functools.lru_cache(maxsize=256)
 def _bucket_table(size: int, tolerance: float, offset: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Support sizes below ``size`` and the largest rate each covers (ascending), for ``torch.bucketize``.
+    """Support sizes below ``size`` and the largest rate each covers (both ascending).
 
     A rate ≤ boundary b needs at most sizes[b]; rates above the last boundary form the top bucket,
     whose support is ``size`` (the one chosen for the largest rate).
@@ -214,7 +214,8 @@ def _sample_in_buckets(rate, size, tolerance, offset, sample_at_size):
         support = size if index == len(sizes) else _bucket_support(
             bucket_rate.detach(), sizes[index], tolerance, offset)
         parts.append(sample_at_size(bucket_rate, support))
-    return torch.zeros_like(flat).index_copy(0, order, torch.cat(parts)).view_as(rate)
+    # ``order`` is a permutation, so index_copy overwrites every element of the empty buffer.
+    return torch.empty_like(flat).index_copy(0, order, torch.cat(parts)).view_as(rate)
 
 
 def _bucket_support(bucket_rate: torch.Tensor, nominal: int, tolerance: float, offset: int) -> int:
