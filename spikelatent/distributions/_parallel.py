@@ -22,13 +22,14 @@ MIN_ELEMENTS_TO_SPLIT = 16384
 CHUNKS = 4
 
 _pool: ThreadPoolExecutor | None = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 
 
 def _reset_pool_in_child() -> None:
     # A forked child (DataLoader worker, DDP by fork) inherits the pool object but not its threads.
-    global _pool
-    _pool = None
+    global _pool, _pool_workers
+    _pool, _pool_workers = None, 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -42,13 +43,16 @@ def splits(tensor: torch.Tensor) -> bool:
 
 def map_chunks(function, *chunk_lists) -> list:
     """[function(*args) for args in zip(*chunk_lists, strict=True)], on up to torch.get_num_threads() threads."""
-    global _pool
+    global _pool, _pool_workers
     workers = min(torch.get_num_threads(), CHUNKS)
     if workers < 2:
         return [function(*args) for args in zip(*chunk_lists, strict=True)]
     with _pool_lock:
-        if _pool is None or _pool._max_workers != workers:
+        if _pool is None or _pool_workers != workers:  # new pool when torch's thread count changed
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spikelatent")
+            _pool_workers = workers
         pool = _pool
     futures = [pool.submit(function, *args) for args in zip(*chunk_lists, strict=True)]
     return [future.result() for future in futures]
