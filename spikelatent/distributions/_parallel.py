@@ -49,8 +49,8 @@ def map_chunks(function, *chunk_lists) -> list:
         return [function(*args) for args in zip(*chunk_lists, strict=True)]
     with _pool_lock:
         if _pool is None or _pool_workers != workers:  # new pool when torch's thread count changed
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+            # The old pool is not shut down (a caller may still be submitting to it); its idle
+            # threads exit once it is garbage-collected.
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="spikelatent")
             _pool_workers = workers
         pool = _pool
