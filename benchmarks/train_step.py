@@ -299,7 +299,7 @@ def run(argv: list[str] | None = None) -> int:
           f"{'xG-VAE':>6} {'(min)':>6} {'RSS MiB':>7} {'state':>6} {'mean-r':>7} {'max-r':>7} "
           f"{'support mean/max':>17}")
     busy = os.getloadavg()[0]
-    if busy + args.threads > (os.cpu_count() or 1) + 0.5:
+    if busy + args.threads > (os.cpu_count() or 1) + 1.0:  # over a core of other work
         print(f"WARNING: load average {busy:.1f} on {os.cpu_count()} CPUs: with {args.threads} "
               f"threads the OpenMP workers wait on descheduled peers and steps can be many times "
               f"slower; compare with --threads 1 or rerun on an idle machine")
