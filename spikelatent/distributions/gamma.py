@@ -37,15 +37,14 @@ class _ChunkedStandardGamma(torch.autograd.Function):
             return torch._standard_gamma(chunk, generator=generator)
 
         parts = map_chunks(draw, alpha.tensor_split(CHUNKS), chunk_generators(alpha.device))
-        sample = torch.cat(parts).view_as(concentration)
-        ctx.save_for_backward(concentration, sample)
-        return sample
+        sample = torch.cat(parts)
+        ctx.save_for_backward(alpha, sample)  # flat and contiguous: the backward splits them as is
+        return sample.view_as(concentration)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        concentration, sample = ctx.saved_tensors
-        alpha = concentration.contiguous().view(-1)
+        alpha, sample = ctx.saved_tensors
         slopes = map_chunks(
-            torch._standard_gamma_grad, alpha.tensor_split(CHUNKS), sample.reshape(-1).tensor_split(CHUNKS)
+            torch._standard_gamma_grad, alpha.tensor_split(CHUNKS), sample.tensor_split(CHUNKS)
         )
-        return grad_output * torch.cat(slopes).view_as(sample)
+        return grad_output * torch.cat(slopes).view_as(grad_output)

@@ -199,10 +199,10 @@ def _sample_in_buckets(rate, size, tolerance, offset, sample_at_size):
     for boundary in boundaries:
         bucket += detached > boundary
     counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()  # one host sync
-    if max(counts) == flat.numel():  # a single bucket: no gather or scatter needed
-        only = counts.index(flat.numel())
-        return sample_at_size(rate, size if only == len(sizes) else _bucket_support(
-            detached, sizes[only], tolerance, offset))
+    # The largest rate needs ``size``, more than any listed size, so it is always in the top bucket:
+    # when that bucket holds everything, no gather or scatter is needed.
+    if counts[-1] == flat.numel():
+        return sample_at_size(rate, size)
     order = torch.sort(bucket, stable=True).indices
     parts, start = [], 0
     for index, count in enumerate(counts):
