@@ -19,8 +19,8 @@ import statistics
 import time
 
 import torch
+from support_recording import recorded_supports, support_summary
 
-import spikelatent.distributions.relaxed as relaxed
 from spikelatent.distributions import (
     NegativeBinomial,
     Poisson,
@@ -68,36 +68,6 @@ def relaxed_sample(distribution, relaxation: str, adaptive: bool) -> torch.Tenso
 def forward_backward(name: str, mean: torch.Tensor, relaxation: str, adaptive: bool) -> None:
     distribution, _ = build(name, mean, requires_grad=True)
     relaxed_sample(distribution, relaxation, adaptive).sum().backward()
-
-
-class SupportRecorder:
-    """Records (support size, elements) of every bucket the samplers process (wraps their private core)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, int]] = []
-        self.originals = {
-            "ct": relaxed._cumulative_unit_exponentials,
-            "gumbel": relaxed._gumbel_soft_count,
-        }
-
-        def ct(n_arrivals, rate):
-            self.calls.append((n_arrivals, rate.numel()))
-            return self.originals["ct"](n_arrivals, rate)
-
-        def gumbel(rate, z_max, temperature):
-            self.calls.append((z_max + 1, rate.numel()))
-            return self.originals["gumbel"](rate, z_max, temperature)
-
-        relaxed._cumulative_unit_exponentials = ct
-        relaxed._gumbel_soft_count = gumbel
-
-    def summary(self, numel: int) -> tuple[int, float, float]:
-        """(largest support, mean support per element, peak MiB of one call) over the recorded calls."""
-        largest = max(size for size, _ in self.calls)
-        work = sum(size * count for size, count in self.calls)
-        # Per bucket the (size, n) float32 buffer autograd keeps, plus one temporary of the largest.
-        peak = (work + max(size * count for size, count in self.calls)) * 4 / 2**20
-        return largest, work / numel, peak
 
 
 def profile_continuous_time(repeats: int) -> None:
@@ -149,13 +119,11 @@ def main() -> None:
                         functools.partial(forward_backward, name, mean, relaxation, adaptive),
                         args.repeats,
                     )
-                    recorder = SupportRecorder()
-                    try:
+                    with recorded_supports() as calls:
                         relaxed_sample(distribution, relaxation, adaptive)
-                    finally:
-                        relaxed._cumulative_unit_exponentials = recorder.originals["ct"]
-                        relaxed._gumbel_soft_count = recorder.originals["gumbel"]
-                    largest, per_element, peak_mib = recorder.summary(mean.numel())
+                    largest, per_element, work = support_summary(calls)
+                    # Per bucket the (size, n) float32 buffer, plus one temporary of the largest.
+                    peak_mib = (work + max(size * count for size, count in calls)) * 4 / 2**20
                     mode = "adaptive" if adaptive else "global"
                     print(f"{name:<18}{label:<9}{relaxation:<8}{mode:<10}{largest:>5}"
                           f"{per_element:>7.1f}{forward[0]:>8.0f} ({forward[1]:>5.0f})"

@@ -62,6 +62,7 @@ import warnings
 from typing import Any
 
 import torch
+from support_recording import recorded_supports, support_summary
 
 from spikelatent.config import ARCHITECTURES, FitConfig
 from spikelatent.model import VAE
@@ -139,30 +140,6 @@ def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Nam
         last_layer.bias.zero_()
         spread = float(vae.encode(first_batch).std())
         last_layer.weight.mul_(args.modulation_std / max(spread, 1e-12))
-
-
-def record_support_sizes() -> list[tuple[int, int]]:
-    """Wrap the samplers' per-bucket cores so each (support, rates) pair they process is appended.
-
-    Support is M (continuous time) or Z_max + 1 (Gumbel); with the adaptive support one sampler
-    call processes several buckets.
-    """
-    import spikelatent.distributions.relaxed as relaxed
-
-    sizes: list[tuple[int, int]] = []
-    continuous_time, gumbel = relaxed._cumulative_unit_exponentials, relaxed._gumbel_soft_count
-
-    def recording_continuous_time(n_arrivals: int, rate: torch.Tensor):
-        sizes.append((n_arrivals, rate.numel()))
-        return continuous_time(n_arrivals, rate)
-
-    def recording_gumbel(rate: torch.Tensor, z_max: int, temperature: float):
-        sizes.append((z_max + 1, rate.numel()))
-        return gumbel(rate, z_max, temperature)
-
-    relaxed._cumulative_unit_exponentials = recording_continuous_time
-    relaxed._gumbel_soft_count = recording_gumbel
-    return sizes
 
 
 def _status_kib(field: str) -> float | None:
@@ -263,10 +240,9 @@ class TimedModel:
         if measure_memory:
             self.result.update(peak_mib=memory.mib, memory_method=memory.method)
         if sizes:
-            elements = sum(count for _, count in sizes)
-            work = sum(size * count for size, count in sizes)
-            largest = max(self.result.get("support", (0, 0))[0], max(size for size, _ in sizes))
-            self.result["support"] = (largest, work / elements)
+            largest, per_element, _ = support_summary(sizes)
+            largest = max(self.result.get("support", (0, 0))[0], largest)
+            self.result["support"] = (largest, per_element)
 
     def summary(self) -> dict:
         durations = self.result["durations"]
@@ -306,7 +282,8 @@ def run(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*self.log\\(\\)")  # no Trainer attached
     batches = load_batches(args)
-    sizes = record_support_sizes()
+    supports = contextlib.ExitStack()
+    sizes = supports.enter_context(recorded_supports())
     results: dict[tuple[str, str], dict] = {}
     started = time.perf_counter()
     for arch in args.arch:
@@ -322,6 +299,7 @@ def run(argv: list[str] | None = None) -> int:
             results[arch, row["label"]] = row
             print(format_row(row, rows[0], args.batch_size), flush=True)
         del models
+    supports.close()
     method = next(iter(results.values()))["memory_method"]
     print(f"(total {time.perf_counter() - started:.0f} s. step ms: median over {args.steps} steps in "
           f"{args.rounds} interleaved rounds; xG-VAE: ratio of medians, (min): ratio of fastest steps. "
