@@ -100,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--data", choices=("digits", "random"), default="digits")
     parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--mc-samples", type=int, default=5,
+                        help="S, samples per KL estimate of the NegBio MC variants (default 5)")
     parser.add_argument("--rate-range", type=float, nargs=2, default=(0.01, 10.0),
                         metavar=("LOW", "HIGH"), help="prior mean rates, log-uniform (spikes/window)")
     parser.add_argument("--modulation-std", type=float, default=0.1,
@@ -110,6 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.models.insert(0, "G-VAE")
     if args.steps < 1 or args.warmup < 0 or not 1 <= args.rounds <= args.steps:
         parser.error("--steps must be >= 1, --warmup >= 0 and 1 <= --rounds <= --steps")
+    if args.mc_samples < 1:
+        parser.error("--mc-samples must be >= 1")
     return args
 
 
@@ -118,7 +122,7 @@ def build_model(args: argparse.Namespace, arch: str, model: str, kl: str, relax:
         data=args.data if args.data == "digits" else "synthetic", model=model, kl=kl, relax=relax,
         arch=arch, latent_dim=args.latent_dim, batch_size=args.batch_size,
         temperature_start=args.temperature, temperature_end=args.temperature,
-        beta=1.0, beta_start=1.0, seed=args.seed,
+        beta=1.0, beta_start=1.0, seed=args.seed, mc_samples=args.mc_samples,
     )
     vae = VAE(config.resolved().to_dict(), IMAGE_SHAPE, (0.0, 1.0))
     vae._total_steps = 10_000  # schedules need it; both are flat here anyway
@@ -269,6 +273,7 @@ def run(argv: list[str] | None = None) -> int:
     specs = [spec for spec in MODELS if spec[0] in args.models]
     print(f"torch {torch.__version__}; {args.threads} threads; batch {args.batch_size}, "
           f"latent {args.latent_dim}, {args.data} 28x28x1, temperature {args.temperature}, "
+          f"MC samples S = {args.mc_samples}, "
           f"beta 1; median of {args.steps} steps after {args.warmup} warm-up; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'arch':<6} {'model':<8} {'images/s':>9} {'step ms':>8} {'(IQR ms)':>15} {'min ms':>7} "
