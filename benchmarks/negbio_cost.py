@@ -28,10 +28,9 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from torch.distributions import kl_divergence
 from train_step import MODELS, NEGBIO_RATIO_TARGET, TimedModel, load_batches
 from train_step import parse_args as train_step_parse_args
-
-from torch.distributions import kl_divergence
 
 from spikelatent.distributions import NegativeBinomial, standard_gamma
 from spikelatent.distributions.kl import log_density_ratio
