@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -110,3 +112,29 @@ def test_threaded_draws_work_in_a_forked_worker():
     child.join(timeout=60)
     assert child.exitcode == 0, "the forked child hung or failed"
     assert abs(queue.get(timeout=5) - 2.0) < 0.05
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_pool_threads_start_no_openmp_team(monkeypatch):
+    # A pool thread running a kernel on >= 32768 elements would start an OpenMP team (a new OS thread)
+    # and put libgomp's barriers into their slow, sleeping mode for the whole process.
+    from spikelatent.distributions import _parallel
+
+    def thread_count() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(_parallel, "_pool", None)  # fresh pool threads, whatever earlier tests ran
+    monkeypatch.setattr(_parallel, "_pool_workers", 0)
+    try:
+        torch.set_num_threads(2)
+        torch.ones(100_000).exp_()  # the main thread's own team exists
+        _parallel.map_chunks(lambda _: None, range(_parallel.CHUNKS))  # the pool's threads exist
+        before = thread_count()
+        concentration = torch.full((5, 128, 256), 0.7, requires_grad=True)
+        standard_gamma(concentration).sum().backward()  # chunks of 41k elements
+        _parallel.uniform((25, 128, 256), torch.float32, torch.device("cpu"))
+        after = thread_count()
+    finally:
+        torch.set_num_threads(threads)
+    assert after == before, f"{after - before} new threads started by pool tasks"

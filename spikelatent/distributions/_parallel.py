@@ -6,6 +6,14 @@ machine they were the largest single costs of a NegBio-VAE training step. Large 
 a fixed number of chunks, each with its own ``torch.Generator`` seeded from the default generator and
 processed on a small thread pool (torch releases the GIL inside its kernels). The chunk count is fixed,
 so results follow ``torch.manual_seed`` and do not depend on the number of threads.
+
+Pool threads must never start OpenMP teams of their own. A TensorIterator kernel (``_standard_gamma``,
+``_standard_gamma_grad``) on 32,768 elements or more (torch's grain size) run from a pool thread creates
+one; libgomp then manages more threads than there are cores and, for the rest of the process, stops
+spinning at its barriers, so every parallel op afterwards (convolutions included) pays a sleep and a
+wake-up. Measured on 2 cores: a (128, 256) relaxed Gumbel step went from 5 to 10 ms, with 190 instead of
+30 voluntary context switches per call. Pool tasks therefore run such kernels on pieces below the grain
+size (``in_serial_pieces``).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import torch
 MIN_ELEMENTS_TO_SPLIT = 16384
 # Fixed, so the random stream does not depend on the number of threads.
 CHUNKS = 4
+# Below torch's grain size (at::internal::GRAIN_SIZE = 32768) a kernel runs on the calling thread alone.
+SERIAL_PIECE = 16384
 
 _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
@@ -56,6 +66,17 @@ def map_chunks(function, *chunk_lists) -> list:
         pool = _pool
     futures = [pool.submit(function, *args) for args in zip(*chunk_lists, strict=True)]
     return [future.result() for future in futures]
+
+
+def in_serial_pieces(function, *tensors: torch.Tensor) -> torch.Tensor:
+    """function(*tensors) for 1-D tensors of one length, applied to consecutive pieces of SERIAL_PIECE.
+
+    Keeps a kernel from starting an OpenMP team when called from a pool thread (see the module notes).
+    Same values as one call for elementwise kernels; a generator passed through ``function`` is
+    consumed piece after piece, which is as deterministic as one call.
+    """
+    pieces = [function(*parts) for parts in zip(*(t.split(SERIAL_PIECE) for t in tensors), strict=True)]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def chunk_generators(device: torch.device) -> list[torch.Generator]:

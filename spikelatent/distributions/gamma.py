@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from spikelatent.distributions._parallel import CHUNKS, chunk_generators, map_chunks, splits
+from spikelatent.distributions._parallel import (
+    CHUNKS,
+    chunk_generators,
+    in_serial_pieces,
+    map_chunks,
+    splits,
+)
 
 __all__ = ["standard_gamma"]
 
@@ -28,15 +34,21 @@ def standard_gamma(concentration: torch.Tensor) -> torch.Tensor:
     return _ChunkedStandardGamma.apply(concentration)
 
 
+def _draw_chunk(alpha: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return in_serial_pieces(lambda piece: torch._standard_gamma(piece, generator=generator), alpha)
+
+
+def _slope_chunk(alpha: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """dx/dα at (α, x), torch's implicit-reparameterization gradient."""
+    return in_serial_pieces(torch._standard_gamma_grad, alpha, sample)
+
+
 class _ChunkedStandardGamma(torch.autograd.Function):
     @staticmethod
     def forward(ctx, concentration: torch.Tensor) -> torch.Tensor:
         alpha = concentration.detach().contiguous().view(-1)
 
-        def draw(chunk: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-            return torch._standard_gamma(chunk, generator=generator)
-
-        parts = map_chunks(draw, alpha.tensor_split(CHUNKS), chunk_generators(alpha.device))
+        parts = map_chunks(_draw_chunk, alpha.tensor_split(CHUNKS), chunk_generators(alpha.device))
         sample = torch.cat(parts)
         ctx.save_for_backward(alpha, sample)  # flat and contiguous: the backward splits them as is
         return sample.view_as(concentration)
@@ -44,7 +56,5 @@ class _ChunkedStandardGamma(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
         alpha, sample = ctx.saved_tensors
-        slopes = map_chunks(
-            torch._standard_gamma_grad, alpha.tensor_split(CHUNKS), sample.tensor_split(CHUNKS)
-        )
+        slopes = map_chunks(_slope_chunk, alpha.tensor_split(CHUNKS), sample.tensor_split(CHUNKS))
         return grad_output * torch.cat(slopes).view_as(grad_output)
