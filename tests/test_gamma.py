@@ -75,24 +75,6 @@ def test_draws_follow_the_torch_seed_not_the_thread_count():
     assert not torch.equal(first[:5000], first[5000:10000])  # chunks draw different streams
 
 
-def test_chunked_uniform_draws_are_uniform_and_thread_count_free():
-    from spikelatent.distributions._parallel import uniform
-
-    threads = torch.get_num_threads()
-    try:
-        draws = []
-        for count in (1, 2):
-            torch.set_num_threads(count)
-            torch.manual_seed(5)
-            draws.append(uniform((3, 40_000), torch.float32, torch.device("cpu")))
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(draws[0], draws[1])
-    values = draws[0].double().numpy().ravel()
-    assert values.min() >= 0.0 and values.max() < 1.0
-    assert st.kstest(values, "uniform").statistic < 0.005  # n = 120k: critical value ~0.0056 at 1e-4
-
-
 def _draw_in_child(queue) -> None:
     # As in a DataLoader worker: torch sets one thread there (OpenMP itself cannot run parallel
     # regions in a child forked after the parent used them), so the draws run inline.
@@ -116,8 +98,8 @@ def test_threaded_draws_work_in_a_forked_worker():
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
 def test_pool_threads_start_no_openmp_team(monkeypatch):
-    # A pool thread running a kernel on >= 32768 elements would start an OpenMP team (a new OS thread)
-    # and put libgomp's barriers into their slow, sleeping mode for the whole process.
+    # A pool thread running a Gamma kernel on >= 32768 elements would start an OpenMP team (a new OS
+    # thread) and put libgomp's barriers into their slow, sleeping mode for the whole process.
     from spikelatent.distributions import _parallel
 
     def thread_count() -> int:
@@ -133,7 +115,6 @@ def test_pool_threads_start_no_openmp_team(monkeypatch):
         before = thread_count()
         concentration = torch.full((5, 128, 256), 0.7, requires_grad=True)
         standard_gamma(concentration).sum().backward()  # chunks of 41k elements
-        _parallel.uniform((25, 128, 256), torch.float32, torch.device("cpu"))
         after = thread_count()
     finally:
         torch.set_num_threads(threads)

@@ -1,19 +1,25 @@
-"""Random draws and serial kernels split over threads (CPU), reproducible under ``torch.manual_seed``.
+"""Serial torch kernels split over threads (CPU), reproducible under ``torch.manual_seed``.
 
-On the CPU torch draws random numbers (``uniform_``, ``_standard_gamma``) one element at a time under
-the generator's lock, and ``_standard_gamma_grad`` is a serial kernel too: on the 2-core development
-machine they were the largest single costs of a NegBio-VAE training step. Large tensors are split into
-a fixed number of chunks, each with its own ``torch.Generator`` seeded from the default generator and
-processed on a small thread pool (torch releases the GIL inside its kernels). The chunk count is fixed,
-so results follow ``torch.manual_seed`` and do not depend on the number of threads.
+On the CPU ``torch._standard_gamma`` (one element at a time under the generator's lock) and
+``torch._standard_gamma_grad`` are serial kernels, about 55 ns per element each on the 2-core development
+machine. Large tensors are split into a fixed number of chunks, each with its own ``torch.Generator``
+seeded from the default generator and processed on a small thread pool (torch releases the GIL inside its
+kernels). The chunk count is fixed, so results follow ``torch.manual_seed`` and do not depend on the
+number of threads.
 
-Pool threads must never start OpenMP teams of their own. A TensorIterator kernel (``_standard_gamma``,
-``_standard_gamma_grad``) on 32,768 elements or more (torch's grain size) run from a pool thread creates
-one; libgomp then manages more threads than there are cores and, for the rest of the process, stops
-spinning at its barriers, so every parallel op afterwards (convolutions included) pays a sleep and a
-wake-up. Measured on 2 cores: a (128, 256) relaxed Gumbel step went from 5 to 10 ms, with 190 instead of
-30 voluntary context switches per call. Pool tasks therefore run such kernels on pieces below the grain
-size (``in_serial_pieces``).
+Pool threads must never start OpenMP teams of their own. torch's Gamma kernels called from a pool thread
+on 32,768 elements or more (torch's grain size) start one; libgomp then manages more threads than there
+are cores and, for the rest of the process, stops spinning at its barriers, so every parallel op
+afterwards (convolutions included) pays a sleep and a wake-up. Measured on 2 cores: a (128, 256) relaxed
+Gumbel step went from 5 to 10 ms, with 190 instead of 30 voluntary context switches per call. Pool tasks
+therefore run kernels on pieces below the grain size (``in_serial_pieces``).
+
+The other side of that coin: right after a parallel op, torch's idle OpenMP worker keeps spinning on its
+core for a while, so a pool gains little on work interleaved with parallel ops. The relaxed samplers'
+uniform draws, which were also split here, gained nothing in a training step (same-process A/B on
+2 cores, pooled vs ``torch.rand``: DS step 37.3 vs 39.1 ms, MC 71.7 vs 69.0 ms) and lost on their own
+once OpenMP kept spinning, so they are plain ``torch.rand`` again. Long Gamma draws still gain (4.2 M draws right after a parallel
+op: 97 vs 173 ms; population building draws 128 M).
 """
 
 from __future__ import annotations
@@ -83,17 +89,3 @@ def chunk_generators(device: torch.device) -> list[torch.Generator]:
     """CHUNKS generators seeded from the default generator (so ``torch.manual_seed`` governs them)."""
     seeds = torch.randint(0, 2**62, (CHUNKS,)).tolist()
     return [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-
-
-def uniform(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """U[0, 1) draws of ``shape`` (like ``torch.rand``), drawn in chunks on threads when large."""
-    out = torch.empty(shape, dtype=dtype, device=device)
-    if not splits(out):
-        return out.uniform_()
-    flat = out.view(-1)
-    map_chunks(
-        lambda chunk, generator: chunk.uniform_(generator=generator),
-        flat.tensor_split(CHUNKS),
-        chunk_generators(out.device),
-    )
-    return out

@@ -24,7 +24,6 @@ import warnings
 
 import torch
 
-from spikelatent.distributions._parallel import uniform
 from spikelatent.distributions._validation import (
     check_max_support,
     check_temperature,
@@ -276,7 +275,7 @@ class _GumbelSoftCount(torch.autograd.Function):
         counts, log_factorials = _count_table(z_max + 1, rate.dtype, rate.device)
         log_rate = rate.reshape(1, -1).log()
         # Gumbel noise −log(−log U): U = 0 gives −inf (weight 0, harmless); U < 1 keeps it finite.
-        logits = uniform((z_max + 1, log_rate.shape[1]), rate.dtype, rate.device)
+        logits = torch.rand((z_max + 1, log_rate.shape[1]), dtype=rate.dtype, device=rate.device)
         logits.log_().neg_().log_().neg_().sub_(log_factorials.unsqueeze(1))
         logits.addcmul_(counts.unsqueeze(1), log_rate).div_(temperature)
         # Unnormalized softmax, in place. Floored at e^-80 (~2e-35, a normal float32): weights that
@@ -352,10 +351,9 @@ def _cumulative_unit_exponentials(n_arrivals: int, rate: torch.Tensor) -> torch.
     """Cumulative sums of ``n_arrivals`` Exponential(1) draws per rate, shape ``(M, *rate.shape)``.
 
     -log(U) with U ~ Uniform[0, 1) floored at the smallest normal float is several times cheaper
-    than ``Tensor.exponential_`` on CPU and never infinite, so gradients stay finite. Large draws
-    are split over threads (``_parallel.uniform``).
+    than ``Tensor.exponential_`` on CPU and never infinite, so gradients stay finite.
     """
-    draws = uniform((n_arrivals, *rate.shape), rate.dtype, rate.device)
+    draws = torch.rand((n_arrivals, *rate.shape), dtype=rate.dtype, device=rate.device)
     # U and 1 - U have one law; flooring U at the smallest normal number keeps -log(U) finite.
     exponentials = draws.clamp_min_(torch.finfo(draws.dtype).tiny).log_().neg_()
     if exponentials.device.type != "cpu" or rate.numel() < _MIN_RATES_FOR_ROW_ADDITIONS:
