@@ -58,7 +58,15 @@ def test_gradient_is_the_implicit_reparameterization(elements):
     )
 
 
-def test_draws_follow_the_torch_seed_not_the_thread_count():
+@pytest.fixture
+def pool_from_16k(monkeypatch):
+    """Send tensors of 16,384+ elements to the thread pool (in use it starts at 1,048,576)."""
+    from spikelatent.distributions import _parallel
+
+    monkeypatch.setattr(_parallel, "MIN_ELEMENTS_TO_SPLIT", 16384)
+
+
+def test_draws_follow_the_torch_seed_not_the_thread_count(pool_from_16k):
     concentration = torch.tensor([0.5, 3.0]).expand(20_000, 2)  # expanded input, split into chunks
     threads = torch.get_num_threads()
     try:
@@ -82,7 +90,7 @@ def _draw_in_child(queue) -> None:
     queue.put(float(standard_gamma(torch.full((40_000,), 2.0)).mean()))
 
 
-def test_threaded_draws_work_in_a_forked_worker():
+def test_threaded_draws_work_in_a_forked_worker(pool_from_16k):
     # A DataLoader worker forked after the pool exists must not wait on the parent's threads.
     import multiprocessing
 
@@ -97,7 +105,7 @@ def test_threaded_draws_work_in_a_forked_worker():
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
-def test_pool_threads_start_no_openmp_team(monkeypatch):
+def test_pool_threads_start_no_openmp_team(monkeypatch, pool_from_16k):
     # A pool thread running a Gamma kernel on >= 32768 elements would start an OpenMP team (a new OS
     # thread) and put libgomp's barriers into their slow, sleeping mode for the whole process.
     from spikelatent.distributions import _parallel

@@ -19,7 +19,7 @@ core for a while, so a pool gains little on work interleaved with parallel ops. 
 uniform draws, which were also split here, gained nothing in a training step (same-process A/B on
 2 cores, pooled vs ``torch.rand``: DS step 37.3 vs 39.1 ms, MC 71.7 vs 69.0 ms) and lost on their own
 once OpenMP kept spinning, so they are plain ``torch.rand`` again. Long Gamma draws still gain (4.2 M draws right after a parallel
-op: 97 vs 173 ms; population building draws 128 M).
+op: 97 vs 173 ms; population building draws 128 M), hence the high ``MIN_ELEMENTS_TO_SPLIT``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-# Below this many elements the pool's overhead (tens of µs) is not worth it.
-MIN_ELEMENTS_TO_SPLIT = 16384
+# Below this many elements the pool does not pay: right after a parallel op (as everywhere in a
+# training step) torch's spinning OpenMP worker takes the second core. Measured on 2 cores, pooled vs
+# serial Gamma draws after a parallel op: 262k 10.4 vs 11.0 ms, 1 M 30 vs 43 ms, 4.2 M 97 vs 173 ms;
+# NegBio MC training steps (164k draws) were 3-8 ms faster without the pool.
+MIN_ELEMENTS_TO_SPLIT = 1 << 20
 # Fixed, so the random stream does not depend on the number of threads.
 CHUNKS = 4
 # Below torch's grain size (at::internal::GRAIN_SIZE = 32768) a kernel runs on the calling thread alone.
