@@ -23,13 +23,12 @@ same run, and prints
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 
 import torch
+from samplers import time_call
 from torch.distributions import kl_divergence
 from train_step import MODELS, NEGBIO_RATIO_TARGET, TimedModel, load_batches
 from train_step import parse_args as train_step_parse_args
@@ -60,14 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def timed(function: Callable[[], object], repeats: int) -> float:
     """Median wall ms per call, after 3 warm-up calls."""
-    for _ in range(3):
-        function()
-    walls = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        walls.append(time.perf_counter() - start)
-    return statistics.median(walls) * 1e3
+    return time_call(function, repeats)[0] / 1e3
 
 
 def timed_on(threads: int, function: Callable[[], object], repeats: int) -> float:
