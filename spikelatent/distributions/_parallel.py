@@ -18,8 +18,9 @@ The other side of that coin: right after a parallel op, torch's idle OpenMP work
 core for a while, so a pool gains little on work interleaved with parallel ops. The relaxed samplers'
 uniform draws, which were also split here, gained nothing in a training step (same-process A/B on
 2 cores, pooled vs ``torch.rand``: DS step 37.3 vs 39.1 ms, MC 71.7 vs 69.0 ms) and lost on their own
-once OpenMP kept spinning, so they are plain ``torch.rand`` again. Long Gamma draws still gain (4.2 M draws right after a parallel
-op: 97 vs 173 ms; population building draws 128 M), hence the high ``MIN_ELEMENTS_TO_SPLIT``.
+once OpenMP kept spinning, so they are plain ``torch.rand`` again. Long Gamma draws still gain (4.2 M
+draws right after a parallel op: 97 vs 173 ms; population building draws 128 M), hence the high
+``MIN_ELEMENTS_TO_SPLIT``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Reparameterized standard Gamma draws that use every CPU thread (the Gamma step of the NB sampler).
+"""Reparameterized standard Gamma draws, on every CPU thread for large tensors (the NB sampler's Gamma step).
 
 On the CPU ``torch._standard_gamma`` and its gradient ``torch._standard_gamma_grad`` run one element
-at a time on one thread (about 55 ns per element each on the 2-core development machine: 9 + 8 ms
-for the (5, 128, 256) draws of one NegBio-VAE MC step). ``standard_gamma`` runs torch's own kernels on
-chunks from a thread pool (see ``_parallel``): the law and the gradient (implicit reparameterization,
-dx/dα = −(∂F/∂α)(x; α) / f(x; α)) are exactly torch's, and draws follow ``torch.manual_seed``
-whatever the number of threads.
+at a time on one thread (about 55 ns per element each on the 2-core development machine).
+``standard_gamma`` runs torch's own kernels, on chunks from a thread pool for tensors of
+``_parallel.MIN_ELEMENTS_TO_SPLIT`` (1,048,576) elements or more, e.g. population building; a training
+step's draws are smaller and gain nothing there (see ``_parallel``). The law and the gradient (implicit
+reparameterization, dx/dα = −(∂F/∂α)(x; α) / f(x; α)) are exactly torch's, and draws follow
+``torch.manual_seed`` whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def standard_gamma(concentration: torch.Tensor) -> torch.Tensor:
     """Gamma(α, 1) draws of the shape of ``concentration`` (α > 0), differentiable in α.
 
     Same law and gradient as ``torch._standard_gamma`` (values floored at the smallest normal number,
-    as torch's are); large CPU tensors are drawn on several threads.
+    as torch's are); CPU tensors of 1,048,576 elements or more are drawn on several threads.
     """
     if not splits(concentration):
         return torch._standard_gamma(concentration)
