@@ -25,17 +25,21 @@ import sys
 from pathlib import Path
 
 from spikelatent.cli import main as spikelatent
+from spikelatent.latents import PAPER_MODELS
+
+
+def _run_name(model: str, kl: str, relax: str) -> str:
+    """Run-folder name of a model, e.g. ``poisson`` or ``negbio-mc-g``."""
+    if model != "negbio":
+        return model
+    return f"negbio-{kl}-{'g' if relax == 'gumbel' else 'c'}"
+
 
 #: The eight models of Table 1: run-folder name → ``spikelatent fit`` flags.
 MODELS = {
-    "gaussian": ["--model", "gaussian"],
-    "laplace": ["--model", "laplace"],
-    "categorical": ["--model", "categorical"],
-    "poisson": ["--model", "poisson"],
-    "negbio-mc-g": ["--model", "negbio", "--kl", "mc", "--relax", "gumbel"],
-    "negbio-mc-c": ["--model", "negbio", "--kl", "mc", "--relax", "ct"],
-    "negbio-ds-g": ["--model", "negbio", "--kl", "ds", "--relax", "gumbel"],
-    "negbio-ds-c": ["--model", "negbio", "--kl", "ds", "--relax", "ct"],
+    _run_name(model, kl, relax): ["--model", model]
+    + (["--kl", kl, "--relax", relax] if model == "negbio" else [])
+    for model, kl, relax in PAPER_MODELS.values()
 }
 
 

@@ -33,17 +33,19 @@ from spikelatent.distributions import NegativeBinomial, Poisson, kl_from_samples
 from spikelatent.errors import SpikelatentError
 
 FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
-#: The eight models in the row order of the paper's tables (display names = ``VAE.variant``).
-PAPER_MODEL_ORDER = (
-    "G-VAE",
-    "L-VAE",
-    "C-VAE",
-    "P-VAE",
-    "NegBio-VAE MC-G",
-    "NegBio-VAE MC-C",
-    "NegBio-VAE DS-G",
-    "NegBio-VAE DS-C",
-)
+#: The eight models of the paper, in the row order of its tables: display name (= ``VAE.variant``)
+#: → (``--model``, ``--kl``, ``--relax``) of ``spikelatent fit``. kl and relax only matter for negbio.
+PAPER_MODELS = {
+    "G-VAE": ("gaussian", "ds", "ct"),
+    "L-VAE": ("laplace", "ds", "ct"),
+    "C-VAE": ("categorical", "ds", "ct"),
+    "P-VAE": ("poisson", "ds", "ct"),
+    "NegBio-VAE MC-G": ("negbio", "mc", "gumbel"),
+    "NegBio-VAE MC-C": ("negbio", "mc", "ct"),
+    "NegBio-VAE DS-G": ("negbio", "ds", "gumbel"),
+    "NegBio-VAE DS-C": ("negbio", "ds", "ct"),
+}
+PAPER_MODEL_ORDER = tuple(PAPER_MODELS)
 KL_ESTIMATORS = ("ds", "mc")
 RELAXATIONS = ("ct", "gumbel")
 

@@ -11,6 +11,7 @@ import torch
 from spikelatent.cli import main
 from spikelatent.config import FitConfig
 from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.latents import PAPER_MODELS
 from spikelatent.model import VAE, TrainingDivergedError, load
 
 VARIANTS = [
@@ -36,6 +37,10 @@ def tiny_model(model: str, kl: str = "ds", relax: str = "ct", **overrides) -> VA
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_the_package_table_of_paper_models_matches_the_variants():
+    assert PAPER_MODELS == {variant: (model, kl, relax) for model, kl, relax, variant in VARIANTS}
+
+
 @pytest.mark.parametrize(("model", "kl", "relax", "variant"), VARIANTS)
 def test_every_variant_trains_one_step(model, kl, relax, variant):
     torch.manual_seed(0)
