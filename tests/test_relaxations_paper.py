@@ -103,15 +103,21 @@ def test_paper_b1_check_mean_and_unimodal_histogram(relaxation):
     assert abs(3 * int(np.argmax(coarse)) + 1 - st.nbinom.ppf(0.5, r, p)) <= 4
 
 
-@pytest.mark.parametrize("relaxation", RELAXATIONS)
-@pytest.mark.parametrize(("r", "p"), [(20.0, 0.5), (2.0, 0.2), (5.0, 0.7), (0.3, 0.9), (50.0, 0.3)])
-def test_rsample_gradients_are_finite(relaxation, r, p):
+def _relaxed_draws(r: float, p: float, n: int, relaxation: str):
+    """n relaxed NB(r, p) draws at τ = 0.05 (float64, seed 0) and the leaf tensors r and p."""
     torch.manual_seed(0)
     dispersion = torch.tensor(r, dtype=torch.float64, requires_grad=True)
     success = torch.tensor(p, dtype=torch.float64, requires_grad=True)
     soft = NegativeBinomial(dispersion, probs=success).rsample(
-        (2_000,), relaxation=relaxation, temperature=0.05
+        (n,), relaxation=relaxation, temperature=0.05
     )
+    return soft, dispersion, success
+
+
+@pytest.mark.parametrize("relaxation", RELAXATIONS)
+@pytest.mark.parametrize(("r", "p"), [(20.0, 0.5), (2.0, 0.2), (5.0, 0.7), (0.3, 0.9), (50.0, 0.3)])
+def test_rsample_gradients_are_finite(relaxation, r, p):
+    soft, dispersion, success = _relaxed_draws(r, p, 2_000, relaxation)
     soft.sum().backward()
     assert torch.isfinite(soft).all()
     assert dispersion.grad is not None and torch.isfinite(dispersion.grad)
@@ -122,12 +128,7 @@ def test_rsample_gradients_are_finite(relaxation, r, p):
 @pytest.mark.parametrize("relaxation", RELAXATIONS)
 @pytest.mark.parametrize(("r", "p"), [(20.0, 0.5), (2.0, 0.2), (5.0, 0.7)])
 def test_gradient_of_relaxed_mean_matches_analytic_nb_mean_derivative(relaxation, r, p):
-    torch.manual_seed(0)
-    dispersion = torch.tensor(r, dtype=torch.float64, requires_grad=True)
-    success = torch.tensor(p, dtype=torch.float64, requires_grad=True)
-    soft = NegativeBinomial(dispersion, probs=success).rsample(
-        (200_000,), relaxation=relaxation, temperature=0.05
-    )
+    soft, dispersion, success = _relaxed_draws(r, p, 200_000, relaxation)
     soft.mean().backward()
     # mean = r(1 − p)/p  ⇒  d/dp = −r/p², d/dr = (1 − p)/p
     assert success.grad.item() == pytest.approx(-r / p**2, rel=0.05)
