@@ -364,7 +364,9 @@ def test_import_errors_are_one_line(tmp_path):
     (tmp_path / "junk.nwb").write_text("not hdf5")
 
     assert_one_line_error(lambda: read_counts(tmp_path / "no_units.nwb"), "no units")
-    assert_one_line_error(lambda: read_counts(tmp_path / "no_trials.nwb"), "no 'trials'")
+    assert_one_line_error(
+        lambda: read_counts(tmp_path / "no_trials.nwb", intervals="trials"), "no 'trials'"
+    )
     assert_one_line_error(
         lambda: read_counts(tmp_path / "no_trials.nwb", intervals="epochs"), "no 'epochs'"
     )

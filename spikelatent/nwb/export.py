@@ -1,17 +1,14 @@
-"""NWB export of simulated latent populations, and spike-count import from any NWB file.
+"""NWB export of simulated latent populations (:func:`to_nwb`).
 
-Export (:func:`to_nwb`)
-    Every latent unit of a population becomes one row of the NWB ``Units`` table (a simulated
-    neuron) and every stimulus presentation one row of the ``trials`` table. Presentations are
-    ordered **trial-major**: for each trial repeat ``r``, for each stimulus ``s``, presentation
-    ``k = r * n_stimulus + s`` starts at ``k * (trial_duration + inter_trial_interval)`` seconds
-    and lasts ``trial_duration`` seconds. A unit that emits ``n`` spikes in a presentation gets
-    ``n`` i.i.d. uniform times in the window (the arrival times of a Poisson process given its
-    count, which is also what the continuous-time relaxation produces; see DESIGN.md).
+Every latent unit of a population becomes one row of the NWB ``Units`` table (a simulated
+neuron) and every stimulus presentation one row of the ``trials`` table. Presentations are
+ordered **trial-major**: for each trial repeat ``r``, for each stimulus ``s``, presentation
+``k = r * n_stimulus + s`` starts at ``k * (trial_duration + inter_trial_interval)`` seconds
+and lasts ``trial_duration`` seconds. A unit that emits ``n`` spikes in a presentation gets
+``n`` i.i.d. uniform times in the window (the arrival times of a Poisson process given its
+count, which is also what the continuous-time relaxation produces; see DESIGN.md).
 
-Import (:func:`read_counts`, :func:`population_counts`)
-    Counts each unit's spikes in a window of every row of a ``TimeIntervals`` table, for any NWB
-    file (recorded or simulated), so the population analyses run unchanged on recorded units.
+Reading counts back (from this or any NWB file) is :mod:`spikelatent.nwb.read`.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from tqdm.auto import tqdm
 from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
 
-__all__ = ["to_nwb", "read_counts", "population_counts", "SUBJECT_FIELDS"]
+__all__ = ["to_nwb", "SUBJECT_FIELDS"]
 
 # Subject fields a caller may supply (dict keys or YAML keys); all are pynwb.file.Subject arguments.
 SUBJECT_FIELDS = (
@@ -75,11 +72,6 @@ _DESCRIPTIONS = {
 }
 # Spike times are written in chunks of this many values (512 KiB of float64).
 _CHUNK_SPIKES = 65536
-
-
-# --------------------------------------------------------------------------------------------
-# Export
-# --------------------------------------------------------------------------------------------
 
 
 def to_nwb(
@@ -629,208 +621,3 @@ def _add_rates(nwbfile, population: xr.Dataset) -> None:
         description="Posterior spike-count distributions of the latent units per stimulus.",
     )
     module.add(table)
-
-
-# --------------------------------------------------------------------------------------------
-# Import
-# --------------------------------------------------------------------------------------------
-
-
-def read_counts(
-    path: str | os.PathLike,
-    bin_start: float = 0.0,
-    bin_stop: float | None = None,
-    intervals: str = "trials",
-) -> xr.DataArray:
-    """Spike counts of every unit in a window of every interval of an NWB file.
-
-    For interval row ``i`` and unit ``u`` the count is the number of spike times ``t`` with
-    ``start_time[i] + bin_start <= t < (start_time[i] + bin_stop  if bin_stop else stop_time[i])``.
-
-    Args:
-        path: any NWB file with a ``Units`` table (with ``spike_times``) and the intervals table.
-        bin_start: window start relative to each interval's ``start_time``, seconds.
-        bin_stop: window end relative to ``start_time``, seconds; ``None`` = the interval's ``stop_time``.
-        intervals: ``"trials"``, ``"epochs"`` or the name of another ``TimeIntervals`` table.
-
-    Returns:
-        ``counts`` DataArray, dims ``(trial, unit)``, int64. Coords: ``trial`` (interval ids),
-        ``unit`` (units-table ids), every scalar column of the intervals table along ``trial``
-        (e.g. ``start_time``, ``stop_time``, ``stimulus``, ``label``, ``trial_repeat``) and every
-        scalar column of the units table along ``unit`` (prefixed ``unit_`` if the name clashes).
-    """
-    from pynwb import NWBHDF5IO
-
-    source = Path(path)
-    if not source.is_file():
-        raise SpikelatentError(f"NWB file {source} not found")
-    if bin_stop is not None and not bin_stop > bin_start:
-        raise SpikelatentError(
-            f"bin_stop ({bin_stop}) must be greater than bin_start ({bin_start})"
-        )
-    io = None
-    try:
-        io = NWBHDF5IO(str(source), "r")
-        nwbfile = io.read()
-    except Exception as error:  # h5py/hdmf raise many types for a non-NWB file
-        if io is not None:
-            io.close()
-        raise SpikelatentError(
-            f"cannot read {source} as NWB: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
-        ) from None
-    try:
-        table = _intervals_table(nwbfile, intervals, source)
-        units = nwbfile.units
-        if units is None or len(units) == 0:
-            raise SpikelatentError(f"{source} has no units (no Units table); nothing to count")
-        if "spike_times" not in units.colnames:
-            raise SpikelatentError(f"{source}: the Units table has no spike_times column")
-        if len(table) == 0:
-            raise SpikelatentError(f"{source}: intervals table '{intervals}' has no rows")
-        starts = np.asarray(table["start_time"].data[:], dtype=np.float64)
-        stops = np.asarray(table["stop_time"].data[:], dtype=np.float64)
-        window_start = starts + bin_start
-        window_stop = stops if bin_stop is None else starts + bin_stop
-        if np.any(window_stop <= window_start):
-            raise SpikelatentError(
-                f"bin_start={bin_start} leaves {int(np.sum(window_stop <= window_start))} interval(s) with an "
-                "empty window; use a smaller bin_start or set bin_stop"
-            )
-        counts = _count_spikes(units, window_start, window_stop)
-        trial_coords = {
-            (f"trial_{name}" if name in ("trial", "unit") else name): values
-            for name, values in _scalar_columns(table, len(table)).items()
-        }
-        unit_coords = {
-            (f"unit_{name}" if name in trial_coords or name in ("trial", "unit") else name): values
-            for name, values in _scalar_columns(units, len(units)).items()
-        }
-        result = xr.DataArray(
-            counts,
-            dims=("trial", "unit"),
-            coords={
-                "trial": np.asarray(table.id.data[:]),
-                "unit": np.asarray(units.id.data[:]),
-                **{name: ("trial", values) for name, values in trial_coords.items()},
-                **{name: ("unit", values) for name, values in unit_coords.items()},
-            },
-            name="counts",
-            attrs={
-                "source": str(source),
-                "intervals": intervals,
-                "bin_start": float(bin_start),
-                "bin_stop": "stop_time" if bin_stop is None else float(bin_stop),
-                "session_description": str(nwbfile.session_description),
-                "identifier": str(nwbfile.identifier),
-                "description": "spike counts per interval and unit, window [start_time + bin_start, "
-                + ("stop_time)" if bin_stop is None else "start_time + bin_stop)"),
-            },
-        )
-    finally:
-        io.close()
-    return result
-
-
-def _intervals_table(nwbfile, name: str, source: Path):
-    if name == "trials":
-        table = nwbfile.trials
-    elif name == "epochs":
-        table = nwbfile.epochs
-    else:
-        table = nwbfile.intervals.get(name) if nwbfile.intervals is not None else None
-    if table is None:
-        available = sorted(nwbfile.intervals) if nwbfile.intervals else []
-        raise SpikelatentError(
-            f"{source} has no '{name}' intervals table (available: {', '.join(available) or 'none'}); "
-            "pass intervals=NAME of a TimeIntervals table"
-        )
-    return table
-
-
-def _count_spikes(units, window_start: np.ndarray, window_stop: np.ndarray) -> np.ndarray:
-    """Counts (interval, unit), reading one unit's spike times at a time."""
-    ends = np.asarray(
-        units["spike_times"].data[:], dtype=np.int64
-    )  # the VectorIndex: cumulative ends
-    all_times = units["spike_times"].target.data
-    counts = np.empty((len(window_start), len(ends)), dtype=np.int64)
-    begin = 0
-    for unit, end in enumerate(ends):
-        times = np.asarray(all_times[begin:end], dtype=np.float64)
-        begin = end
-        if times.size > 1 and np.any(times[1:] < times[:-1]):
-            times = np.sort(times)
-        counts[:, unit] = np.searchsorted(times, window_stop, "left") - np.searchsorted(
-            times, window_start, "left"
-        )
-    return counts
-
-
-def _scalar_columns(table, n_rows: int) -> dict[str, np.ndarray]:
-    """The table's one-value-per-row columns as numpy arrays (ragged and region columns skipped)."""
-    from hdmf.common import DynamicTableRegion, VectorIndex
-
-    columns = {}
-    for name in table.colnames:
-        column = table[name]
-        if isinstance(column, (VectorIndex, DynamicTableRegion)):
-            continue
-        values = np.asarray(column.data[:])
-        if values.ndim != 1 or len(values) != n_rows:
-            continue
-        if values.dtype.kind == "O" or values.dtype.kind == "S":
-            values = np.array([v.decode() if isinstance(v, bytes) else v for v in values])
-            if values.dtype.kind == "O":
-                continue  # references or mixed objects: not a coordinate
-        columns[name] = values
-    return columns
-
-
-def population_counts(counts: xr.DataArray) -> xr.DataArray:
-    """Reshape :func:`read_counts` of a spikelatent export back to (trial, stimulus, unit).
-
-    Uses the ``stimulus`` and ``trial_repeat`` coordinates of the ``trial`` dimension; every
-    (trial_repeat, stimulus) pair must occur exactly once. The result's ``trial`` is the repeat
-    number, and ``label`` (if present) becomes a coordinate along ``stimulus``.
-
-    Args:
-        counts: DataArray with dims (trial, unit) as returned by :func:`read_counts`.
-
-    Returns:
-        DataArray (trial, stimulus, unit) of the same dtype, named ``counts``.
-    """
-    for name in ("stimulus", "trial_repeat"):
-        if name not in counts.coords or counts[name].dims != ("trial",):
-            raise SpikelatentError(
-                f"counts have no '{name}' coordinate along 'trial'; population_counts needs a spikelatent export"
-            )
-    stimulus = np.asarray(counts["stimulus"].values, dtype=np.int64)
-    repeat = np.asarray(counts["trial_repeat"].values, dtype=np.int64)
-    if stimulus.min() < 0 or repeat.min() < 0:
-        raise SpikelatentError("stimulus and trial_repeat indices must be non-negative")
-    n_stimulus, n_repeat = int(stimulus.max()) + 1, int(repeat.max()) + 1
-    seen = np.zeros((n_repeat, n_stimulus), dtype=np.int64)
-    np.add.at(seen, (repeat, stimulus), 1)
-    if np.any(seen != 1):
-        raise SpikelatentError(
-            f"each (trial_repeat, stimulus) pair must occur exactly once; {int(np.sum(seen != 1))} pairs do not"
-        )
-    data = counts.transpose("trial", "unit").values
-    reshaped = np.empty((n_repeat, n_stimulus, data.shape[1]), dtype=data.dtype)
-    reshaped[repeat, stimulus] = data
-    coords: dict[str, Any] = {
-        "trial": np.arange(n_repeat),
-        "stimulus": np.arange(n_stimulus),
-        "unit": counts["unit"].values,
-    }
-    if "label" in counts.coords and counts["label"].dims == ("trial",):
-        labels = np.empty(n_stimulus, dtype=counts["label"].dtype)
-        labels[stimulus] = counts["label"].values
-        coords["label"] = ("stimulus", labels)
-    return xr.DataArray(
-        reshaped,
-        dims=("trial", "stimulus", "unit"),
-        coords=coords,
-        name="counts",
-        attrs=dict(counts.attrs),
-    )
