@@ -216,6 +216,40 @@ def population_summary(pop: xr.Dataset) -> dict[str, Any]:
     return summary
 
 
+#: A unit whose posterior differs from the prior by less than this (mean KL, nats per image)
+#: carries no information about the image, however often it fires.
+INFORMATIVE_KL_NATS = 0.01
+
+
+def information_summary(model: Any, images: torch.Tensor, batch_size: int = 500) -> dict[str, Any]:
+    """How much the latent code says about the images: the KL term of the ELBO.
+
+    ``images`` (stimulus, C, H, W). The KL per image is KL(q(z|x) || p(z)) summed over units
+    (nats; the count families' closed form or, for ``--kl mc``, an MC estimate from hard
+    samples); a unit is *informative* when its KL averaged over the images exceeds
+    ``INFORMATIVE_KL_NATS`` (a unit at its prior for every image is dead in the VAE sense even
+    when it fires). Returns plain numbers: ``kl_per_image_mean``/``_median``,
+    ``n_informative``, ``fraction_informative`` and ``n_units``.
+    """
+    per_unit = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            posterior = model.posterior(images[start:start + batch_size])
+            per_unit.append(model.latent.kl_per_unit(posterior, 0.0).flatten(1).double())
+    kl = torch.cat(per_unit)
+    per_image = kl.sum(-1)
+    unit_mean = kl.mean(0)
+    informative = int((unit_mean > INFORMATIVE_KL_NATS).sum())
+    return {
+        "kl_per_image_mean": _number(per_image.mean()),
+        "kl_per_image_median": _number(per_image.median()),
+        "n_informative": informative,
+        "fraction_informative": informative / unit_mean.numel(),
+        "n_units": int(unit_mean.numel()),
+        "informative_threshold_nats": INFORMATIVE_KL_NATS,
+    }
+
+
 def shattering_summary(
     model: Any,
     fit_images: torch.Tensor,
@@ -339,6 +373,7 @@ def analyze_run(
         "seed": seed,
         "spikelatent_version": spikelatent.__version__,
     }
+    report["information"] = information_summary(model, images)
     files: list[str] = []
     figures_skipped: dict[str, str] = {}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from spikelatent import __version__
@@ -43,7 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_advice_in_one_line(show):
+    """Warnings that carry advice (``one_line = True``) print as one line, without a source line."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if getattr(category, "one_line", False):
+            print(f"spikelatent: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.wrapped = show
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if not hasattr(warnings.showwarning, "wrapped"):
+        warnings.showwarning = _show_advice_in_one_line(warnings.showwarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -49,7 +49,20 @@ class FitConfig:
     encoder: str | None = None
     decoder: str | None = None
     latent_dim: int = 256
-    # objective and schedules (DESIGN.md "Training conventions")
+    # network options (conv only; None = the architecture's defaults, see docs/networks.md)
+    encoder_channels: list[int] | None = None
+    decoder_channels: list[int] | None = None
+    encoder_layer_norm: bool = False
+    decoder_unit_norm: bool = False
+    # latent parameterization (count families)
+    prior_init: str = "unit"
+    posterior_logits: str = "relative"
+    modulation_bound: float = 10.0
+    mc_kl: str = "samples"
+    gumbel_support: int | None = None
+    # objective and schedules (docs/training.md)
+    preset: str | None = None
+    objective: str = "sum"
     beta: float = 1.0
     beta_start: float = 1e-4
     beta_hold_fraction: float = 0.01
@@ -59,8 +72,11 @@ class FitConfig:
     temperature_anneal_fraction: float = 0.5
     # optimisation
     epochs: int | None = None
+    max_steps: int | None = None  # None: epochs alone set the length
     batch_size: int | None = None  # None: 32 on digits, 128 otherwise
+    optimizer: str = "adamax"
     lr: float = 2e-3
+    lr_schedule: str = "cosine"
     lr_min: float = 1e-5
     warmup_fraction: float = 0.01
     grad_clip: float = 1000.0
@@ -77,6 +93,14 @@ class FitConfig:
     def resolved(self) -> FitConfig:
         """A validated copy with every default filled in."""
         config = dataclasses.replace(self)
+        if config.preset is not None and not getattr(self, "_preset_applied", False):
+            # Built directly (FitConfig(preset=...)): the preset fills the options left at
+            # their defaults. from_dict and the CLI apply it under the options given instead.
+            defaults = FitConfig()
+            for name, value in load_preset(config.preset).items():
+                if getattr(config, name) == getattr(defaults, name):
+                    setattr(config, name, value)
+        config._preset_applied = True
         if config.model == "negbinomial":
             config.model = "negbio"
         config.encoder = config.encoder or config.arch
@@ -97,6 +121,7 @@ class FitConfig:
             "kl": ("ds", "mc"),
             "relax": ("ct", "gumbel"),
             "arch": ARCHITECTURES,
+            **OPTION_CHOICES,
         }
         for name, allowed in choice.items():
             if getattr(self, name) not in allowed:
@@ -110,7 +135,7 @@ class FitConfig:
                 raise SpikelatentError(
                     f"--{name} must be one of {', '.join(ARCHITECTURES)}; got {value!r}"
                 )
-        positive_ints = ("latent_dim", "batch_size", "mc_samples", "num_nodes", "epochs")
+        positive_ints = ("latent_dim", "batch_size", "mc_samples", "num_nodes", "epochs", "max_steps")
         for name in positive_ints:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -143,7 +168,6 @@ class FitConfig:
             "val_fraction",
             "beta_hold_fraction",
             "beta_warmup_fraction",
-            "temperature_anneal_fraction",
             "warmup_fraction",
         )
         for name in fractions:
@@ -151,6 +175,41 @@ class FitConfig:
             if not _finite_number(value) or not 0 <= value < 1:
                 raise SpikelatentError(
                     f"--{name.replace('_', '-')} must be in [0, 1); got {value!r}"
+                )
+        # The published temperature schedule anneals over the whole run.
+        value = self.temperature_anneal_fraction
+        if not _finite_number(value) or not 0 <= value <= 1:
+            raise SpikelatentError(f"--temperature-anneal-fraction must be in [0, 1]; got {value!r}")
+        if self.preset is not None and self.preset not in available_presets():
+            raise SpikelatentError(
+                f"--preset must be one of {', '.join(available_presets())}; got {self.preset!r}"
+            )
+        if not _finite_number(self.modulation_bound) or self.modulation_bound <= 0:
+            raise SpikelatentError(
+                f"--modulation-bound must be a finite number > 0; got {self.modulation_bound!r}"
+            )
+        if self.gumbel_support is not None and (
+            not isinstance(self.gumbel_support, int) or isinstance(self.gumbel_support, bool)
+            or self.gumbel_support < 1
+        ):
+            raise SpikelatentError(
+                f"--gumbel-support must be a positive integer (largest count kept); "
+                f"got {self.gumbel_support!r}"
+            )
+        for name in ("encoder_channels", "decoder_channels"):
+            widths = getattr(self, name)
+            if widths is not None and (
+                not isinstance(widths, (list, tuple)) or not widths
+                or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
+            ):
+                raise SpikelatentError(
+                    f"--{name.replace('_', '-')} takes positive integer widths, one per stride-2 "
+                    f"stage, e.g. 32,64; got {widths!r}"
+                )
+        for name in ("encoder_layer_norm", "decoder_unit_norm", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpikelatentError(
+                    f"{name} must be true or false; got {getattr(self, name)!r}"
                 )
         if self.model == "categorical" and self.latent_dim % self.categories:
             raise SpikelatentError(
@@ -163,6 +222,10 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FitConfig:
+        """A configuration from option: value pairs; a ``preset`` fills the options not given.
+
+        Precedence: built-in defaults < the preset's values < the values given here.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -170,27 +233,68 @@ class FitConfig:
                 f"unknown configuration option(s): {', '.join(unknown)}; "
                 f"see `spikelatent fit --help` for the options"
             )
-        return cls(**values)
+        preset = values.get("preset")
+        merged = {**(load_preset(preset) if preset else {}), **values}
+        config = cls(**merged)
+        config._preset_applied = True
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> FitConfig:
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.yaml"
-        if not path.is_file():
-            raise SpikelatentError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            first_line = str(error).splitlines()[0]
-            raise SpikelatentError(f"cannot parse {path} as YAML: {first_line}") from None
-        if not isinstance(values, dict):
-            raise SpikelatentError(f"{path} must hold a mapping of option: value")
-        return cls.from_dict(values)
+        """The configuration in a YAML file (or ``RUN_DIR/config.yaml``), its preset applied."""
+        return cls.from_dict(read_yaml_options(path))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the configuration as YAML, atomically."""
         return write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def read_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
+    """The option: value mapping of a YAML file (or ``RUN_DIR/config.yaml``), not yet validated."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    if not path.is_file():
+        raise SpikelatentError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0]
+        raise SpikelatentError(f"cannot parse {path} as YAML: {first_line}") from None
+    if not isinstance(values, dict):
+        raise SpikelatentError(f"{path} must hold a mapping of option: value")
+    return values
+
+
+#: Options with a fixed set of values (besides model, kl, relax and arch).
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    "prior_init": ("unit", "sparse"),
+    "posterior_logits": ("relative", "absolute"),
+    "mc_kl": ("samples", "gamma"),
+    "objective": ("sum", "published"),
+    "optimizer": ("adamax", "adam"),
+    "lr_schedule": ("cosine", "constant"),
+}
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def available_presets() -> tuple[str, ...]:
+    """Names of the presets shipped with the package (``spikelatent/presets/*.yaml``)."""
+    return tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The option: value pairs of a shipped preset (``paper``, ``poisson-vae``, ...)."""
+    if name not in available_presets():
+        raise SpikelatentError(
+            f"--preset must be one of {', '.join(available_presets())}; got {name!r}"
+        )
+    values = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text()) or {}
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:  # a packaging error, not a user error
+        raise SpikelatentError(f"preset {name!r} holds unknown options: {', '.join(unknown)}")
+    return {**values, "preset": name}
 
 
 def _finite_number(value: Any) -> bool:

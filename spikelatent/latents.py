@@ -29,7 +29,13 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from spikelatent.distributions import NegativeBinomial, Poisson, kl_from_samples, kl_monte_carlo
+from spikelatent.distributions import (
+    NegativeBinomial,
+    Poisson,
+    kl_from_samples,
+    kl_monte_carlo,
+    relaxed_poisson_gumbel_fixed_support,
+)
 from spikelatent.errors import SpikelatentError
 
 FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
@@ -122,7 +128,11 @@ class LatentFamily(nn.Module):
 
     def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         """KL(q(z|x) || p(z)) summed over units, (batch,). ``temperature`` 0 = hard samples."""
-        return kl_divergence(posterior, self.prior()).sum(-1)
+        return self.kl_per_unit(posterior, temperature).sum(-1)
+
+    def kl_per_unit(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        """KL per image and unit (nats), (batch, unit); categorical: per group (batch, group)."""
+        return kl_divergence(posterior, self.prior())
 
     def rsample_with_kl(
         self, posterior: Distribution, temperature: float
@@ -247,11 +257,10 @@ class CategoricalLatent(LatentFamily):
     def mean(self, posterior: Distribution) -> torch.Tensor:
         return self._flatten(posterior.probs)
 
-    def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
-        # KL(q || uniform) = sum_k q_k log q_k + log C, per group; summed over groups.
+    def kl_per_unit(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+        # KL(q || uniform) = sum_k q_k log q_k + log C, per group, (batch, group).
         log_q = torch.log_softmax(posterior.logits, dim=-1)
-        per_group = (log_q.exp() * log_q).sum(-1) + math.log(self.categories)
-        return per_group.sum(-1)
+        return (log_q.exp() * log_q).sum(-1) + math.log(self.categories)
 
     def sample_prior(self, n: int) -> torch.Tensor:
         with torch.no_grad():
@@ -267,13 +276,22 @@ class PoissonLatent(LatentFamily):
     name = "poisson"
     is_count = True
 
-    def __init__(self, latent_dim: int, relax: str = "ct") -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        relax: str = "ct",
+        prior_init: str = "unit",
+        modulation_bound: float = MAX_ABS_LOG_MODULATION,
+        gumbel_support: int | None = None,
+    ) -> None:
         super().__init__(latent_dim)
         if relax not in RELAXATIONS:
             raise SpikelatentError(f"relax must be one of {RELAXATIONS}; got {relax!r}")
         self.relax = relax
-        # Reference initialisation: log r ~ U(-6, -2), i.e. sparse prior firing.
-        self.prior_log_rate = nn.Parameter(torch.empty(latent_dim).uniform_(-6.0, -2.0))
+        self.modulation_bound = _check_modulation_bound(modulation_bound)
+        self.gumbel_support = gumbel_support
+        # "unit": rate 1 (the NegBio-VAE code); "sparse": log r ~ U(-6, -2) (reference P-VAE).
+        self.prior_log_rate = nn.Parameter(initial_prior_log_mean(latent_dim, prior_init))
 
     @property
     def variant(self) -> str:
@@ -283,7 +301,7 @@ class PoissonLatent(LatentFamily):
         return torch.exp(soft_upper_clamp(self.prior_log_rate, MAX_LOG_RATE))
 
     def posterior_log_rate(self, h: torch.Tensor) -> torch.Tensor:
-        log_delta = soft_symmetric_clamp(h, MAX_ABS_LOG_MODULATION)
+        log_delta = soft_symmetric_clamp(h, self.modulation_bound)
         return soft_upper_clamp(self.prior_log_rate + log_delta, MAX_LOG_RATE)
 
     def posterior(self, h: torch.Tensor) -> Distribution:
@@ -295,7 +313,35 @@ class PoissonLatent(LatentFamily):
     def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         if temperature <= 0:
             return self.sample(posterior)
+        if self.relax == "gumbel" and self.gumbel_support is not None:
+            return relaxed_poisson_gumbel_fixed_support(
+                posterior.rate, temperature, self.gumbel_support
+            )
         return posterior.rsample(relaxation=self.relax, temperature=temperature)
+
+
+PRIOR_INITS = ("unit", "sparse")
+MC_KL_ESTIMATORS = ("samples", "gamma")
+POSTERIOR_LOGITS = ("relative", "absolute")
+
+
+def initial_prior_log_mean(latent_dim: int, prior_init: str) -> torch.Tensor:
+    """Starting log mean count of the prior per unit, (unit,).
+
+    ``unit``: 0 (mean 1; the NegBio-VAE code's r = 1, p = 0.5 and Poisson rate 1);
+    ``sparse``: U(-6, -2) (the reference Poisson VAE; measured to leave NB units silent).
+    """
+    if prior_init == "unit":
+        return torch.zeros(latent_dim)
+    if prior_init == "sparse":
+        return torch.empty(latent_dim).uniform_(-6.0, -2.0)
+    raise SpikelatentError(f"prior_init must be one of {PRIOR_INITS}; got {prior_init!r}")
+
+
+def _check_modulation_bound(bound: float) -> float:
+    if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+        raise SpikelatentError(f"modulation_bound must be a finite number > 0; got {bound!r}")
+    return float(bound)
 
 
 class NegativeBinomialLatent(LatentFamily):
@@ -313,9 +359,28 @@ class NegativeBinomialLatent(LatentFamily):
     is_count = True
 
     def __init__(
-        self, latent_dim: int, kl: str = "ds", relax: str = "ct", mc_samples: int = 5
+        self,
+        latent_dim: int,
+        kl: str = "ds",
+        relax: str = "ct",
+        mc_samples: int = 5,
+        prior_init: str = "unit",
+        posterior_logits: str = "relative",
+        modulation_bound: float = MAX_ABS_LOG_MODULATION,
+        mc_kl: str = "samples",
+        gumbel_support: int | None = None,
     ) -> None:
         super().__init__(latent_dim)
+        if mc_kl not in MC_KL_ESTIMATORS:
+            raise SpikelatentError(f"mc_kl must be one of {MC_KL_ESTIMATORS}; got {mc_kl!r}")
+        if posterior_logits not in POSTERIOR_LOGITS:
+            raise SpikelatentError(
+                f"posterior_logits must be one of {POSTERIOR_LOGITS}; got {posterior_logits!r}"
+            )
+        self.mc_kl = mc_kl
+        self.posterior_logits = posterior_logits
+        self.modulation_bound = _check_modulation_bound(modulation_bound)
+        self.gumbel_support = gumbel_support
         if kl not in KL_ESTIMATORS:
             raise SpikelatentError(f"kl must be one of {KL_ESTIMATORS}; got {kl!r}")
         if relax not in RELAXATIONS:
@@ -325,8 +390,8 @@ class NegativeBinomialLatent(LatentFamily):
         self.kl_estimator = kl
         self.relax = relax
         self.mc_samples = int(mc_samples)
-        # Prior: r ~ 1 and a sparse mean r(1-p)/p = exp(U(-6, -2)) as for the P-VAE.
-        prior_log_mean = torch.empty(latent_dim).uniform_(-6.0, -2.0)
+        # Prior: r = 1 and the mean r(1-p)/p of initial_prior_log_mean (unit: p = 0.5).
+        prior_log_mean = initial_prior_log_mean(latent_dim, prior_init)
         self.prior_log_dispersion = nn.Parameter(torch.zeros(latent_dim))
         # logit p = log r - log mean, since (1 - p) / p = mean / r.
         self.prior_logit_prob = nn.Parameter(self.prior_log_dispersion.detach() - prior_log_mean)
@@ -350,11 +415,13 @@ class NegativeBinomialLatent(LatentFamily):
         log_r = self.prior_log_r()
         if self.kl_estimator == "mc":
             u_p, u_r = h.chunk(2, dim=-1)
-            log_r = log_r + soft_symmetric_clamp(u_r, MAX_ABS_LOG_MODULATION)
+            log_r = log_r + soft_symmetric_clamp(u_r, self.modulation_bound)
         else:
             u_p = h
             log_r = log_r.expand_as(u_p)
-        logit_q = self.prior_logits() + soft_symmetric_clamp(u_p, MAX_ABS_LOG_MODULATION)
+        logit_q = soft_symmetric_clamp(u_p, self.modulation_bound)
+        if self.posterior_logits == "relative":
+            logit_q = self.prior_logits() + logit_q
         return log_r, soft_lower_clamp(logit_q, log_r - MAX_LOG_RATE)
 
     def posterior(self, h: torch.Tensor) -> Distribution:
@@ -374,7 +441,15 @@ class NegativeBinomialLatent(LatentFamily):
     def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         if temperature <= 0:
             return self.sample(posterior)
-        return posterior.rsample(relaxation=self.relax, temperature=temperature)
+        return self._relaxed(posterior, (), temperature)
+
+    def _relaxed(
+        self, posterior: Distribution, sample_shape: tuple[int, ...], temperature: float
+    ) -> torch.Tensor:
+        if self.relax == "gumbel" and self.gumbel_support is not None:
+            rate = posterior.rsample_rate(sample_shape)
+            return relaxed_poisson_gumbel_fixed_support(rate, temperature, self.gumbel_support)
+        return posterior.rsample(sample_shape, relaxation=self.relax, temperature=temperature)
 
     def rsample_with_kl(
         self, posterior: Distribution, temperature: float
@@ -384,24 +459,26 @@ class NegativeBinomialLatent(LatentFamily):
         Both terms of the ELBO stay unbiased (each uses samples of q), and a step draws S relaxed
         samples instead of S + 1.
         """
-        if self.kl_estimator == "ds" or temperature <= 0:
+        if self.kl_estimator == "ds" or self.mc_kl == "gamma" or temperature <= 0:
             return super().rsample_with_kl(posterior, temperature)
-        samples = posterior.rsample(
-            (self.mc_samples,), relaxation=self.relax, temperature=temperature
-        )
+        samples = self._relaxed(posterior, (self.mc_samples,), temperature)
         return samples[0], kl_from_samples(posterior, self.prior(), samples).sum(-1)
 
-    def kl(self, posterior: Distribution, temperature: float) -> torch.Tensor:
+    def kl_per_unit(self, posterior: Distribution, temperature: float) -> torch.Tensor:
         prior = self.prior()
         if self.kl_estimator == "ds":
-            return kl_divergence(posterior, prior).sum(-1)
+            return kl_divergence(posterior, prior)
+        if self.mc_kl == "gamma":
+            # The published code's MC KL: between the Gamma mixing distributions of the rates,
+            # KL(q_λ || p_λ) >= KL(q_z || p_z) by the data-processing inequality.
+            return kl_divergence(posterior.rate_distribution(), prior.rate_distribution())
         return kl_monte_carlo(
             posterior,
             prior,
             n_samples=self.mc_samples,
             relaxation=self.relax if temperature > 0 else None,
             temperature=temperature if temperature > 0 else 1.0,
-        ).sum(-1)
+        )
 
 
 def make_latent_family(
@@ -412,8 +489,17 @@ def make_latent_family(
     relax: str = "ct",
     mc_samples: int = 5,
     categories: int = 8,
+    prior_init: str = "unit",
+    posterior_logits: str = "relative",
+    modulation_bound: float = MAX_ABS_LOG_MODULATION,
+    mc_kl: str = "samples",
+    gumbel_support: int | None = None,
 ) -> LatentFamily:
-    """Build a latent family by name (``negbio`` is accepted for ``negbinomial``)."""
+    """Build a latent family by name (``negbio`` is accepted for ``negbinomial``).
+
+    The count options (``prior_init``, ``modulation_bound``, ``gumbel_support``; for NB also
+    ``posterior_logits`` and ``mc_kl``) are described in docs/training.md.
+    """
     name = {"negbio": "negbinomial", "nb": "negbinomial"}.get(name, name)
     if name == "gaussian":
         return GaussianLatent(latent_dim)
@@ -422,9 +508,14 @@ def make_latent_family(
     if name == "categorical":
         return CategoricalLatent(latent_dim, categories=categories)
     if name == "poisson":
-        return PoissonLatent(latent_dim, relax=relax)
+        return PoissonLatent(latent_dim, relax=relax, prior_init=prior_init,
+                             modulation_bound=modulation_bound, gumbel_support=gumbel_support)
     if name == "negbinomial":
-        return NegativeBinomialLatent(latent_dim, kl=kl, relax=relax, mc_samples=mc_samples)
+        return NegativeBinomialLatent(
+            latent_dim, kl=kl, relax=relax, mc_samples=mc_samples, prior_init=prior_init,
+            posterior_logits=posterior_logits, modulation_bound=modulation_bound, mc_kl=mc_kl,
+            gumbel_support=gumbel_support,
+        )
     raise SpikelatentError(
         f"unknown model {name!r}; choose one of gaussian, laplace, categorical, poisson, negbio"
     )

@@ -60,12 +60,27 @@ class VAE(pl.LightningModule):
             relax=resolved.relax,
             mc_samples=resolved.mc_samples,
             categories=resolved.categories,
+            prior_init=resolved.prior_init,
+            posterior_logits=resolved.posterior_logits,
+            modulation_bound=resolved.modulation_bound,
+            mc_kl=resolved.mc_kl,
+            gumbel_support=resolved.gumbel_support,
         )
-        self.encoder = make_encoder(resolved.encoder, self.image_shape, self.latent.encoder_outputs)
+        self.encoder = make_encoder(
+            resolved.encoder, self.image_shape, self.latent.encoder_outputs,
+            **_network_options(resolved, "encoder"),
+        )
         activation = "tanh" if self.data_range[0] < 0 else "sigmoid"
         self.decoder = make_decoder(
-            resolved.decoder, resolved.latent_dim, self.image_shape, output_activation=activation
+            resolved.decoder, resolved.latent_dim, self.image_shape, output_activation=activation,
+            **_network_options(resolved, "decoder"),
         )
+        # --objective published: the NegBio-VAE code's ((y - x)**2).sum(-1).mean() + beta *
+        # kl.mean() sums the squared error over the last image axis only, i.e. SSE / (C * H)
+        # per image for image-shaped outputs (a flattened output for linear/mlp: SSE / 1),
+        # and averages the KL over units.
+        channels, height, _ = self.image_shape
+        self.published_sse_divisor = channels * height if resolved.decoder == "conv" else 1
         self._total_steps: int | None = None
 
     # ----------------------------------------------------------------- public API
@@ -137,11 +152,13 @@ class VAE(pl.LightningModule):
         return linear_ramp(step, hold, stop, min(c["beta_start"], c["beta"]), c["beta"])
 
     def learning_rate_factor(self, step: int) -> float:
-        """Linear warm-up then cosine decay from lr to lr_min (as a factor of lr)."""
+        """Linear warm-up then cosine decay from lr to lr_min, or constant (a factor of lr)."""
         c = self.config
         warmup = max(1, int(c["warmup_fraction"] * self.total_steps))
         if step < warmup:
             return (step + 1) / warmup
+        if c["lr_schedule"] == "constant":
+            return 1.0
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
         floor = c["lr_min"] / c["lr"]
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -162,7 +179,7 @@ class VAE(pl.LightningModule):
         reconstruction = self.decode(z)
         sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
         beta = self.beta() if stage == "train" else self.config["beta"]
-        loss = (sse + beta * kl).mean()
+        loss = self.objective(sse, kl, beta)
         if stage == "train" and not torch.isfinite(loss):
             raise TrainingDivergedError(self._divergence_message(sse, kl))
         batch_size = x.shape[0]
@@ -183,6 +200,16 @@ class VAE(pl.LightningModule):
             self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
             self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
         return loss
+
+    def objective(self, sse: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
+        """The loss from the per-image SSE (batch,) and KL summed over units (batch,).
+
+        ``sum``: mean over the batch of SSE + beta * KL. ``published``: mean over the batch of
+        SSE / (C * H) + beta * KL / K (the NegBio-VAE code; docs/training.md "Objective scale").
+        """
+        if self.config["objective"] == "published":
+            return (sse / self.published_sse_divisor + beta * kl / self.latent.latent_dim).mean()
+        return (sse + beta * kl).mean()
 
     def _divergence_message(self, sse: torch.Tensor, kl: torch.Tensor) -> str:
         last = None
@@ -207,7 +234,8 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.config
-        optimizer = torch.optim.Adamax(self.parameters(), lr=c["lr"], betas=(0.9, 0.999))
+        optimizer_class = torch.optim.Adam if c["optimizer"] == "adam" else torch.optim.Adamax
+        optimizer = optimizer_class(self.parameters(), lr=c["lr"], betas=(0.9, 0.999))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.learning_rate_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -223,6 +251,15 @@ class VAE(pl.LightningModule):
             torch.set_rng_state(state["torch"])
             if "cuda" in state and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _network_options(config: FitConfig, role: str) -> dict[str, Any]:
+    """The conv network options set in the configuration (the other architectures take none)."""
+    if getattr(config, role) != "conv":
+        return {}
+    if role == "encoder":
+        return {"channels": config.encoder_channels, "layer_norm": config.encoder_layer_norm}
+    return {"channels": config.decoder_channels, "unit_norm": config.decoder_unit_norm}
 
 
 def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:
@@ -242,18 +279,55 @@ def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint dict safely (``weights_only=True``), with a one-line error if corrupt."""
+    """Load a checkpoint dict safely (``weights_only=True``), with a one-line error if it is
+    corrupt, truncated, foreign or unsafe. Nothing in the file is ever executed."""
+    path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, truncated or foreign file
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({reason}); it may be corrupt or truncated — "
-            f"use another checkpoint (e.g. checkpoints/last.ckpt) or retrain"
-        ) from None
+    except Exception as error:  # corrupt, truncated, foreign or hostile file
+        raise CheckpointError(_unreadable_checkpoint_message(path, error)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a spikelatent checkpoint (no state_dict)")
+        raise CheckpointError(
+            f"{path} is not a spikelatent checkpoint (no state_dict); {_other_checkpoint_advice(path)}"
+        )
     return checkpoint
+
+
+def _unreadable_checkpoint_message(path: Path, error: BaseException) -> str:
+    """One line for a checkpoint ``torch.load(weights_only=True)`` refused. torch's own text
+    advises turning the safe loader off; that is never the advice here."""
+    import pickle
+    import re
+
+    text = str(error)
+    unsafe = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", text)
+    if isinstance(error, pickle.UnpicklingError) and unsafe:
+        name = (unsafe.group(1) or unsafe.group(2)).rstrip(".,:;")
+        return (
+            f"{path} is not a spikelatent checkpoint or is unsafe: it asks to run Python code "
+            f"({name}), which a spikelatent checkpoint never holds, so it was not loaded; "
+            f"{_other_checkpoint_advice(path)}"
+        )
+    if isinstance(error, pickle.UnpicklingError):
+        reason = "not a checkpoint file"
+    elif isinstance(error, EOFError) or not text.strip():
+        reason = "empty or cut short" if isinstance(error, EOFError) else type(error).__name__
+    else:
+        reason = text.strip().splitlines()[0].split(". ")[0][:160]
+    return (
+        f"cannot read checkpoint {path}: it is corrupt or truncated ({reason}); "
+        f"{_other_checkpoint_advice(path)}"
+    )
+
+
+def _other_checkpoint_advice(path: Path) -> str:
+    """What to do instead: the run's other checkpoint when there is one, else retraining."""
+    other = {"best.ckpt": "last.ckpt", "last.ckpt": "best.ckpt"}.get(path.name)
+    if other and (path.parent / other).is_file():
+        which = other.removesuffix(".ckpt")
+        return (f"the run's {other} may still load (spikelatent.load(RUN_DIR, which={which!r})); "
+                f"otherwise retrain with `spikelatent fit`")
+    return "use a checkpoint written by `spikelatent fit`, or retrain"
 
 
 def load(run_dir_or_checkpoint: str | os.PathLike, which: str = "best",

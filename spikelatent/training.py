@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,14 +19,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from spikelatent._io import atomic_path, write_text_atomic
 from spikelatent.config import FitConfig
 from spikelatent.data import datamodule_from_config
-from spikelatent.errors import SpikelatentError
-from spikelatent.model import VAE, load
+from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.model import VAE, load, read_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -40,13 +42,63 @@ class _DropAdvertisements(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisements())
 # A Lightning-internal deprecation notice (torch pytree API), not actionable by users.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# On --resume the checkpoint folder is not empty by design; Lightning warns about it regardless.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
     "train_mse", "val_mse", "val_zero_fraction", "val_active_fraction",
-    "temperature", "beta", "lr", "elapsed_s",
+    "temperature", "beta", "lr", "elapsed_s", "collapse_warning",
 )
-# Columns read from "<stage>/<name>" metrics; the last four are filled separately.
-STAGE_COLUMNS = EPOCH_COLUMNS[2:-4]
+# Columns read from "<stage>/<name>" metrics; the last five are filled separately.
+STAGE_COLUMNS = EPOCH_COLUMNS[2:-5]
+#: Collapse guard: below this KL per image (nats) the posterior barely depends on the image...
+COLLAPSE_KL_NATS = 1.0
+#: ...or fewer than this fraction of the count units fire at all in a validation pass.
+COLLAPSE_ACTIVE_FRACTION = 0.1
+
+
+class CollapseGuard(Callback):
+    """Warn once, in one line, when a validation shows posterior collapse or dead units.
+
+    Collapse: the KL per image below ``COLLAPSE_KL_NATS`` (the code carries almost no
+    information about the image: every reconstruction is the mean image) or, for count
+    families, fewer than ``COLLAPSE_ACTIVE_FRACTION`` of units with any spike. The state of
+    each validation is written to ``metrics.csv`` (``collapse_warning``: 1 or 0).
+    """
+
+    def __init__(self) -> None:
+        self.warned = False
+        self.collapsed = False
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        kl = metrics.get("val/kl")
+        active = metrics.get("val/active_fraction")
+        low_kl = kl is not None and float(kl) < COLLAPSE_KL_NATS
+        dead = active is not None and float(active) < COLLAPSE_ACTIVE_FRACTION
+        self.collapsed = low_kl or dead
+        if self.collapsed and not self.warned and trainer.is_global_zero:
+            self.warned = True
+            found = (f"KL {float(kl):.3g} nats/image" if low_kl else
+                     f"only {float(active):.0%} of units active")
+            warnings.warn(collapse_message(found, trainer.current_epoch), CollapseWarning,
+                          stacklevel=1)
+
+
+class CollapseWarning(UserWarning):
+    """The model's latent code stopped carrying information (see :class:`CollapseGuard`)."""
+
+    one_line = True  # the CLI prints it as one line of advice
+
+
+def collapse_message(found: str, epoch: int) -> str:
+    return (
+        f"posterior collapse at epoch {epoch}: {found} — the decoder ignores the latent code "
+        f"(reconstructions become the mean image); try a smaller --beta (e.g. --beta 0.1), "
+        f"--prior-init unit, or a longer --beta-warmup-fraction"
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -60,16 +112,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class EpochMetricsCSV(Callback):
     """One row per epoch in ``metrics.csv`` (rewritten atomically after each validation)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, guard: CollapseGuard | None = None) -> None:
         self.path = path
+        self.guard = guard
         self.rows: list[dict[str, Any]] = []
         self.started = time.time()
+        self.restored = False
+
+    # The rows travel in the checkpoint: a resumed run continues from exactly the rows of the
+    # epochs its last.ckpt completed, and elapsed_s keeps counting from the last row.
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(row) for row in state_dict.get("rows", [])]
+        self.restored = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.path.exists():  # resuming: keep the rows of the epochs already done
+        if not self.restored and self.path.exists() and trainer.current_epoch > 0:
+            # resuming from a checkpoint written before the rows were kept in it
             with self.path.open() as stream:
-                self.rows = [row for row in csv.DictReader(stream)
-                             if int(row["epoch"]) < trainer.current_epoch]
+                self.rows = list(csv.DictReader(stream))
+        self.rows = [row for row in self.rows if int(row["epoch"]) < trainer.current_epoch]
+        done = float(self.rows[-1]["elapsed_s"] or 0) if self.rows else 0.0
+        self.started = time.time() - done
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -84,12 +150,59 @@ class EpochMetricsCSV(Callback):
         row["beta"] = metrics.get("beta", "")
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else ""
         row["elapsed_s"] = round(time.time() - self.started, 2)
+        row["collapse_warning"] = int(self.guard.collapsed) if self.guard else ""
         self.rows.append(row)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=EPOCH_COLUMNS)
         writer.writeheader()
         writer.writerows(self.rows)
         write_text_atomic(self.path, buffer.getvalue())
+
+
+class LastEpochCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt`` after every completed epoch (Lightning's ``save_last`` only
+    rewrites it when the best checkpoint changes, so a resume would redo every epoch after
+    the best one). A ``Checkpoint`` subclass, so Lightning runs it after the other callbacks'
+    epoch-end hooks: the metrics row of the epoch is already in the state it saves."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, with the epoch out of the total (``Epoch 3/30``)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
+class EpochLines(Callback):
+    """One line per epoch on stdout, for logs and pipes (no progress bar redraws)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.epoch_started = time.time()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_started = time.time()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        for label, key in (("train_loss", "train/loss_epoch"), ("val_loss", "val/loss"),
+                           ("val_kl", "val/kl"), ("val_mse", "val/mse")):
+            if key in metrics:
+                parts.append(f"{label} {float(metrics[key]):.4g}")
+        parts.append(f"{time.time() - self.epoch_started:.1f} s")
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
 def default_run_dir(config: FitConfig) -> Path:
@@ -119,10 +232,28 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
         raise SpikelatentError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out"
         )
+    if not resume and run_dir.exists() and not run_dir.is_dir():
+        raise SpikelatentError(f"--out {run_dir} is a file; choose a folder for the run")
+    # Everything is checked before anything is written (a failed resume leaves the run as it was).
+    checkpoint = _resumable_checkpoint(last_checkpoint, config) if resume else None
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = datamodule_from_config(config.to_dict())
     datamodule.setup("fit")
     model = VAE(config.to_dict(), datamodule.image_shape, datamodule.data_range)
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"cannot resume from {last_checkpoint}: it does not match the run's configuration "
+                f"({str(error).splitlines()[0][:120]}); resume with the run's own config.yaml"
+            ) from None
+        del checkpoint
+    rank_zero_info(
+        f"{'resuming' if resume else 'training'} {model.variant} on {config.data} for "
+        f"{config.epochs} epochs; run directory: {run_dir} (metrics.csv and checkpoints/ are "
+        f"updated every epoch, figures at the end)"
+    )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
@@ -134,14 +265,20 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
         monitor="val/loss",
         mode="min",
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint_callback, EpochMetricsCSV(run_dir / "metrics.csv")]
-    if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, _steps_per_epoch(datamodule) // 20)))
+    guard = CollapseGuard()
+    callbacks: list[Callback] = [checkpoint_callback, guard,
+                                 EpochMetricsCSV(run_dir / "metrics.csv", guard),
+                                 LastEpochCheckpoint(last_checkpoint)]
+    interactive = progress and sys.stdout.isatty()
+    if interactive:
+        callbacks.append(EpochProgressBar(refresh_rate=max(1, _steps_per_epoch(datamodule) // 20)))
+    elif progress:
+        callbacks.append(EpochLines())
     trainer = pl.Trainer(
         max_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,
@@ -152,7 +289,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         logger=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=interactive,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         deterministic=False,
@@ -162,6 +299,24 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     if trainer.is_global_zero:
         write_figures(run_dir, datamodule)
     return run_dir
+
+
+def _resumable_checkpoint(path: Path, config: FitConfig) -> dict[str, Any]:
+    """``last.ckpt`` read safely, or a one-line error: corrupt, foreign or unsafe file, a file
+    without training state, or a run that already trained ``config.epochs`` epochs."""
+    checkpoint = read_checkpoint(path)
+    if "loops" not in checkpoint or "optimizer_states" not in checkpoint or "epoch" not in checkpoint:
+        raise CheckpointError(
+            f"cannot resume from {path}: it holds weights but no training state; "
+            f"start a new run with --config {path.parent.parent / 'config.yaml'} --out NEW_DIR"
+        )
+    done = int(checkpoint["epoch"]) + 1
+    if config.epochs <= done:
+        raise SpikelatentError(
+            f"{path.parent.parent} has already trained {done} epoch{'s' * (done != 1)} "
+            f"(--epochs {config.epochs}); pass --epochs N with N > {done} to train further"
+        )
+    return checkpoint
 
 
 def _steps_per_epoch(datamodule: Any) -> int:

@@ -12,7 +12,14 @@ from typing import Any
 
 import yaml
 
-from spikelatent.config import ARCHITECTURES, MODELS, FitConfig
+from spikelatent.config import (
+    ARCHITECTURES,
+    MODELS,
+    OPTION_CHOICES,
+    FitConfig,
+    available_presets,
+    read_yaml_options,
+)
 from spikelatent.errors import SpikelatentError
 
 HELP = {
@@ -31,7 +38,23 @@ HELP = {
     "encoder": "encoder architecture (overrides --arch)",
     "decoder": "decoder architecture (overrides --arch)",
     "latent_dim": "number of latent units K (default 256)",
-    "beta": "KL weight beta = 2 sigma^2 (default 1)",
+    "encoder_channels": "conv encoder widths, one per stride-2 stage, e.g. 32,64 (default: docs/networks.md)",
+    "decoder_channels": "conv decoder widths in encoder order, e.g. 64,128 (default: the encoder's)",
+    "encoder_layer_norm": "LayerNorm on the encoder's output (conv; default off)",
+    "decoder_unit_norm": "decoder's first layer with unit-L2-norm columns per latent unit and no "
+                         "nonlinearity after it (conv; default off)",
+    "prior_init": "count prior start: unit = NB r 1, p 0.5 (mean 1, Fano 2), Poisson rate 1; "
+                  "sparse = mean e^U(-6,-2) (default unit)",
+    "posterior_logits": "NB posterior logit q: relative = logit p + clamp(u), absolute = "
+                        "clamp(u) (default relative)",
+    "modulation_bound": "soft bound on the encoder's log-modulations |u| (default 10)",
+    "mc_kl": "--kl mc estimator: samples = MC over relaxed NB samples, gamma = closed-form KL "
+             "between the Gamma mixing distributions (an upper bound) (default samples)",
+    "gumbel_support": "fixed Gumbel support 0..N (default: adaptive, from a Poisson quantile)",
+    "preset": f"a published set of options: {', '.join(available_presets())}; flags override it",
+    "objective": "loss scale: sum = SSE + beta * sum KL per image; published = the NegBio-VAE "
+                 "code's SSE/(C*H) + beta * mean KL per unit (default sum)",
+    "beta": "KL weight (beta = 2 sigma^2 with --objective sum) (default 1)",
     "beta_start": "beta held during the first --beta-hold-fraction of steps (default 1e-4)",
     "beta_hold_fraction": "fraction of steps beta is held at --beta-start (default 0.01)",
     "beta_warmup_fraction": "fraction of steps beta rises linearly to --beta (default 0.5)",
@@ -39,8 +62,13 @@ HELP = {
     "temperature_end": "temperature after the anneal (default 0.05; categorical 0.1)",
     "temperature_anneal_fraction": "fraction of steps over which the temperature anneals (default 0.5)",
     "epochs": "training epochs (default 100 on digits, 50 otherwise)",
+    "max_steps": "stop after this many optimizer steps, whichever comes first with --epochs; "
+                 "the schedules follow the shorter length (default: no step limit)",
     "batch_size": "images per optimizer step and device (default 32 on digits, 128 otherwise)",
-    "lr": "peak learning rate of Adamax (default 2e-3)",
+    "optimizer": "adamax (beta 0.9, 0.999) or adam (default adamax)",
+    "lr": "peak learning rate (default 2e-3)",
+    "lr_schedule": "cosine = warm-up then cosine decay to --lr-min; constant = warm-up then "
+                   "constant (default cosine)",
     "lr_min": "learning rate at the end of the cosine decay (default 1e-5)",
     "warmup_fraction": "fraction of steps of linear learning-rate warm-up (default 0.01)",
     "grad_clip": "gradient-norm clip, 0 = off (default 1000)",
@@ -53,14 +81,26 @@ HELP = {
     "precision": "Lightning precision: 32-true, 16-mixed, bf16-mixed, ... (default 32-true)",
 }
 CHOICES = {"model": MODELS + ("negbinomial",), "kl": ("ds", "mc"), "relax": ("ct", "gumbel"),
-           "arch": ARCHITECTURES, "encoder": ARCHITECTURES, "decoder": ARCHITECTURES}
+           "arch": ARCHITECTURES, "encoder": ARCHITECTURES, "decoder": ARCHITECTURES,
+           "preset": available_presets(), **OPTION_CHOICES}
+BOOLEAN_FLAGS = ("encoder_layer_norm", "decoder_unit_norm")
+
+
+def _widths(text: str) -> list[int]:
+    """``32,64`` -> [32, 64] (argparse type of the channel-width flags)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 32,64; got {text!r}") from None
+
 TYPES = {"val_fraction": float, "limit": int, "num_workers": int, "mc_samples": int,
          "categories": int, "latent_dim": int, "beta": float, "beta_start": float,
          "beta_hold_fraction": float, "beta_warmup_fraction": float,
          "temperature_start": float, "temperature_end": float,
-         "temperature_anneal_fraction": float, "epochs": int, "batch_size": int, "lr": float,
+         "temperature_anneal_fraction": float, "epochs": int, "max_steps": int, "batch_size": int, "lr": float,
          "lr_min": float, "warmup_fraction": float, "grad_clip": float, "seed": int,
-         "num_nodes": int}
+         "num_nodes": int, "modulation_bound": float, "gumbel_support": int,
+         "encoder_channels": _widths, "decoder_channels": _widths}
 
 
 def register(subparsers: Any) -> None:
@@ -73,6 +113,10 @@ def register(subparsers: Any) -> None:
         flag = "--" + name.replace("_", "-")
         if name == "download":
             parser.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        if name in BOOLEAN_FLAGS:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
             continue
         parser.add_argument(flag, type=TYPES.get(name, str), choices=CHOICES.get(name),
                             default=argparse.SUPPRESS, help=help_text,
@@ -98,21 +142,22 @@ def _parse_devices(value: Any) -> Any:
 def config_from_args(args: argparse.Namespace) -> tuple[FitConfig, bool]:
     """The run configuration from defaults, ``--config``/``--resume`` and explicit flags."""
     resume = bool(getattr(args, "resume", None))
+    # Explicit values (the YAML file's, then the flags'); a preset fills only what they leave.
     if resume:
-        config = FitConfig.from_yaml(args.resume)
-        config.out = args.resume
+        values = read_yaml_options(args.resume)
     elif getattr(args, "config", None):
-        config = FitConfig.from_yaml(args.config)
+        values = read_yaml_options(args.config)
     else:
-        config = FitConfig()
+        values = {}
     for name in HELP:
         if hasattr(args, name):
-            setattr(config, name, getattr(args, name))
+            values[name] = getattr(args, name)
     for item in getattr(args, "data_option", []) or []:
         key, separator, value = item.partition("=")
         if not separator or not key:
             raise SpikelatentError(f"--data-option takes KEY=VALUE; got {item!r}")
-        config.data_options = {**config.data_options, key: yaml.safe_load(value)}
+        values["data_options"] = {**values.get("data_options", {}), key: yaml.safe_load(value)}
+    config = FitConfig.from_dict(values)
     config.devices = _parse_devices(config.devices)
     if resume:
         config.out = args.resume

@@ -22,6 +22,7 @@ from spikelatent.distributions.relaxed import (
     relaxed_poisson,
     relaxed_poisson_continuous_time,
     relaxed_poisson_gumbel,
+    relaxed_poisson_gumbel_fixed_support,
 )
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "relaxed_poisson",
     "relaxed_poisson_continuous_time",
     "relaxed_poisson_gumbel",
+    "relaxed_poisson_gumbel_fixed_support",
     "standard_gamma",
 ]

@@ -256,6 +256,24 @@ def relaxed_poisson_gumbel(
     return sample_at_size(rate, z_max)
 
 
+def relaxed_poisson_gumbel_fixed_support(
+    rate: torch.Tensor, temperature: float, z_max: int
+) -> torch.Tensor:
+    """Gumbel-softmax relaxed Poisson sample over the fixed support {0, ..., z_max}.
+
+    The Poisson pmf is truncated and renormalised on that support whatever the rate (no
+    clamping, no warning): a rate far above ``z_max`` gives samples near ``z_max``. This is the
+    published NegBio-VAE code's Gumbel step (``z_max = 4``); prefer :func:`relaxed_poisson_gumbel`,
+    whose support follows the rates. ``rate``: any shape, e.g. ``(batch, unit)``.
+    """
+    owner = "relaxed_poisson_gumbel_fixed_support"
+    temperature = check_temperature(owner, temperature)
+    z_max = check_max_support(owner, z_max, minimum=1)
+    if rate.numel() == 0:
+        return rate * 0.0
+    return _gumbel_soft_count(rate, z_max, temperature)
+
+
 def _gumbel_soft_count(rate: torch.Tensor, z_max: int, temperature: float) -> torch.Tensor:
     return _GumbelSoftCount.apply(rate.clamp_min(_MIN_RATE), z_max, temperature)
 

@@ -52,7 +52,7 @@ ENCODER_OPTIONS: dict[str, dict[str, Any]] = {
 DECODER_OPTIONS: dict[str, dict[str, Any]] = {
     "linear": {},
     "mlp": {"hidden": 512, "activation": "silu"},
-    "conv": {"channels": None},
+    "conv": {"channels": None, "unit_norm": False},
 }
 _ENCODERS = {"linear": LinearEncoder, "mlp": MLPEncoder, "conv": ConvEncoder}
 _DECODERS = {"linear": LinearDecoder, "mlp": MLPDecoder, "conv": ConvDecoder}
@@ -107,7 +107,8 @@ def make_decoder(
         latent_dim: number of latent units.
         image_shape: ``(C, H, W)`` of the output.
         output_activation: ``"sigmoid"`` (data on [0, 1]) or ``"tanh"`` (data on [-1, 1]).
-        **options: mlp: ``hidden=512, activation="silu"``; conv: ``channels=None``.
+        **options: mlp: ``hidden=512, activation="silu"``; conv: ``channels=None``,
+            ``unit_norm=False`` (unit-L2-norm columns in the first layer, no ReLU after it).
 
     Raises:
         SpikelatentError: unknown arch, activation or option, bad shape or size.

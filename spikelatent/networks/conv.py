@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.utils.parametrize
 from torch import nn
 
 from spikelatent.errors import SpikelatentError
@@ -113,13 +114,28 @@ class ConvEncoder(nn.Module):
         return self.norm(self.projection(self.flatten(self.features(images))))
 
 
+class UnitNormColumns(nn.Module):
+    """Parametrization ``W → W / ||W[:, j]||``: each latent unit's column has unit L2 norm.
+
+    With it the first decoder layer cannot scale a unit up to make up for a small count: a unit
+    matters through its count, which keeps the latent units comparable (the NegBio-VAE code).
+    """
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight / weight.norm(dim=0, keepdim=True).clamp_min(1e-12)
+
+
 class ConvDecoder(nn.Module):
     """Fully connected layer to a low-resolution map, transposed convolutions up to the image.
 
-    ``z → ReLU(W z)`` reshaped to ``(channels[-1], s, s)`` (s = 7 for 28×28, 4 for 16×16 and
+    ``z → ReLU(W z)`` (or ``W z`` with unit-norm columns, ``unit_norm=True``) reshaped to ``(channels[-1], s, s)`` (s = 7 for 28×28, 4 for 16×16 and
     64×64), then stride-2 transposed convolutions with ReLU through ``channels`` reversed, the
     last one to the image's channels followed by sigmoid or tanh.
     Shapes: ``(batch, latent_dim)`` → ``(batch, C, H, W)``.
+
+    Args:
+        channels: stage widths in encoder order (the first layer maps to ``channels[-1]`` maps).
+        unit_norm: first layer with unit-L2-norm columns and no nonlinearity after it.
     """
 
     arch = "conv"
@@ -130,15 +146,19 @@ class ConvDecoder(nn.Module):
         image_shape: tuple[int, int, int],
         output_activation: str,
         channels: Sequence[int] | None = None,
+        unit_norm: bool = False,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.channels = resolve_channels(self.image_shape, channels)
         _, side = conv_plan(self.image_shape)
+        first = nn.Linear(latent_dim, self.channels[-1] * side * side)
+        if unit_norm:
+            torch.nn.utils.parametrize.register_parametrization(first, "weight", UnitNormColumns())
         self.expand = nn.Sequential(
-            nn.Linear(latent_dim, self.channels[-1] * side * side),
-            nn.ReLU(),
+            first,
+            nn.Identity() if unit_norm else nn.ReLU(),
             nn.Unflatten(1, (self.channels[-1], side, side)),
         )
         widths = list(reversed(self.channels)) + [self.image_shape[0]]
