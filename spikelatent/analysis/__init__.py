@@ -3,10 +3,14 @@
 Counts are ``xarray.DataArray`` objects with named dims, e.g. the model layout
 ``(trial, stimulus, unit)`` of :func:`spikelatent.population` or the recorded layout ``(trial, unit)``
 with a ``stimulus`` coordinate along ``trial``. Functions reduce over named dims (``over=...``), never
-axis numbers. Figures live in :mod:`spikelatent.analysis.figures` (imported on demand).
+axis numbers. Binned counts ``(…, time, unit)`` (``read_counts(..., bin_size=S)``) feed the
+counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fano_factor`). Figures live in :mod:`spikelatent.analysis.figures` (imported on demand).
 """
 
+from spikelatent.analysis.correlations import noise_correlations, signal_correlations
+from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
 from spikelatent.analysis.decoding import few_shot, fragmentation_prediction
+from spikelatent.analysis.dimensionality import participation_ratio
 from spikelatent.analysis.overdispersion import (
     empirical_fano_factor,
     mean_variance_relation,
@@ -27,15 +31,20 @@ __all__ = [
     "active_units",
     "balanced_splits",
     "empirical_fano_factor",
+    "fano_factor_by_window",
     "few_shot",
     "fraction_zero",
     "fragmentation_prediction",
     "lifetime_sparsity",
+    "mean_matched_fano_factor",
     "mean_variance_relation",
     "model_fano_summary",
     "nb_vs_poisson_lrt",
+    "noise_correlations",
     "overdispersion_test",
+    "participation_ratio",
     "population_sparsity",
     "shattering_dimensionality",
+    "signal_correlations",
     "treves_rolls_sparsity",
 ]

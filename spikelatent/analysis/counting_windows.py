@@ -1,0 +1,306 @@
+"""Fano factor across counting windows, and the mean-matched Fano factor (Churchland et al. 2010).
+
+Both take binned counts with a ``time`` dim (from :func:`spikelatent.nwb.read_counts` with
+``bin_size``, :func:`spikelatent.pynapple.from_pynapple` or
+:func:`spikelatent.population.binned_counts`) or, for :func:`fano_factor_by_window`, raw spike
+times (one array per unit). Results are ``xarray.Dataset`` objects.
+
+Known curves (the tests' oracles): a Poisson process has F(T) = 1 at every window length T; a
+stationary renewal process has F(T) → 1 as T → 0 and F(T) → CV² of its inter-spike intervals as
+T → ∞ (1/shape for gamma intervals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from spikelatent.analysis._layout import as_dims, group_along, is_grouping_coord
+from spikelatent.analysis.overdispersion import _check_probability, empirical_fano_factor
+from spikelatent.errors import SpikelatentError
+
+__all__ = ["fano_factor_by_window", "mean_matched_fano_factor"]
+
+
+def _bin_size_of(counts: xr.DataArray) -> float:
+    if "bin_size" in counts.attrs:
+        return float(counts.attrs["bin_size"])
+    if "time_start" in counts.coords and "time_stop" in counts.coords:
+        widths = np.asarray(counts["time_stop"] - counts["time_start"], dtype=np.float64)
+        if widths.size and np.allclose(widths, widths[0], rtol=1e-9, atol=0):
+            return float(widths[0])
+    raise SpikelatentError(
+        "counts carry no bin width: give counts from read_counts(..., bin_size=S) (attrs "
+        "'bin_size') or pass bin_size=S"
+    )
+
+
+def _as_binned_counts(
+    data: Any, windows: np.ndarray, bin_size: float | None, span: tuple[float, float] | None
+) -> tuple[xr.DataArray, float]:
+    """Binned counts with a ``time`` dim and their bin width, from counts or spike times."""
+    if isinstance(data, xr.Dataset) and "counts" in data:
+        data = data["counts"]
+    if isinstance(data, xr.DataArray):
+        if "time" not in data.dims:
+            raise SpikelatentError(
+                f"fano_factor_by_window needs binned counts with a 'time' dim, got dims "
+                f"{tuple(data.dims)}; bin with read_counts(..., bin_size=S) or pass spike times"
+            )
+        return data, float(bin_size) if bin_size is not None else _bin_size_of(data)
+    from spikelatent.nwb.binning import count_spikes, session_window, sorted_times
+
+    if isinstance(data, dict):
+        unit_ids, trains = list(data), [sorted_times(v) for v in data.values()]
+    elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        unit_ids, trains = None, [sorted_times(v) for v in data]
+    else:
+        raise SpikelatentError(
+            "fano_factor_by_window takes binned counts (xarray with a 'time' dim) or spike times "
+            f"(a list or dict of arrays, one per unit); got {type(data).__name__}"
+        )
+    # Bin once at the greatest common divisor of the windows (in microseconds), then add bins up.
+    micro = np.round(windows * 1e6).astype(np.int64)
+    step = float(np.gcd.reduce(micro)) / 1e6 if bin_size is None else float(bin_size)
+    start, stop = span if span is not None else session_window(trains, step)
+    return count_spikes(trains, [start], [stop], bin_size=step, unit_ids=unit_ids, window_dim=None), step
+
+
+def _window_sums(counts: xr.DataArray, n_bins: int) -> xr.DataArray:
+    """Counts in consecutive non-overlapping windows of ``n_bins`` bins along ``time`` (tail dropped)."""
+    n_windows = counts.sizes["time"] // n_bins
+    if n_bins == 1:
+        return counts.drop_vars([c for c in counts.coords if "time" in counts[c].dims])
+    others = [d for d in counts.dims if d != "time"]
+    moved = counts.transpose(*others, "time")
+    values = np.asarray(moved.values)[..., : n_windows * n_bins]
+    # Sum in a 32-bit type: a 1,000-unit x 1 h array stays a few hundred MB.
+    dtype = np.float64 if values.dtype.kind == "f" else np.uint32
+    summed = values.reshape(*values.shape[:-1], n_windows, n_bins).sum(-1, dtype=dtype)
+    coords = {name: c for name, c in moved.coords.items() if "time" not in c.dims}
+    return xr.DataArray(summed, dims=(*others, "time"), coords=coords)
+
+
+def fano_factor_by_window(
+    spike_times_or_counts: Any,
+    windows: Sequence[float],
+    *,
+    over: str | Sequence[str] = ("trial", "time"),
+    group_by: str | None = "stimulus",
+    bin_size: float | None = None,
+    span: tuple[float, float] | None = None,
+    confidence: float = 0.95,
+) -> xr.Dataset:
+    """Fano factor of every unit as a function of the counting-window length.
+
+    For a window length ``T`` the counts are summed over consecutive, non-overlapping windows of
+    ``T`` seconds along ``time`` (each trial's tail shorter than ``T`` is dropped); the Fano factor
+    is the variance / mean of those window counts over every dim in ``over`` that the counts have
+    (default: trials and window positions), with the delta-method interval of
+    :func:`spikelatent.analysis.empirical_fano_factor`. Windows are treated as independent
+    samples, exact for a Poisson process; for a renewal process the interval is approximate.
+
+    Args:
+        spike_times_or_counts: binned counts with a ``time`` dim, e.g. ``(time, unit)``,
+            ``(trial, time, unit)`` or ``(trial, stimulus, time, unit)``; or spike times in
+            seconds, a list (or dict unit → array) of one array per unit.
+        windows: counting-window lengths in seconds; for counts each must be a whole number of
+            bins.
+        over: dims pooled as samples (those the counts lack are ignored).
+        group_by: coordinate along ``trial`` whose values are separate conditions (recorded
+            layout); each condition gets its own Fano factor.
+        bin_size: bin width of the counts in seconds (default from ``attrs["bin_size"]`` or the
+            ``time_start``/``time_stop`` coords); for spike times, the binning step (default: the
+            greatest common divisor of the windows).
+        span: ``(start, stop)`` in seconds over which spike times are counted (default: the
+            whole session, :func:`spikelatent.nwb.binning.session_window`).
+        confidence: coverage of the intervals, in (0, 1).
+
+    Returns:
+        Dataset with dim ``window`` (seconds) plus the kept dims (``unit``, and ``stimulus`` etc.):
+        ``fano_factor``, ``ci_low``, ``ci_high``, ``mean`` (spikes per window), ``variance``,
+        ``n_samples``; and per window ``population_fano_factor`` (mean over finite cells) with
+        ``population_ci_low``/``population_ci_high`` (t interval across cells), ``n_cells``.
+    """
+    _check_probability(confidence, "confidence")
+    lengths = np.asarray(windows, dtype=np.float64).reshape(-1)
+    if lengths.size == 0 or not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
+        raise SpikelatentError(
+            f"windows must be a non-empty list of positive lengths in seconds; got {windows!r}"
+        )
+    counts, step = _as_binned_counts(spike_times_or_counts, lengths, bin_size, span)
+    if is_grouping_coord(counts, group_by, "trial"):
+        counts = group_along(counts, "trial", group_by)
+    sample_dims = [d for d in as_dims(over) if d in counts.dims]
+    if "time" not in sample_dims:
+        raise SpikelatentError("over must include 'time' (the window positions)")
+    results = []
+    for length in lengths:
+        n_bins = int(round(length / step))
+        if n_bins < 1 or abs(n_bins * step - length) > 1e-6 * max(length, step):
+            raise SpikelatentError(
+                f"window {length:g} s is not a whole number of {step:g} s bins; choose windows "
+                "that are multiples of the bin size"
+            )
+        summed = _window_sums(counts, n_bins)
+        if len(sample_dims) == 1:
+            samples = summed.rename(time="sample")
+        else:
+            samples = summed.stack(sample=sample_dims, create_index=False)
+        if samples.sizes["sample"] < 2:
+            raise SpikelatentError(
+                f"window {length:g} s leaves fewer than 2 windows to compare; use shorter windows"
+            )
+        fano = empirical_fano_factor(samples, over="sample", confidence=confidence, group_by=None)
+        results.append(fano.rename(n_trials="n_samples"))
+    result = xr.concat(results, dim=xr.DataArray(lengths, dims="window", name="window"))
+    cells = [d for d in result["fano_factor"].dims if d != "window"]
+    values = result["fano_factor"]
+    n_cells = values.notnull().sum(cells)
+    mean = values.mean(cells, skipna=True)
+    spread = values.std(cells, skipna=True, ddof=1) / np.sqrt(n_cells)
+    t = stats.t.ppf(0.5 + confidence / 2, np.maximum(n_cells - 1, 1))
+    result["population_fano_factor"] = mean.assign_attrs(long_name="mean Fano factor over cells")
+    result["population_ci_low"] = mean - t * spread
+    result["population_ci_high"] = mean + t * spread
+    result["n_cells"] = n_cells
+    result["window"].attrs["units"] = "s"
+    result["mean"].attrs["units"] = "spikes per window"
+    result.attrs.update(
+        confidence=confidence,
+        bin_size=step,
+        pooled_over=sample_dims,
+        note="counts in consecutive non-overlapping windows; tails shorter than a window dropped",
+    )
+    return result
+
+
+def _weighted_slope(
+    mean: np.ndarray, variance: np.ndarray, n: np.ndarray, confidence: float
+) -> tuple[float, float, float]:
+    """Slope of variance on mean through the origin, weighted by 1 / Var(sample variance).
+
+    Var(s²) of Poisson counts is μ/n + 2μ²/(n − 1); its inverse weights the points (Churchland et
+    al. 2010 weight by the sampling error of the variance). Returns slope and its t interval.
+    """
+    weight = 1.0 / (mean / n + 2.0 * mean**2 / (n - 1))
+    sxx = np.sum(weight * mean**2)
+    slope = float(np.sum(weight * mean * variance) / sxx)
+    if mean.size < 2:
+        return slope, np.nan, np.nan
+    residual = np.sum(weight * (variance - slope * mean) ** 2) / (mean.size - 1)
+    half = stats.t.ppf(0.5 + confidence / 2, mean.size - 1) * np.sqrt(residual / sxx)
+    return slope, slope - half, slope + half
+
+
+def mean_matched_fano_factor(
+    counts: xr.DataArray,
+    across: str,
+    *,
+    over: str = "trial",
+    group_by: str | None = "stimulus",
+    n_bins: int = 10,
+    n_resamples: int = 10,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Fano factor per entry of ``across`` after matching the distributions of mean counts.
+
+    Every cell (e.g. one (unit, stimulus) pair) contributes a point (mean, variance) over ``over``.
+    The Fano factor of an entry of ``across`` (a condition, a time bin, a window) is the slope of
+    variance on mean through the origin. Because the Fano factor of real neurons depends on their
+    rate, entries are first made comparable (Churchland et al. 2010): the means are histogrammed
+    into ``n_bins`` common bins, the *greatest common distribution* (the bin-wise minimum over
+    entries) is found, and in every entry points are discarded at random so that its histogram is
+    that common one. The slope is averaged over ``n_resamples`` random discards.
+
+    Args:
+        counts: spike counts with dims ``over`` and ``across``, e.g. ``(trial, condition, unit)``
+            or binned ``(trial, time, unit)`` with ``across="time"``.
+        across: dim whose entries are compared.
+        over: dim of repeated trials.
+        group_by: coordinate along ``over`` grouping trials into conditions (recorded layout).
+        n_bins: histogram bins of the means (common edges over all entries).
+        n_resamples: random discards averaged.
+        confidence: coverage of the slope's interval (t interval of the weighted regression,
+            averaged over resamples).
+        seed: seed of the discards.
+
+    Returns:
+        Dataset over ``across``: ``fano_factor`` (mean-matched), ``ci_low``, ``ci_high``,
+        ``raw_fano_factor`` with ``raw_ci_low``/``raw_ci_high`` (all points, no matching),
+        ``n_points`` (cells with mean > 0) and ``n_matched`` (points kept per resample).
+    """
+    _check_probability(confidence, "confidence")
+    if int(n_bins) != n_bins or n_bins < 1 or int(n_resamples) != n_resamples or n_resamples < 1:
+        raise SpikelatentError("n_bins and n_resamples must be positive integers")
+    statistics = empirical_fano_factor(counts, over=over, group_by=group_by)
+    if across not in statistics.dims:
+        raise SpikelatentError(
+            f"mean_matched_fano_factor: after reducing over {over!r} the counts have dims "
+            f"{tuple(statistics.dims)}; there is no {across!r} dim to compare across"
+        )
+    others = [d for d in statistics["mean"].dims if d != across]
+    mean = statistics["mean"].transpose(across, *others).values.reshape(statistics.sizes[across], -1)
+    variance = statistics["variance"].transpose(across, *others).values.reshape(mean.shape)
+    n = statistics["n_trials"].transpose(across, *others).values.reshape(mean.shape)
+    usable = np.isfinite(mean) & np.isfinite(variance) & (mean > 0) & (n >= 2)
+    if not usable.any(axis=1).all():
+        raise SpikelatentError(
+            f"some entries of {across!r} have no cell with spikes; drop them before matching"
+        )
+    edges = np.histogram_bin_edges(mean[usable], bins=int(n_bins))
+    which_bin = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, int(n_bins) - 1)
+    histograms = np.stack(
+        [np.bincount(which_bin[a][usable[a]], minlength=int(n_bins)) for a in range(len(mean))]
+    )
+    common = histograms.min(axis=0)
+    if common.sum() < 2:
+        raise SpikelatentError(
+            f"the mean counts of the entries of {across!r} barely overlap (fewer than 2 points "
+            "in their common distribution); mean matching is not possible, use fewer n_bins"
+        )
+    rng = np.random.default_rng(seed)
+    matched = np.empty((len(mean), int(n_resamples), 3))
+    raw = np.empty((len(mean), 3))
+    for a in range(len(mean)):
+        points = np.flatnonzero(usable[a])
+        raw[a] = _weighted_slope(mean[a, points], variance[a, points], n[a, points], confidence)
+        by_bin = [points[which_bin[a, points] == b] for b in range(int(n_bins))]
+        for r in range(int(n_resamples)):
+            kept = np.concatenate(
+                [rng.choice(members, size=k, replace=False) for members, k in zip(by_bin, common, strict=True) if k]
+            )
+            matched[a, r] = _weighted_slope(mean[a, kept], variance[a, kept], n[a, kept], confidence)
+    average = matched.mean(axis=1)
+    coords = {across: statistics[across]} if across in statistics.coords else {}
+
+    def along(values: np.ndarray, **attrs: Any) -> xr.DataArray:
+        return xr.DataArray(values, dims=(across,), coords=coords, attrs=attrs)
+
+    return xr.Dataset(
+        {
+            "fano_factor": along(average[:, 0], long_name="mean-matched Fano factor"),
+            "ci_low": along(average[:, 1]),
+            "ci_high": along(average[:, 2]),
+            "raw_fano_factor": along(raw[:, 0], long_name="Fano factor (slope), all points"),
+            "raw_ci_low": along(raw[:, 1]),
+            "raw_ci_high": along(raw[:, 2]),
+            "n_points": along(usable.sum(axis=1)),
+            "n_matched": int(common.sum()),
+        },
+        attrs={
+            "method": "Churchland et al. 2010 mean matching; weighted regression of variance on "
+            "mean through the origin, weights 1/(mu/n + 2 mu^2/(n-1))",
+            "n_bins": int(n_bins),
+            "n_resamples": int(n_resamples),
+            "confidence": confidence,
+            "over": over,
+            "across": across,
+            "mean_bin_edges": edges.tolist(),
+        },
+    )
