@@ -23,8 +23,17 @@ from spikelatent.distributions._validation import (
     check_positive,
     open_unit_interval,
 )
+from spikelatent.distributions.counting import (
+    NB_SAMPLERS,
+    relaxed_negative_binomial_continuous_time,
+    relaxed_negative_binomial_gumbel,
+)
 from spikelatent.distributions.gamma import standard_gamma
-from spikelatent.distributions.relaxed import relaxed_poisson
+from spikelatent.distributions.relaxed import (
+    DEFAULT_CAP,
+    relaxed_poisson,
+    relaxed_poisson_continuous_time,
+)
 from spikelatent.errors import SpikelatentError
 
 __all__ = ["NegativeBinomial"]
@@ -228,18 +237,49 @@ class NegativeBinomial(Distribution):
         temperature: float = 1.0,
         tolerance: float = 1e-4,
         max_support: int | None = None,
-    ) -> torch.Tensor:
-        """Relaxed counts: λ = Gamma.rsample, then a relaxed Poisson step ("ct" or "gumbel") at temperature τ.
+        sampler: str = "gamma-poisson",
+        return_times: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Relaxed counts of shape ``sample_shape + batch_shape`` with gradients to r and p.
 
-        Gradients flow to r and p. See ``relaxed_poisson_gumbel`` / ``relaxed_poisson_continuous_time`` for
-        ``tolerance`` and ``max_support``.
+        ``sampler="gamma-poisson"`` (the paper's method): λ = Gamma.rsample, then a relaxed Poisson step
+        (``relaxation`` "ct" or "gumbel"). ``sampler="counting"`` draws no Gamma: "ct" simulates the NB
+        counting process (jump rate β(r + k) at count k, β = −log p) and relaxes its arrival times, and
+        "gumbel" is Gumbel-softmax directly over the NB pmf (``spikelatent.distributions.counting``).
+        ``tolerance`` and ``max_support`` bound the truncation (see the samplers). ``return_times=True``
+        (relaxation "ct" only) also returns the arrival times, shape ``(M, *sample_shape, *batch_shape)``,
+        sorted along dim 0; those below 1 are the spike times in the unit window.
         """
         if relaxation not in ("ct", "gumbel"):
             raise SpikelatentError(
                 f"{_OWNER}.rsample: relaxation must be 'ct' or 'gumbel'; got {relaxation!r}"
             )
-        return relaxed_poisson(
-            self.rsample_rate(sample_shape), relaxation, temperature, tolerance, max_support
+        if sampler not in NB_SAMPLERS:
+            raise SpikelatentError(
+                f"{_OWNER}.rsample: sampler must be one of {', '.join(map(repr, NB_SAMPLERS))}; "
+                f"got {sampler!r}"
+            )
+        if return_times and relaxation != "ct":
+            raise SpikelatentError(
+                f"{_OWNER}.rsample: return_times=True needs relaxation='ct' (Gumbel has no arrival times)"
+            )
+        cap = DEFAULT_CAP if max_support is None else max_support
+        if sampler == "gamma-poisson":
+            rate = self.rsample_rate(sample_shape)
+            if return_times:
+                return relaxed_poisson_continuous_time(
+                    rate, temperature, tolerance, cap, return_times=True
+                )
+            return relaxed_poisson(rate, relaxation, temperature, tolerance, max_support)
+        shape = self._extended_shape(torch.Size(sample_shape))
+        log_p, log_1m_p = self._log_p_and_log_1m_p()
+        r = self.total_count.expand(shape)
+        if relaxation == "ct":
+            return relaxed_negative_binomial_continuous_time(
+                r, (-log_p).expand(shape), temperature, tolerance, cap, return_times=return_times
+            )
+        return relaxed_negative_binomial_gumbel(
+            r, log_1m_p.expand(shape), temperature, tolerance, cap, beta=(-log_p).expand(shape)
         )
 
     def __repr__(self) -> str:

@@ -1,0 +1,399 @@
+"""Gamma-free relaxed negative-binomial samplers: the NB counting process and Gumbel over the NB pmf.
+
+Counting process. A pure-birth process that starts at 0 and jumps from k to k + 1 at rate β(r + k),
+β = −log p, has N(1) ~ NB(r, p) (mean r(1 − p)/p). With E_j ~ Exponential(1) the arrival times are
+T_k = Σ_{j<k} E_j / (β(r + j)), k = 1..M, the exact count is #{k : T_k < 1}, and the continuous-time
+relaxation z̃ = Σ_k σ((1 − T_k)/τ) is pathwise differentiable in r and p: no Gamma draw at all
+(``relaxed_negative_binomial_continuous_time``).
+
+Gumbel over the pmf. logits_k = log NB(k; r, p) up to a constant, built by the recursion
+log NB(k + 1) − log NB(k) = log((k + r)/(k + 1)) + log(1 − p) (a cumulative sum, no lgamma per element),
+z̃ = Σ_k k · softmax((logits + g)/τ) over {0..Z_max} (``relaxed_negative_binomial_gumbel``).
+
+Support. M (continuous time: P(N ≥ M) < tolerance) and Z_max + 1 (Gumbel: P(N > Z_max) < tolerance) are the
+same number, ``nb_support_size``. Per element it is read from a table of exact NB quantiles on a geometric
+grid of (r, β), each element rounded UP to the next grid point in both coordinates: the NB is stochastically
+increasing in r (fixed p) and in β (fixed r), so the table value is conservative. As for the Poisson
+samplers, elements are split into buckets of similar support (powers of two) and each bucket gets the
+largest support of its members; elements beyond ``max_support`` are truncated at it with a RuntimeWarning.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from spikelatent.distributions._validation import (
+    check_max_support,
+    check_temperature,
+    check_tolerance,
+)
+from spikelatent.distributions.relaxed import DEFAULT_CAP
+from spikelatent.errors import SpikelatentError
+
+__all__ = [
+    "NB_SAMPLERS",
+    "nb_support_size",
+    "negative_binomial_support",
+    "relaxed_negative_binomial_continuous_time",
+    "relaxed_negative_binomial_gumbel",
+]
+
+#: Names accepted by ``NegativeBinomial.rsample(sampler=...)``.
+NB_SAMPLERS = ("gamma-poisson", "counting")
+
+# The support table: log r and log β on grids of ratio 2^(1/4) (a value is rounded up by < 19 %).
+_GRID_LOG_STEP = math.log(2.0) / 4.0
+_LOG_R_MIN, _LOG_R_MAX = math.log(1e-3), math.log(1e6)
+_LOG_BETA_MIN, _LOG_BETA_MAX = math.log(1e-9), math.log(20.0)
+_N_R = int(math.ceil((_LOG_R_MAX - _LOG_R_MIN) / _GRID_LOG_STEP)) + 1
+_N_BETA = int(math.ceil((_LOG_BETA_MAX - _LOG_BETA_MIN) / _GRID_LOG_STEP)) + 1
+# Floors inside divisions and logs: r = 0 or β = 0 give zero counts and finite gradients (1e-12 squared
+# is still a normal float32).
+_MIN_PARAMETER = 1e-12
+_SMALLEST_EXPONENT = -80.0  # as in relaxed.py: exp/sigmoid results stay normal floats
+_BUCKET_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_MIN_ELEMENTS_TO_BUCKET = 4096
+
+
+def _grid_values(log_min: float, count: int) -> np.ndarray:
+    return np.exp(log_min + _GRID_LOG_STEP * np.arange(count, dtype=np.float64))
+
+
+def _exact_support(r: np.ndarray, beta: np.ndarray, tolerance: float, ceiling: int) -> np.ndarray:
+    """1 + min{k : P(N > k) < tolerance} for N ~ NB(r, e^−β), elementwise, capped at ceiling + 1.
+
+    The pmf by the recursion in log space: log NB(0) = −rβ, log NB(k + 1) = log NB(k) + log((k + r)/(k + 1))
+    + log(1 − e^−β); the CDF is accumulated in float64. numpy, not torch: a one-off computation that
+    should not start OpenMP teams (on a loaded machine each small torch op then costs milliseconds).
+    """
+    r, beta = (np.asarray(x, dtype=np.float64) for x in np.broadcast_arrays(r, beta))
+    shape = r.shape
+    r, beta = r.ravel(), beta.ravel()
+    log_q = np.log(-np.expm1(-beta))
+    log_pmf = -r * beta
+    # exp is floored at e^-700 (a normal float64; subnormal results are slow): at most 1e-304 per step.
+    cdf = np.exp(np.maximum(log_pmf, -700.0))
+    support = np.full(r.shape, ceiling + 1, dtype=np.int64)
+    active = np.arange(r.size)  # elements still searching; compressed as they finish
+    for k in range(1, ceiling + 2):
+        done = (1.0 - cdf) < tolerance
+        if done.any():
+            support[active[done]] = k
+            keep = ~done
+            active, r, log_q, log_pmf, cdf = active[keep], r[keep], log_q[keep], log_pmf[keep], cdf[keep]
+        if active.size == 0 or k > ceiling:
+            break
+        log_pmf = log_pmf + np.log((k - 1 + r) / k) + log_q
+        cdf = cdf + np.exp(np.maximum(log_pmf, -700.0))
+    return support.reshape(shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _support_table(tolerance: float, ceiling: int) -> torch.Tensor:
+    """int64 table (N_R + 1, N_BETA + 1) of the support at each grid point; the last row/column = overflow."""
+    grid_r, grid_beta = np.meshgrid(_grid_values(_LOG_R_MIN, _N_R), _grid_values(_LOG_BETA_MIN, _N_BETA),
+                                    indexing="ij")
+    table = np.full((_N_R + 1, _N_BETA + 1), ceiling + 1, dtype=np.int64)
+    table[:_N_R, :_N_BETA] = _exact_support(grid_r, grid_beta, tolerance, ceiling)
+    return torch.from_numpy(table)
+
+
+def nb_support_size(total_count: float, probs: float, tolerance: float = 1e-4) -> int:
+    """Exact M = 1 + min{k : P(N > k) < tolerance} for N ~ NB(total_count, probs) (no grid rounding)."""
+    tolerance = check_tolerance("nb_support_size", tolerance)
+    beta = -math.log(float(probs))
+    return int(_exact_support(np.array([float(total_count)]), np.array([beta]), tolerance, 1 << 20)[0])
+
+
+def _grid_index(values: torch.Tensor, log_min: float, count: int) -> torch.Tensor:
+    """Index of the grid point at or above each value (values below the grid → 0, above → ``count``)."""
+    scaled = values.log().sub_(log_min).div_(_GRID_LOG_STEP).sub_(1e-6).ceil_()
+    return scaled.clamp_(0, count).to(torch.int64)
+
+
+def negative_binomial_support(
+    total_count: torch.Tensor, beta: torch.Tensor, tolerance: float, ceiling: int
+) -> torch.Tensor:
+    """Conservative per-element support M (int64, shape of the inputs): P(N ≥ M) < tolerance, N ~ NB(r, e^−β).
+
+    Read from the exact table at the grid point above (r, β); ``ceiling + 1`` flags "more than ceiling".
+    """
+    table = _support_table(float(tolerance), int(ceiling))
+    detached_r, detached_beta = total_count.detach().float(), beta.detach().float()
+    index = _grid_index(detached_r, _LOG_R_MIN, _N_R).mul_(_N_BETA + 1)
+    index += _grid_index(detached_beta, _LOG_BETA_MIN, _N_BETA)
+    return table.view(-1).to(total_count.device)[index.view(-1)].view(total_count.shape)
+
+
+def _capped_support(owner: str, support: torch.Tensor, cap: int, stacklevel: int = 4) -> tuple[torch.Tensor, int]:
+    """(support clamped at cap, largest support) with a RuntimeWarning when something needed more."""
+    largest = int(support.max())
+    if largest > cap:
+        warnings.warn(
+            f"{owner}: {int((support > cap).sum())} elements need a support above max_support={cap} "
+            f"for this tolerance; their counts are truncated at {cap} (raise max_support to avoid this)",
+            RuntimeWarning,
+            stacklevel=stacklevel,
+        )
+        support = support.clamp(max=cap)
+        largest = cap
+    return support, max(1, largest)
+
+
+def apply_in_buckets(
+    support: torch.Tensor,
+    inputs: tuple[torch.Tensor, ...],
+    compute: Callable[..., torch.Tensor],
+    largest: int,
+) -> torch.Tensor:
+    """compute(size, *bucket_inputs) per bucket of elements with similar support; flat result.
+
+    ``support`` (flat int64) is each element's required size; ``inputs`` are flat tensors of the same
+    length. Buckets are the powers of two; a bucket gets the largest support of its members, so every
+    element keeps its own guarantee. Gradients flow through the gathers and the scatter.
+    """
+    numel = support.numel()
+    sizes = [size for size in _BUCKET_SIZES if size < largest]
+    if not sizes or numel < _MIN_ELEMENTS_TO_BUCKET:
+        return compute(largest, *inputs)
+    bucket = torch.zeros(support.shape, dtype=torch.uint8, device=support.device)
+    for size in sizes:
+        bucket += support > size
+    n_buckets = len(sizes) + 1
+    counts = torch.bincount(bucket, minlength=n_buckets).tolist()
+    if counts[-1] == numel:
+        return compute(largest, *inputs)
+    bucket_long = bucket.long()
+    tops = torch.zeros(n_buckets, dtype=torch.int64, device=support.device).scatter_reduce_(
+        0, bucket_long, support, reduce="amax", include_self=True).tolist()
+    order = torch.sort(bucket, stable=True).indices
+    parts, start = [], 0
+    for index, count in enumerate(counts):
+        if count == 0:
+            continue
+        members = order[start:start + count]
+        start += count
+        parts.append(compute(max(1, tops[index]), *(x.index_select(0, members) for x in inputs)))
+    result = torch.cat(parts)
+    return result.new_empty(numel).index_copy(0, order, result)
+
+
+def _prepare(owner: str, total_count: torch.Tensor, beta: torch.Tensor, temperature: float,
+             tolerance: float, max_support: int | None) -> tuple[float, float, int]:
+    temperature = check_temperature(owner, temperature)
+    tolerance = check_tolerance(owner, tolerance)
+    cap = check_max_support(owner, DEFAULT_CAP if max_support is None else max_support, minimum=1)
+    for name, tensor in (("total_count (dispersion r)", total_count), ("beta = -log p", beta)):
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            raise SpikelatentError(f"{owner}: {name} must be a floating-point torch.Tensor")
+    return temperature, tolerance, cap
+
+
+def relaxed_negative_binomial_continuous_time(
+    total_count: torch.Tensor,
+    beta: torch.Tensor,
+    temperature: float,
+    tolerance: float = 1e-4,
+    max_support: int | None = DEFAULT_CAP,
+    return_times: bool = False,
+    adaptive_support: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Continuous-time relaxed NB(r, p) sample through the NB counting process, shape of the inputs.
+
+    T_k = Σ_{j<k} E_j / (β(r + j)) with E_j ~ Exponential(1), k = 1..M; z̃ = Σ_k σ((1 − T_k)/τ).
+    Memory O(M · numel), no Gamma draw.
+
+    Args:
+        total_count: dispersion r > 0, e.g. ``(batch, unit)``; gradients flow to it.
+        beta: β = −log p > 0 (p the success probability), broadcastable to r; gradients flow to it.
+        temperature: τ > 0; τ → 0 gives exact NB counts.
+        tolerance: P(N ≥ M) allowed for each element (the support of its bucket covers it).
+        max_support: cap on M (None → DEFAULT_CAP); counts of elements that need more are truncated at
+            it, with a RuntimeWarning.
+        return_times: also return the arrival times T, shape ``(M, *shape)``, sorted along dim 0; those
+            below 1 are the spike times in the window [0, 1). Uses one M for every element.
+        adaptive_support: bucket the elements by support (default); False uses the largest M for all.
+    """
+    owner = "relaxed_negative_binomial_continuous_time"
+    temperature, tolerance, cap = _prepare(owner, total_count, beta, temperature, tolerance, max_support)
+    total_count, beta = torch.broadcast_tensors(total_count, beta)
+    shape = total_count.shape
+    if total_count.numel() == 0:
+        empty = total_count * 0.0
+        return (empty, total_count.new_zeros((0, *shape))) if return_times else empty
+    r = total_count.clamp_min(_MIN_PARAMETER).reshape(-1)
+    b = beta.clamp_min(_MIN_PARAMETER).reshape(-1)
+    support, largest = _capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
+    if return_times:
+        arrivals = torch.arange(largest, dtype=r.dtype, device=r.device).unsqueeze(1)
+        exponentials = _unit_exponentials(largest, r.numel(), r)
+        times = (exponentials / (arrivals + r)).cumsum(dim=0) / b
+        soft = torch.sigmoid(((1.0 - times) / temperature).clamp_min(_SMALLEST_EXPONENT)).sum(dim=0)
+        return soft.view(shape), times.view(largest, *shape)
+
+    def compute(size: int, bucket_r: torch.Tensor, bucket_beta: torch.Tensor) -> torch.Tensor:
+        return _CountingSoftCount.apply(bucket_r, bucket_beta, size, temperature)
+
+    if adaptive_support:
+        return apply_in_buckets(support.view(-1), (r, b), compute, largest).view(shape)
+    return compute(largest, r, b).view(shape)
+
+
+def _unit_exponentials(rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
+    """(rows, columns) Exponential(1) draws as −log U, U floored at the smallest normal number."""
+    draws = torch.rand((rows, columns), dtype=like.dtype, device=like.device)
+    return draws.clamp_min_(torch.finfo(draws.dtype).tiny).log_().neg_()
+
+
+def _cumulate_rows(buffer: torch.Tensor) -> torch.Tensor:
+    """In-place cumulative sum along dim 0 of a (rows, n) buffer (row additions beat cumsum on CPU)."""
+    if buffer.device.type != "cpu" or buffer.shape[1] < 6000:
+        return buffer.cumsum_(dim=0)
+    for row in range(1, buffer.shape[0]):
+        buffer[row].add_(buffer[row - 1])
+    return buffer
+
+
+class _CountingSoftCount(torch.autograd.Function):
+    """z̃ = Σ_k σ((1 − A_k/β)/τ), A_k = Σ_{j<k} E_j/(r + j), fused by hand (flat r, β of one length).
+
+    With s_k = σ_k(1 − σ_k): dz̃/dβ = Σ_k s_k A_k / (τβ²) and dz̃/dr = Σ_k s_k B_k / (τβ), where
+    B_k = Σ_{j<k} E_j/(r + j)² (= −dA_k/dr). Both sums are reduced in the forward, so the (M, n) buffers
+    are freed when it returns and the backward is elementwise.
+    """
+
+    @staticmethod
+    def forward(ctx, r: torch.Tensor, beta: torch.Tensor, n_arrivals: int, temperature: float):
+        arrivals = torch.arange(n_arrivals, dtype=r.dtype, device=r.device).unsqueeze(1)
+        inverse_rate = (arrivals + r).reciprocal_()  # 1 / (r + j), (M, n)
+        scaled = _unit_exponentials(n_arrivals, r.numel(), r).mul_(inverse_rate)  # E_j / (r + j)
+        need_r, need_beta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        second = inverse_rate.mul_(scaled) if need_r else None  # E_j / (r + j)²
+        cumulative = _cumulate_rows(scaled)  # A_k
+        negative_slope = (beta * temperature).reciprocal_().neg_()
+        offset = torch.full((), 1.0 / temperature, dtype=r.dtype, device=r.device)
+        sigma = torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
+        soft_count = sigma.sum(dim=0)
+        slope_beta = slope_r = None
+        if need_r or need_beta:
+            spread = torch.addcmul(sigma, sigma, sigma, value=-1.0)  # σ(1 − σ)
+            del sigma
+            if need_beta:
+                slope_beta = (spread * cumulative).sum(dim=0)
+            if need_r:
+                slope_r = spread.mul_(_cumulate_rows(second)).sum(dim=0)
+        ctx.save_for_backward(beta, slope_beta, slope_r)
+        ctx.temperature = temperature
+        return soft_count
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        beta, slope_beta, slope_r = ctx.saved_tensors
+        scale = grad_output / (ctx.temperature * beta)
+        grad_r = scale * slope_r if slope_r is not None else None
+        grad_beta = scale * slope_beta / beta if slope_beta is not None else None
+        return grad_r, grad_beta, None, None
+
+
+def relaxed_negative_binomial_gumbel(
+    total_count: torch.Tensor,
+    log_failure: torch.Tensor,
+    temperature: float,
+    tolerance: float = 1e-4,
+    max_support: int | None = DEFAULT_CAP,
+    adaptive_support: bool = True,
+    beta: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Gumbel-softmax relaxed NB(r, p) sample directly over the NB pmf on {0..Z_max}, shape of the inputs.
+
+    logits_k = Σ_{j<k} log((j + r)/(j + 1)) + k log(1 − p) (log NB(k) up to a constant);
+    z̃ = Σ_k k · softmax((logits + g)/τ), g ~ Gumbel(0, 1). Memory O(Z_max · numel), no Gamma draw.
+
+    Args:
+        total_count: dispersion r > 0, e.g. ``(batch, unit)``; gradients flow to it.
+        log_failure: log(1 − p) < 0, broadcastable to r; gradients flow to it.
+        temperature: τ > 0; τ → 0 gives exact NB counts.
+        tolerance: P(N > Z_max) allowed for each element (the support of its bucket covers it).
+        max_support: cap on Z_max + 1 (None → DEFAULT_CAP); larger needs are truncated with a RuntimeWarning.
+        adaptive_support: bucket the elements by support (default); False uses the largest Z_max for all.
+        beta: −log p if already at hand (only used to choose the support); computed from log_failure if None.
+    """
+    owner = "relaxed_negative_binomial_gumbel"
+    temperature, tolerance, cap = _prepare(owner, total_count, log_failure, temperature, tolerance,
+                                           max_support)
+    total_count, log_failure = torch.broadcast_tensors(total_count, log_failure)
+    shape = total_count.shape
+    if total_count.numel() == 0:
+        return total_count * 0.0
+    r = total_count.clamp_min(_MIN_PARAMETER).reshape(-1)
+    log_q = log_failure.reshape(-1)
+    if beta is None:
+        beta = -torch.log1p(-torch.exp(log_failure.detach()))
+    b = beta.detach().expand(shape).reshape(-1).clamp_min(_MIN_PARAMETER)
+    support, largest = _capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
+
+    def compute(size: int, bucket_r: torch.Tensor, bucket_log_q: torch.Tensor) -> torch.Tensor:
+        return _PmfGumbelSoftCount.apply(bucket_r, bucket_log_q, size, temperature)
+
+    if adaptive_support:
+        return apply_in_buckets(support.view(-1), (r, log_q), compute, largest).view(shape)
+    return compute(largest, r, log_q).view(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _point_table(size: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k for k = 0..size−1, log k for k = 1..size−1), built once per size/dtype/device."""
+    counts = torch.arange(size, dtype=dtype, device=device)
+    return counts, counts[1:].log()
+
+
+class _PmfGumbelSoftCount(torch.autograd.Function):
+    """z̃ = Σ_k k w_k, w = softmax((ℓ_k + g_k)/τ), ℓ_k = Σ_{j<k} log((j + r)/(j + 1)) + k log(1 − p).
+
+    Fused by hand: dz̃/dlog(1 − p) = Var_w(k)/τ and dz̃/dr = Cov_w(k, H_k)/τ with H_k = Σ_{j<k} 1/(j + r)
+    (= dℓ_k/dr); both are reduced in the forward. Support along dim 0, (Z_max + 1, n), as in relaxed.py.
+    """
+
+    @staticmethod
+    def forward(ctx, r: torch.Tensor, log_q: torch.Tensor, n_points: int, temperature: float):
+        counts, log_counts = _point_table(n_points, r.dtype, r.device)
+        n = r.numel()
+        logits = torch.rand((n_points, n), dtype=r.dtype, device=r.device)
+        logits.clamp_min_(torch.finfo(r.dtype).tiny).log_().neg_().log_().neg_()  # Gumbel noise
+        need_r = ctx.needs_input_grad[0]
+        harmonic = None
+        if n_points > 1:
+            shifted = counts[:-1].unsqueeze(1) + r  # j + r for j = 0..Z_max − 1
+            if need_r:
+                harmonic = torch.zeros((n_points, n), dtype=r.dtype, device=r.device)
+                torch.reciprocal(shifted, out=harmonic[1:])
+                _cumulate_rows(harmonic)  # H_k
+            increments = shifted.log_().add_(log_q.unsqueeze(0) - log_counts.unsqueeze(1))
+            log_pmf = _cumulate_rows(increments)  # ℓ_k for k = 1..Z_max
+            logits[1:].add_(log_pmf)
+            del increments, log_pmf, shifted
+        logits.div_(temperature)
+        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(_SMALLEST_EXPONENT).exp_()
+        total, first = (torch.stack([torch.ones_like(counts), counts]) @ weights).unbind(0)
+        soft_count = first.div_(total)
+        centred = counts.unsqueeze(1) - soft_count  # k − z̃, (K, n)
+        centred_weights = centred.mul_(weights).div_(total)  # w_k (k − z̃) normalised
+        variance = (centred_weights * counts.unsqueeze(1)).sum(dim=0)  # Σ w (k − z̃) k = Var_w(k)
+        covariance = (centred_weights.mul_(harmonic).sum(dim=0) if harmonic is not None else None)
+        ctx.save_for_backward(variance, covariance)
+        ctx.temperature = temperature
+        ctx.need_r = harmonic is not None
+        return soft_count
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        variance, covariance = ctx.saved_tensors
+        scale = grad_output / ctx.temperature
+        grad_r = scale * covariance if ctx.need_r else None
+        return grad_r, scale * variance, None, None
