@@ -42,8 +42,6 @@ class _DropAdvertisements(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisements())
 # A Lightning-internal deprecation notice (torch pytree API), not actionable by users.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-# On --resume the checkpoint folder is not empty by design; Lightning warns about it regardless.
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
     "train_mse", "val_mse", "val_zero_fraction", "val_active_fraction",
@@ -294,8 +292,11 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
         num_sanity_val_steps=0,
         deterministic=False,
     )
-    trainer.fit(model, datamodule=datamodule,
-                ckpt_path=str(last_checkpoint) if resume else None, weights_only=True)
+    with warnings.catch_warnings():
+        # resuming: the checkpoint folder is not empty by design; Lightning warns regardless
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=datamodule,
+                    ckpt_path=str(last_checkpoint) if resume else None, weights_only=True)
     if trainer.is_global_zero:
         write_figures(run_dir, datamodule)
     return run_dir

@@ -1,0 +1,160 @@
+"""Resume from the last completed epoch, and every bad input to ``fit --resume`` is one line.
+
+Oracles: a straight run of the same configuration (weights and every metrics row), the epoch
+counter Lightning stores in each checkpoint, and the bytes of the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikelatent.cli import main
+from spikelatent.config import FitConfig
+from spikelatent.model import VAE
+
+SMALL = dict(data="synthetic", data_options={"n": 96}, latent_dim=8, batch_size=32,
+             arch="mlp", seed=5)
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "metrics.csv").open()))
+
+
+def _epoch(run_dir: Path, which: str) -> int:
+    checkpoint = torch.load(run_dir / "checkpoints" / f"{which}.ckpt", weights_only=True)
+    return int(checkpoint["epoch"])
+
+
+def _state(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / f"{which}.ckpt", weights_only=True)["state_dict"]
+
+
+def _validation_worsens_after_the_first_epoch(monkeypatch):
+    """Validation decodes are pushed off by 0.5 per epoch after the first, so the validation loss
+    of epochs 1, 2, ... is worse than epoch 0's whatever training does (training is untouched)."""
+    original = VAE.decode
+
+    def decode(self, z):
+        out = original(self, z)
+        return out if self.training else out + 0.5 * self.current_epoch
+    monkeypatch.setattr(VAE, "decode", decode)
+
+
+def _same_rows(a, b):
+    assert [row["epoch"] for row in a] == [row["epoch"] for row in b]
+    for row_a, row_b in zip(a, b, strict=True):
+        for column in row_a:
+            if column == "elapsed_s" or row_a[column] == "":
+                continue
+            assert float(row_a[column]) == pytest.approx(float(row_b[column]), rel=1e-4, abs=1e-6), (
+                row_a["epoch"], column)
+
+
+def test_resume_continues_after_the_last_epoch_even_when_validation_got_worse(tmp_path, monkeypatch):
+    from spikelatent import training
+    from spikelatent.training import fit
+
+    _validation_worsens_after_the_first_epoch(monkeypatch)
+    straight = fit(FitConfig(**SMALL, epochs=3, out=str(tmp_path / "straight")), progress=False)
+    rows = _rows(straight)
+    # The set-up really is a non-improving run: epochs 1 and 2 validate worse than epoch 0.
+    val = [float(row["val_loss"]) for row in rows]
+    assert len(val) == 3 and val[1] > val[0] and val[2] > val[0], val
+    assert _epoch(straight, "best") == 0
+    assert _epoch(straight, "last") == 2  # the last epoch, not the best one
+
+    # Crash at the start of the third epoch; the last checkpoint holds the second epoch.
+    def crash(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise RuntimeError("simulated crash")
+    with monkeypatch.context() as patch:
+        patch.setattr(training.EpochMetricsCSV, "on_train_epoch_start", crash, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            fit(FitConfig(**SMALL, epochs=3, out=str(tmp_path / "resumed")), progress=False)
+    resumed = tmp_path / "resumed"
+    assert _epoch(resumed, "last") == 1 and [r["epoch"] for r in _rows(resumed)] == ["0", "1"]
+    fit(FitConfig.from_yaml(resumed / "config.yaml"), resume=True, progress=False)
+    _same_rows(_rows(straight), _rows(resumed))
+    a, b = _state(straight), _state(resumed)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    # elapsed_s keeps counting across the resume.
+    elapsed = [float(row["elapsed_s"]) for row in _rows(resumed)]
+    assert elapsed == sorted(elapsed) and elapsed[2] > elapsed[1]
+
+    # Extending a finished run trains only the new epoch and keeps every earlier row as it was.
+    before = _rows(straight)
+    config = FitConfig.from_yaml(straight / "config.yaml")
+    config.epochs = 4
+    fit(config, resume=True, progress=False)
+    after = _rows(straight)
+    assert [row["epoch"] for row in after] == ["0", "1", "2", "3"]
+    assert after[:3] == before
+    assert _epoch(straight, "last") == 3
+    assert math.isfinite(float(after[3]["val_loss"]))
+
+
+def _snapshot(run_dir: Path) -> dict[str, str]:
+    return {str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(run_dir.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from spikelatent.training import fit
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    return fit(FitConfig(**SMALL, epochs=1, out=str(out)), progress=False)
+
+
+def _copy_run(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+class _Hostile:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch HOSTILE_CODE_RAN",))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _hostile(path: Path) -> None:
+    torch.save({"state_dict": {}, "payload": _Hostile()}, path)
+
+
+def _foreign(path: Path) -> None:
+    torch.save({"weights": torch.zeros(3)}, path)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_truncate, "corrupt or truncated"),
+    (_hostile, "not a spikelatent checkpoint or is unsafe"),
+    (_foreign, "not a spikelatent checkpoint"),
+])
+def test_a_bad_last_checkpoint_is_one_line_and_changes_nothing(finished_run, tmp_path, capsys,
+                                                               monkeypatch, damage, message):
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    damage(run_dir / "checkpoints" / "last.ckpt")
+    before = _snapshot(run_dir)
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--resume", str(run_dir), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err and "last.ckpt" in err
+    assert "weights_only" not in err  # never advice to disable the safe loader
+    assert "use another checkpoint (e.g. checkpoints/last.ckpt)" not in err
+    assert _snapshot(run_dir) == before
+    assert not (tmp_path / "HOSTILE_CODE_RAN").exists()
