@@ -5,12 +5,19 @@ Paper convention: ``NegativeBinomial(total_count=r, probs=p)`` with p the *succe
 Importing this package registers the closed-form KLs with ``torch.distributions.kl_divergence``.
 """
 
+from spikelatent.distributions.counting import (
+    NB_SAMPLERS,
+    nb_support_size,
+    relaxed_negative_binomial_continuous_time,
+    relaxed_negative_binomial_gumbel,
+)
 from spikelatent.distributions.gamma import standard_gamma
 from spikelatent.distributions.kl import (
     kl_from_samples,
     kl_monte_carlo,
     kl_negative_binomial_shared_dispersion,
     kl_poisson,
+    kl_series,
     log_density_ratio,
 )
 from spikelatent.distributions.negative_binomial import NegativeBinomial
@@ -34,7 +41,12 @@ __all__ = [
     "kl_monte_carlo",
     "kl_negative_binomial_shared_dispersion",
     "kl_poisson",
+    "kl_series",
     "log_density_ratio",
+    "NB_SAMPLERS",
+    "nb_support_size",
+    "relaxed_negative_binomial_continuous_time",
+    "relaxed_negative_binomial_gumbel",
     "poisson_support_size",
     "relaxed_poisson",
     "relaxed_poisson_continuous_time",
