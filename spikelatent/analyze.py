@@ -7,7 +7,13 @@ dispersion test, the NB-vs-Poisson likelihood-ratio test, the mean–variance re
 active units. For every model (count or not) the shattering dimensionality of the read-out features
 is measured (fitted on training images, scored on the chosen split). The summary numbers go to
 ``analysis.json``; figures to ``fano_histogram.png``, ``mean_variance.png``, ``sparsity.png``,
-``shattering.png`` and ``raster.png``.
+``shattering.png`` and ``raster.png``. The counting-window analyses (:func:`counting_summary`: Fano
+factor by window, mean-matched Fano factor, noise and signal correlations, participation ratio)
+run on the population's spike times binned in its 1 s window (``fano_by_window.png``,
+``noise_correlations.png``).
+
+A recording (an NWB file's units) goes through :func:`analyze_recording`: the same counting-window
+analyses and figures on :func:`spikelatent.nwb.read_counts` with ``bin_size``.
 
 Models with non-count latents (gaussian, laplace, categorical) have no spike counts: their
 ``analysis.json`` holds the shattering result, ``"population": null`` and a note saying that the
@@ -37,6 +43,8 @@ FIGURES = (
     "sparsity.png",
     "shattering.png",
     "raster.png",
+    "fano_by_window.png",
+    "noise_correlations.png",
 )
 ALPHA = 0.05  # significance level of the dispersion test and the LRT (Benjamini–Hochberg)
 
@@ -250,6 +258,209 @@ def information_summary(model: Any, images: torch.Tensor, batch_size: int = 500)
     }
 
 
+# Counting-window analyses of model populations use at most this many stimuli: the binned counts
+# (trial, stimulus, time, unit) grow with every factor, and 100 stimuli give ample cells.
+COUNTING_STIMULI = 100
+COUNTING_BIN = 0.05  # seconds of the model's 1 s unit window
+N_SHUFFLES = 50
+
+
+def default_windows(bin_size: float, binned_length: float, session: bool) -> list[float]:
+    """Counting windows: 1, 2, 5, 10, ... bins, up to the binned length (a third of it for a
+    session, so each window length has at least 3 samples)."""
+    limit = binned_length / 3 if session else binned_length
+    windows = []
+    for decade in range(12):
+        for factor in (1, 2, 5):
+            n_bins = factor * 10**decade
+            if n_bins * bin_size <= limit * (1 + 1e-9):
+                windows.append(round(n_bins * bin_size, 12))
+    return windows or [bin_size]
+
+
+def _pooled_slope(mean: np.ndarray, variance: np.ndarray) -> float | None:
+    keep = np.isfinite(mean) & np.isfinite(variance) & (mean > 0) & (variance > 0)
+    if keep.sum() < 2 or np.ptp(np.log(mean[keep])) == 0:
+        return None
+    return _number(np.polyfit(np.log(mean[keep]), np.log(variance[keep]), 1)[0])
+
+
+def counting_summary(
+    binned: xr.DataArray,
+    *,
+    windows: list[float] | None = None,
+    seed: int = 0,
+    n_shuffles: int = N_SHUFFLES,
+) -> dict[str, Any]:
+    """Counting-window analyses of binned counts ``(…, time, unit)``, for recordings and runs alike.
+
+    Fano factor by window, the mean-matched Fano factor across time bins (trials needed), noise
+    and signal correlations of the counts per trial (per window of about 1 s for a session),
+    participation ratios and the pooled mean–variance slope. Returns plain-Python numbers and,
+    under ``"_results"``, the xarray results the figures are drawn from.
+    """
+    from spikelatent import analysis
+    from spikelatent.analysis.counting_windows import _window_sums
+
+    bin_size = float(binned.attrs["bin_size"])
+    session = "trial" not in binned.dims
+    length = binned.sizes["time"] * bin_size
+    windows = windows or default_windows(bin_size, length, session)
+    fano = analysis.fano_factor_by_window(binned, windows)
+    cells = [d for d in fano["fano_factor"].dims if d != "window"]
+    summary: dict[str, Any] = {
+        "bin_size": bin_size,
+        "fano_by_window": {
+            "window": [float(w) for w in fano["window"].values],
+            "population_mean": [_number(v) for v in fano["population_fano_factor"].values],
+            "ci_low": [_number(v) for v in fano["population_ci_low"].values],
+            "ci_high": [_number(v) for v in fano["population_ci_high"].values],
+            "cell_median": [
+                _number(v) for v in fano["fano_factor"].median(cells, skipna=True).values
+            ],
+            "n_cells": [int(v) for v in fano["n_cells"].values],
+            "pooled_over": list(fano.attrs["pooled_over"]),
+        },
+        "mean_variance_by_window": {
+            "slope_pooled": _pooled_slope(
+                fano["mean"].values.ravel(), fano["variance"].values.ravel()
+            ),
+            "note": "log-log slope of variance on mean over every (window, cell) point",
+        },
+    }
+    if session:
+        n_bins = max(1, min(int(round(1.0 / bin_size)), binned.sizes["time"] // 20))
+        per_trial = _window_sums(binned, n_bins).rename(time="trial")
+        summary["correlation_window"] = n_bins * bin_size
+        summary["mean_matched_fano"] = {"skipped": "needs trials (an intervals table)"}
+    else:
+        per_trial = binned.sum("time")
+        summary["correlation_window"] = length
+        n_bins = max(1, binned.sizes["time"] // 5)
+        try:
+            matched = analysis.mean_matched_fano_factor(
+                _window_sums(binned, n_bins), across="time", seed=seed
+            )
+            summary["mean_matched_fano"] = {
+                "window": n_bins * bin_size,
+                "fano_factor": [_number(v) for v in matched["fano_factor"].values],
+                "ci_low": [_number(v) for v in matched["ci_low"].values],
+                "ci_high": [_number(v) for v in matched["ci_high"].values],
+                "raw_fano_factor": [_number(v) for v in matched["raw_fano_factor"].values],
+                "n_matched": int(matched["n_matched"]),
+                "across": "consecutive windows of the trial",
+            }
+        except SpikelatentError as error:
+            summary["mean_matched_fano"] = {"skipped": str(error)}
+    noise = analysis.noise_correlations(per_trial, n_shuffles=n_shuffles, seed=seed)
+    n_pairs = int(np.isfinite(noise["noise_correlation"].values[np.triu_indices(per_trial.sizes["unit"], 1)]).sum())
+    summary["noise_correlation"] = {
+        "mean": _number(noise["mean_noise_correlation"]),
+        "shuffle_mean_ci": [
+            _number(noise["shuffle_mean_ci_low"]),
+            _number(noise["shuffle_mean_ci_high"]),
+        ],
+        "n_pairs": n_pairs,
+        "n_samples": int(noise["n_samples"]),
+        "n_shuffles": n_shuffles,
+    }
+    try:
+        signal = analysis.signal_correlations(per_trial)
+        summary["signal_correlation"] = {"mean": _number(signal["mean_signal_correlation"])}
+    except SpikelatentError as error:
+        summary["signal_correlation"] = {"skipped": str(error)}
+    dimensionality = {}
+    for kind in ("total", "noise"):
+        ratio = analysis.participation_ratio(per_trial, kind=kind, n_boot=50, seed=seed)
+        dimensionality[f"participation_ratio_{kind}"] = _number(ratio["participation_ratio"])
+        dimensionality[f"participation_ratio_{kind}_ci"] = [
+            _number(ratio["ci_low"]),
+            _number(ratio["ci_high"]),
+        ]
+    dimensionality["n_units"] = int(per_trial.sizes["unit"])
+    summary["dimensionality"] = dimensionality
+    summary["_results"] = {"fano_by_window": fano, "noise": noise}
+    return summary
+
+
+def _draw_counting_figures(summary: dict[str, Any], draw: Any) -> None:
+    from spikelatent.analysis import figures
+
+    results = summary["_results"]
+    draw("fano_by_window.png", figures.plot_fano_by_window, results["fano_by_window"])
+    draw("noise_correlations.png", figures.plot_noise_correlations, results["noise"])
+
+
+def analyze_recording(
+    path: str | os.PathLike,
+    *,
+    bin_size: float = 0.01,
+    intervals: str | None = None,
+    out: str | os.PathLike | None = None,
+    windows: list[float] | None = None,
+    seed: int = 0,
+    n_shuffles: int = N_SHUFFLES,
+) -> dict[str, Any]:
+    """Analyse the units of an NWB file as a run's population is analysed; write the results.
+
+    Args:
+        path: NWB file with a ``Units`` table.
+        bin_size: bin width in seconds.
+        intervals: intervals table (``"trials"``, ``"epochs"``, a name, or ``"session"``); default
+            trials if present, else the whole session (:func:`spikelatent.nwb.read_counts`).
+        out: output folder (default: ``FILE.analysis/`` beside the file).
+        windows: counting windows in seconds (default 1, 2, 5, 10, ... bins).
+        seed: seed of the shuffles, the mean matching and the bootstrap.
+        n_shuffles: shuffles of the noise-correlation control.
+
+    Returns:
+        The content of ``analysis.json``: the source, the intervals used, ``recording`` (the
+        counting-window analyses, :func:`counting_summary`) and ``files``. Writes ``analysis.json``,
+        ``fano_by_window.png``, ``mean_variance.png`` and ``noise_correlations.png`` atomically.
+    """
+    import spikelatent
+    from spikelatent.analysis import figures
+    from spikelatent.nwb import read_counts
+
+    source = Path(path)
+    binned = read_counts(source, intervals=intervals, bin_size=bin_size)
+    out_dir = Path(out) if out is not None else source.with_name(source.name + ".analysis")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpikelatentError(f"--out {out_dir} is a file; give a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = counting_summary(binned, windows=windows, seed=seed, n_shuffles=n_shuffles)
+    results = summary.pop("_results")
+    files: list[str] = []
+    figures_skipped: dict[str, str] = {}
+
+    def draw(name: str, plot: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            plot(*args, path=out_dir / name, **kwargs)
+            files.append(name)
+        except SpikelatentError as error:
+            figures_skipped[name] = str(error)
+
+    _draw_counting_figures({"_results": results}, draw)
+    draw("mean_variance.png", figures.plot_mean_variance, results["fano_by_window"])
+    report = {
+        "source": str(source),
+        "intervals": binned.attrs["intervals"],
+        "intervals_note": binned.attrs["intervals_note"],
+        "bin_size": float(bin_size),
+        "n_units": int(binned.sizes["unit"]),
+        "n_trials": int(binned.sizes.get("trial", 0)),
+        "n_bins": int(binned.sizes["time"]),
+        "n_spikes_binned": int(binned.attrs["n_spikes_binned"]),
+        "spikelatent_version": spikelatent.__version__,
+        "recording": summary,
+        "figures_skipped": figures_skipped,
+        "files": [*files, "analysis.json"],
+        "out_dir": str(out_dir),
+    }
+    write_json_atomic(out_dir / "analysis.json", report)
+    return report
+
+
 def shattering_summary(
     model: Any,
     fit_images: torch.Tensor,
@@ -416,6 +627,15 @@ def analyze_run(
             population=results["population"],
         )
         draw("raster.png", figures.plot_raster, pop["counts"])
+        from spikelatent.population import binned_counts
+
+        subset = pop.isel(stimulus=slice(0, COUNTING_STIMULI))
+        counting = counting_summary(binned_counts(subset, COUNTING_BIN, seed=seed), seed=seed)
+        counting["n_stimuli"] = int(subset.sizes["stimulus"])
+        counting["spike_times"] = "uniform in the 1 s unit window given the counts"
+        _draw_counting_figures(counting, draw)
+        counting.pop("_results")
+        report["population"]["counting"] = counting
         steps.update(1)
     else:
         steps = tqdm(total=1, desc="analyses", disable=None if progress is None else not progress)

@@ -26,6 +26,8 @@ __all__ = [
     "plot_sparsity",
     "plot_shattering",
     "plot_raster",
+    "plot_fano_by_window",
+    "plot_noise_correlations",
 ]
 
 
@@ -105,9 +107,14 @@ def plot_mean_variance(
 ) -> Path:
     """Log–log scatter of trial variance against trial mean per (stimulus, unit) cell, with var = mean.
 
+    ``counts`` may also be a Dataset that already holds ``mean`` and ``variance`` (e.g. the result
+    of :func:`spikelatent.analysis.fano_factor_by_window`: one point per (window, unit)).
     At most ``max_points`` cells (a seeded random subset) are drawn.
     """
-    statistics = empirical_fano_factor(as_dataarray(counts, "counts"), over=over)
+    if isinstance(counts, xr.Dataset) and "mean" in counts and "variance" in counts:
+        statistics = counts
+    else:
+        statistics = empirical_fano_factor(as_dataarray(counts, "counts"), over=over)
     mean = statistics["mean"].values.ravel()
     variance = statistics["variance"].values.ravel()
     keep = np.isfinite(mean) & np.isfinite(variance) & (mean > 0) & (variance > 0)
@@ -220,4 +227,66 @@ def plot_raster(
         axis.set_xlabel("unit")
         axis.set_ylabel(over)
     figure.colorbar(image, ax=axes, label="spike count")
+    return _save(figure, path)
+
+
+def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_window.png") -> Path:
+    """Fano factor against counting-window length: population mean with its interval, the
+    per-unit median and quartiles, and the Poisson line F = 1 (result of ``fano_factor_by_window``)."""
+    if not isinstance(result, xr.Dataset) or "population_fano_factor" not in result:
+        raise SpikelatentError("plot_fano_by_window needs the Dataset of fano_factor_by_window")
+    window = result["window"].values
+    fano = result["fano_factor"]
+    cells = [d for d in fano.dims if d != "window"]
+    if not np.isfinite(result["population_fano_factor"].values).any():
+        raise SpikelatentError("no finite Fano factors to plot")
+    quartiles = fano.quantile([0.25, 0.5, 0.75], dim=cells, skipna=True).values
+    figure, (axis,) = _new_figure()
+    axis.fill_between(window, quartiles[0], quartiles[2], color="C0", alpha=0.15, label="cells, IQR")
+    axis.plot(window, quartiles[1], color="C0", linestyle=":", label="cells, median")
+    axis.plot(window, result["population_fano_factor"].values, color="C0", marker="o", label="mean")
+    axis.fill_between(
+        window,
+        result["population_ci_low"].values,
+        result["population_ci_high"].values,
+        color="C0",
+        alpha=0.35,
+        label=f"mean, {100 * result.attrs.get('confidence', 0.95):.0f}% CI",
+    )
+    axis.axhline(1.0, color="black", linestyle="--", linewidth=1, label="Poisson (F = 1)")
+    axis.set_xscale("log")
+    axis.set_xlabel("counting window (s)")
+    axis.set_ylabel("Fano factor")
+    axis.legend(frameon=False)
+    return _save(figure, path)
+
+
+def plot_noise_correlations(
+    result: xr.Dataset, path: str | os.PathLike = "noise_correlations.png", bins: int = 40
+) -> Path:
+    """Histogram of the pairwise noise correlations (pairs i < j) with the shuffle control's
+    interval of the mean (result of ``noise_correlations``)."""
+    if not isinstance(result, xr.Dataset) or "noise_correlation" not in result:
+        raise SpikelatentError("plot_noise_correlations needs the Dataset of noise_correlations")
+    matrix = result["noise_correlation"].values
+    pairs = matrix[np.triu_indices_from(matrix, k=1)]
+    pairs = pairs[np.isfinite(pairs)]
+    if pairs.size == 0:
+        raise SpikelatentError("no finite noise correlations to plot (fewer than 2 active units)")
+    figure, (axis,) = _new_figure()
+    axis.hist(pairs, bins=bins, color="C0", alpha=0.7, label=f"{pairs.size} pairs")
+    mean = float(result["mean_noise_correlation"])
+    axis.axvline(mean, color="C3", label=f"mean {mean:.3f}")
+    if "shuffle_mean_ci_low" in result:
+        axis.axvspan(
+            float(result["shuffle_mean_ci_low"]),
+            float(result["shuffle_mean_ci_high"]),
+            color="grey",
+            alpha=0.3,
+            label="shuffle control, mean CI",
+        )
+    axis.axvline(0.0, color="black", linestyle="--", linewidth=1)
+    axis.set_xlabel("noise correlation (Pearson)")
+    axis.set_ylabel("unit pairs")
+    axis.legend(frameon=False)
     return _save(figure, path)

@@ -13,12 +13,35 @@ def register(subparsers: Any) -> None:
         description=(
             "Build the latent spike-count population of a trained Poisson/NegBio run on the first "
             "N images of a split and analyse it; writes population.nc, analysis.json and figures "
-            "into RUN_DIR. Non-count models get the shattering analysis only. "
-            "Example: spikelatent analyze runs/digits-negbio --n-stimuli 300 --trials 50"
+            "into RUN_DIR. Non-count models get the shattering analysis only. Given an NWB file "
+            "instead, bins its units' spike times and writes the counting-window analyses "
+            "(Fano factor by window, mean-matched Fano, noise correlations, dimensionality). "
+            "Examples: spikelatent analyze runs/digits-negbio --n-stimuli 300 --trials 50; "
+            "spikelatent analyze session.nwb --bin-size 0.01 --intervals trials"
         ),
     )
     parser.add_argument(
-        "run_dir", metavar="RUN_DIR", help="run directory written by `spikelatent fit`"
+        "run_dir",
+        metavar="RUN_DIR | FILE.nwb",
+        help="run directory written by `spikelatent fit`, or an NWB file of (recorded) units",
+    )
+    parser.add_argument(
+        "--bin-size",
+        type=float,
+        default=0.01,
+        metavar="S",
+        help="FILE.nwb: bin width in seconds (default 0.01)",
+    )
+    parser.add_argument(
+        "--intervals",
+        metavar="NAME",
+        help="FILE.nwb: intervals table to bin within (trials, epochs, a name, or session; "
+        "default trials if present, else the whole session)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="FILE.nwb: output folder (default FILE.nwb.analysis beside the file)",
     )
     parser.add_argument(
         "--split",
@@ -64,6 +87,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if str(args.run_dir).endswith(".nwb") or Path(args.run_dir).is_file():
+        return run_recording(args)
     from spikelatent.analyze import analyze_run
 
     report = analyze_run(
@@ -110,6 +137,37 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in report["figures_skipped"].items():
         print(f"figure {name} skipped: {reason}")
     print(f"written: {', '.join(f'{args.run_dir}/{name}' for name in report['files'])}")
+    return 0
+
+
+def run_recording(args: argparse.Namespace) -> int:
+    from spikelatent.analyze import analyze_recording
+
+    report = analyze_recording(
+        args.run_dir, bin_size=args.bin_size, intervals=args.intervals, out=args.out, seed=args.seed
+    )
+    summary = report["recording"]
+    print(
+        f"{report['source']}: {report['n_units']} units, intervals {report['intervals']} "
+        f"({report['intervals_note']}), {report['n_bins']} bins of {report['bin_size']} s"
+        + (f" x {report['n_trials']} trials" if report["n_trials"] else "")
+    )
+    fano = summary["fano_by_window"]
+    curve = ", ".join(
+        f"{w:g} s: {_fmt(f)}" for w, f in zip(fano["window"], fano["population_mean"], strict=True)
+    )
+    print(f"Fano factor by window (mean over units): {curve}")
+    noise = summary["noise_correlation"]
+    low, high = noise["shuffle_mean_ci"]
+    print(
+        f"noise correlation: mean {_fmt(noise['mean'])} (shuffle control [{_fmt(low)}, "
+        f"{_fmt(high)}]); participation ratio "
+        f"{_fmt(summary['dimensionality']['participation_ratio_total'])}"
+    )
+    for name, reason in report["figures_skipped"].items():
+        print(f"figure {name} skipped: {reason}")
+    out_dir = report["out_dir"]
+    print(f"written: {', '.join(f'{out_dir}/{name}' for name in report['files'])}")
     return 0
 
 
