@@ -6,6 +6,8 @@ Run from the repository root, e.g. on 2 cores:
     python benchmarks/analysis.py --overdispersion     # also Fano / dispersion test / NB-vs-Poisson LRT
     python benchmarks/analysis.py --skip-shattering --population --profile-population
                                                        # population of 10k stimuli x 256 units x 50 trials
+    python benchmarks/analysis.py --skip-shattering --recording
+                                                       # binning + Fano by window, 1,000 units x 1 h, 10 ms
 
 Prints timings; nothing is asserted (the target for shattering is < 60 s on 2 cores).
 """
@@ -166,6 +168,65 @@ def benchmark_overdispersion(args: argparse.Namespace, counts: xr.DataArray | No
         print(f"{name}: {shape}: {time.perf_counter() - start:.1f} s")
 
 
+def synthetic_recording(n_units: int, duration: float, mean_rate: float, seed: int) -> list:
+    """Spike trains (seconds) of ``n_units`` Poisson units, rates log-normal around ``mean_rate``."""
+    rng = np.random.default_rng(seed)
+    rates = mean_rate * rng.lognormal(-0.5, 1.0, n_units)  # E[lognormal(-0.5, 1)] = 1
+    return [np.sort(rng.uniform(0, duration, rng.poisson(r * duration))) for r in rates]
+
+
+def _measure(label: str, function, *arguments, **keywords):
+    """Run ``function`` and print its wall time and its peak of traced (numpy + Python) memory."""
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = function(*arguments, **keywords)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{label}: {elapsed:.1f} s, peak traced memory {peak / 2**20:.0f} MiB")
+    return result
+
+
+def benchmark_recording(args: argparse.Namespace) -> None:
+    """Binning and Fano-by-window of a recording-sized population (default 1,000 units x 1 h)."""
+    import resource
+
+    from spikelatent.analysis import fano_factor_by_window
+    from spikelatent.nwb import count_spikes
+
+    trains = synthetic_recording(args.rec_units, args.rec_duration, args.rec_rate, seed=3)
+    n_spikes = sum(len(t) for t in trains)
+    shape = (
+        f"{args.rec_units} units x {args.rec_duration:g} s at {args.bin_size * 1e3:g} ms bins, "
+        f"{n_spikes / 1e6:.1f} M spikes"
+    )
+    counts = _measure(
+        f"binning (count_spikes): {shape}",
+        count_spikes,
+        trains,
+        [0.0],
+        [args.rec_duration],
+        bin_size=args.bin_size,
+        window_dim=None,
+    )
+    print(f"  counts {dict(counts.sizes)} {counts.dtype}, {counts.nbytes / 2**20:.0f} MiB")
+    windows = [args.bin_size * k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)]
+    fano = _measure(
+        f"fano_factor_by_window ({len(windows)} windows, {windows[0]:g}-{windows[-1]:g} s): {shape}",
+        fano_factor_by_window,
+        counts,
+        windows,
+    )
+    print(
+        "  population Fano factor by window: "
+        + ", ".join(f"{w:g} s {v:.3f}" for w, v in zip(windows, fano["population_fano_factor"].values, strict=True))
+    )
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"  process peak resident memory (incl. the spike trains): {maxrss:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=5000)
@@ -196,6 +257,15 @@ def main() -> None:
         "--threads", type=int, default=2, help="torch threads for the population (default 2)"
     )
     parser.add_argument("--skip-shattering", action="store_true")
+    parser.add_argument(
+        "--recording",
+        action="store_true",
+        help="time binning and Fano-by-window of a synthetic recording (1,000 units x 1 h, 10 ms)",
+    )
+    parser.add_argument("--rec-units", type=int, default=1000)
+    parser.add_argument("--rec-duration", type=float, default=3600.0, help="seconds")
+    parser.add_argument("--rec-rate", type=float, default=5.0, help="mean rate, spikes/s")
+    parser.add_argument("--bin-size", type=float, default=0.01, help="seconds")
     args = parser.parse_args()
     print(f"cpu cores visible: {os.cpu_count()}")
     if not args.skip_shattering:
@@ -203,6 +273,8 @@ def main() -> None:
     counts = benchmark_population(args) if args.population else None
     if args.overdispersion:
         benchmark_overdispersion(args, counts)
+    if args.recording:
+        benchmark_recording(args)
 
 
 if __name__ == "__main__":
