@@ -1,7 +1,8 @@
 """Which support sizes the relaxed samplers used: shared by ``samplers.py`` and ``train_step.py``.
 
 Wraps the samplers' private per-bucket cores (``_cumulative_unit_exponentials`` for continuous
-time, ``_gumbel_soft_count`` for Gumbel), so with the adaptive support every bucket is seen.
+time, ``_gumbel_soft_count`` for Gumbel, and the counting samplers' ``_CountingSoftCount`` /
+``_PmfGumbelSoftCount``), so with the adaptive support every bucket is seen.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
+import spikelatent.distributions.counting as counting
 import spikelatent.distributions.relaxed as relaxed
 
 
@@ -31,13 +33,27 @@ def recorded_supports() -> Iterator[list[tuple[int, int]]]:
         calls.append((z_max + 1, rate.numel()))
         return gumbel(rate, z_max, temperature)
 
+    class RecordingFunction:
+        """Stands in for an autograd Function whose apply(r, parameter, size, τ) gets the support third."""
+
+        def __init__(self, function) -> None:
+            self.function = function
+
+        def apply(self, r, parameter, size, temperature):
+            calls.append((size, r.numel()))
+            return self.function.apply(r, parameter, size, temperature)
+
+    counting_ct, counting_gumbel = counting._CountingSoftCount, counting._PmfGumbelSoftCount
     relaxed._cumulative_unit_exponentials = recording_continuous_time
     relaxed._gumbel_soft_count = recording_gumbel
+    counting._CountingSoftCount = RecordingFunction(counting_ct)
+    counting._PmfGumbelSoftCount = RecordingFunction(counting_gumbel)
     try:
         yield calls
     finally:
         relaxed._cumulative_unit_exponentials = continuous_time
         relaxed._gumbel_soft_count = gumbel
+        counting._CountingSoftCount, counting._PmfGumbelSoftCount = counting_ct, counting_gumbel
 
 
 def support_summary(calls: list[tuple[int, int]]) -> tuple[int, float, int]:

@@ -240,7 +240,9 @@ def relaxed_negative_binomial_continuous_time(
     def compute(size: int, bucket_r: torch.Tensor, bucket_beta: torch.Tensor) -> torch.Tensor:
         return _CountingSoftCount.apply(bucket_r, bucket_beta, size, temperature)
 
-    if adaptive_support:
+    # Within a call, elements also leave the simulation once their arrivals are past the window (see
+    # _CountingSoftCount): at low τ the work follows the realized counts; the buckets bound it at high τ.
+    if adaptive_support and temperature > _BUCKET_ABOVE_TEMPERATURE:
         return apply_in_buckets(support.view(-1), (r, b), compute, largest).view(shape)
     return compute(largest, r, b).view(shape)
 
@@ -260,34 +262,94 @@ def _cumulate_rows(buffer: torch.Tensor) -> torch.Tensor:
     return buffer
 
 
+# Arrivals later than 1 + _WINDOW_MARGIN · τ add < σ(−20) ≈ 2e-9 each to z̃ (and as little to its
+# gradient): an element whose last arrival is past that is finished and leaves the active set.
+_WINDOW_MARGIN = 20.0
+# At or below this temperature the early exit of finished elements does what the support buckets would
+# (and their gathers cost more than they save); above it most elements run to their support.
+_BUCKET_ABOVE_TEMPERATURE = 0.1
+# Arrivals are simulated this many at a time for the elements still active.
+_BLOCK_ARRIVALS = 4
+
+
 class _CountingSoftCount(torch.autograd.Function):
     """z̃ = Σ_k σ((1 − A_k/β)/τ), A_k = Σ_{j<k} E_j/(r + j), fused by hand (flat r, β of one length).
 
     With s_k = σ_k(1 − σ_k): dz̃/dβ = Σ_k s_k A_k / (τβ²) and dz̃/dr = Σ_k s_k B_k / (τβ), where
-    B_k = Σ_{j<k} E_j/(r + j)² (= −dA_k/dr). Both sums are reduced in the forward, so the (M, n) buffers
-    are freed when it returns and the backward is elementwise.
+    B_k = Σ_{j<k} E_j/(r + j)² (= −dA_k/dr). Both sums are reduced in the forward and the backward is
+    elementwise.
+
+    Arrivals are simulated in blocks of ``_BLOCK_ARRIVALS`` for the elements still active; an element
+    leaves once its latest arrival is past 1 + 20τ (the later ones are later still and add < 2e-9 each),
+    or after ``n_arrivals`` (its support, P(N ≥ M) < tolerance). So the work follows the realized counts
+    (about N(1 + 20τ) + a block per element) rather than the support of the upper tail, and no (M, n)
+    buffer is ever made.
     """
 
     @staticmethod
     def forward(ctx, r: torch.Tensor, beta: torch.Tensor, n_arrivals: int, temperature: float):
-        arrivals = torch.arange(n_arrivals, dtype=r.dtype, device=r.device).unsqueeze(1)
-        inverse_rate = (arrivals + r).reciprocal_()  # 1 / (r + j), (M, n)
-        scaled = _unit_exponentials(n_arrivals, r.numel(), r).mul_(inverse_rate)  # E_j / (r + j)
         need_r, need_beta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        second = inverse_rate.mul_(scaled) if need_r else None  # E_j / (r + j)²
-        cumulative = _cumulate_rows(scaled)  # A_k
-        negative_slope = (beta * temperature).reciprocal_().neg_()
+        n = r.numel()
+        soft_count = torch.zeros_like(r)
+        slope_beta = torch.zeros_like(r) if need_beta else None
+        slope_r = torch.zeros_like(r) if need_r else None
+        outputs = [x for x in (soft_count, slope_beta, slope_r) if x is not None]
+        index = torch.arange(n, device=r.device)
+        active_r = r
+        negative_slope = (beta * temperature).reciprocal_().neg_()  # −1/(βτ)
+        finish_line = beta * (1.0 + _WINDOW_MARGIN * temperature)  # A beyond this: past 1 + 20τ
+        previous_a = torch.zeros_like(r)
+        previous_b = torch.zeros_like(r) if need_r else None
+        sums = [torch.zeros_like(r) for _ in outputs]
         offset = torch.full((), 1.0 / temperature, dtype=r.dtype, device=r.device)
-        sigma = torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
-        soft_count = sigma.sum(dim=0)
-        slope_beta = slope_r = None
-        if need_r or need_beta:
-            spread = torch.addcmul(sigma, sigma, sigma, value=-1.0)  # σ(1 − σ)
-            del sigma
-            if need_beta:
-                slope_beta = (spread * cumulative).sum(dim=0)
-            if need_r:
-                slope_r = spread.mul_(_cumulate_rows(second)).sum(dim=0)
+        first = 0
+        while first < n_arrivals:
+            rows = min(_BLOCK_ARRIVALS, n_arrivals - first)
+            arrivals = torch.arange(first, first + rows, dtype=r.dtype, device=r.device).unsqueeze(1)
+            inverse_rate = (arrivals + active_r).reciprocal_()  # 1/(r + j), (rows, active)
+            cumulative = _unit_exponentials(rows, active_r.numel(), r).mul_(inverse_rate)
+            second = inverse_rate.mul_(cumulative) if need_r else None  # E_j/(r + j)²
+            cumulative[0].add_(previous_a)
+            for row in range(1, rows):
+                cumulative[row].add_(cumulative[row - 1])
+            sigma = torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
+            sums[0].add_(sigma.sum(dim=0))
+            if need_r or need_beta:
+                spread = sigma.addcmul_(sigma, sigma, value=-1.0)  # σ(1 − σ)
+                position = 1
+                if need_beta:
+                    sums[position].add_((spread * cumulative).sum(dim=0))
+                    position += 1
+                if need_r:
+                    second[0].add_(previous_b)
+                    for row in range(1, rows):
+                        second[row].add_(second[row - 1])
+                    sums[position].add_(spread.mul_(second).sum(dim=0))
+                    previous_b = second[-1]
+            previous_a = cumulative[-1]
+            first += rows
+            if first >= n_arrivals:
+                break
+            done = previous_a > finish_line
+            finished = int(done.sum())
+            # Compact only when it pays: each compaction gathers every per-element state vector.
+            if finished * 8 < index.numel():
+                continue
+            done_at = done.nonzero().squeeze(1)
+            done_index = index.index_select(0, done_at)
+            for output, total in zip(outputs, sums, strict=True):
+                output.index_copy_(0, done_index, total.index_select(0, done_at))
+            if finished == index.numel():
+                sums = []
+                break
+            kept = (~done).nonzero().squeeze(1)
+            index, active_r, finish_line, negative_slope, previous_a = (
+                x.index_select(0, kept) for x in (index, active_r, finish_line, negative_slope, previous_a))
+            previous_b = previous_b.index_select(0, kept) if need_r else None
+            sums = [total.index_select(0, kept) for total in sums]
+        if sums:
+            for output, total in zip(outputs, sums, strict=True):
+                output.index_copy_(0, index, total)
         ctx.save_for_backward(beta, slope_beta, slope_r)
         ctx.temperature = temperature
         return soft_count
