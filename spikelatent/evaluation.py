@@ -3,7 +3,8 @@
 ``evaluate_run(run_dir)`` loads the run's model and dataset split, computes reconstruction metrics
 (MSE, SSIM; sample and "MAP" = posterior-mean reconstructions) and generation metrics (FID@5k,
 FID@10k, KID against the split), and writes ``metrics.json``, a row of ``evaluations.csv``,
-``reconstructions.png`` and ``samples.png`` in the run directory.
+``evaluate_reconstructions.png`` and ``evaluate_samples.png`` in the run directory (beside, not over,
+the figures ``spikelatent fit`` wrote).
 
 ``compare_runs(run_dirs, out_dir)`` reads their ``metrics.json`` and writes ``comparison.md`` and
 ``comparison.csv`` (rows: models, columns: MSE, SSIM, FID@5k, FID@10k, KID; best in bold, second
@@ -37,6 +38,9 @@ EVALUATIONS_FILE = "evaluations.csv"
 COMPARISON_MARKDOWN = "comparison.md"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_FIGURE = "comparison_reconstructions.png"
+#: evaluate's figures: names of their own, so fit's reconstructions.png and samples.png stay.
+RECONSTRUCTIONS_FIGURE = "evaluate_reconstructions.png"
+SAMPLES_FIGURE = "evaluate_samples.png"
 
 #: Nominal numbers of generated images for FID (the paper's FID@5k and FID@10k).
 FID_SAMPLE_COUNTS = (5000, 10000)
@@ -260,7 +264,7 @@ def evaluate_run(
     plotting.save_reconstructions(
         images[:n_show],
         recon_sample[:n_show],
-        run_dir / "reconstructions.png",
+        run_dir / RECONSTRUCTIONS_FIGURE,
         data_range=data_range,
         n=n_show,
     )
@@ -270,7 +274,7 @@ def evaluate_run(
         samples = model.generate(100).cpu()
     plotting.save_image_grid(
         samples,
-        run_dir / "samples.png",
+        run_dir / SAMPLES_FIGURE,
         nrow=10,
         data_range=data_range,
         title=f"{model_name}: samples from the prior",

@@ -165,9 +165,14 @@ def test_evaluate_rejects_bad_arguments(tmp_path, capsys):
 # --------------------------------------------------------------------------- end to end
 
 
+#: The figures each run's fit wrote, before evaluate ran (filled by the fixture).
+FIT_FIGURES: dict[str, dict[str, bytes]] = {}
+
+
 @pytest.fixture(scope="module")
 def evaluated_runs(tmp_path_factory):
     """Two tiny digits runs (G-VAE and NegBio-VAE DS-C), trained and evaluated through the CLI."""
+    FIT_FIGURES.clear()
     pytest.importorskip("spikelatent.model", reason="needs the lead's model (spikelatent.model)")
     from spikelatent.data import make_datamodule
     from spikelatent.metrics import load_or_train_classifier
@@ -188,6 +193,8 @@ def evaluated_runs(tmp_path_factory):
                 main(["fit", *common, "--limit", "200", *flags, "--out", str(out), "--no-progress"])
                 == 0
             )
+            FIT_FIGURES[name] = {figure: (out / figure).read_bytes()
+                                 for figure in ("reconstructions.png", "samples.png")}
             evaluate = ["evaluate", str(out), "--features", "classifier", "--n-samples", "300"]
             assert main([*evaluate, "--kid-subsets", "10", "--no-progress"]) == 0
             runs[name] = out
@@ -235,8 +242,12 @@ def test_evaluate_writes_metrics_that_match_independent_recomputation(evaluated_
 
     import matplotlib.image
 
-    for figure in ("reconstructions.png", "samples.png"):
+    for figure in ("evaluate_reconstructions.png", "evaluate_samples.png"):
         assert matplotlib.image.imread(run / figure).ndim == 3
+    # evaluate writes beside fit's figures, never over them.
+    for name, figures in FIT_FIGURES.items():
+        for figure, data in figures.items():
+            assert (runs[name] / figure).read_bytes() == data, (name, figure)
 
 
 def test_evaluations_csv_gains_a_row_per_evaluation(evaluated_runs):

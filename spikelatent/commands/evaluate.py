@@ -12,7 +12,8 @@ def register(subparsers: Any) -> None:
         help="reconstruction (MSE, SSIM) and generation (FID@5k, FID@10k, KID) metrics of a run",
         description=(
             "Evaluate a trained run: writes metrics.json, a row of evaluations.csv, "
-            "reconstructions.png and samples.png into RUN_DIR. "
+            "evaluate_reconstructions.png and evaluate_samples.png into RUN_DIR "
+            "(fit's own figures are left as they are). "
             "Example: spikelatent evaluate runs/digits-negbio --features classifier"
         ),
     )
