@@ -267,15 +267,21 @@ def test_missing_files_error_is_one_line_and_names_every_path(
 def test_failed_download_falls_through_to_the_not_found_error(
     tmp_path, isolated_roots, monkeypatch
 ):
-    def offline(self, root):
+    def offline(self, root):  # as torchvision does: the folders first, then the network fails
+        (root / "MNIST" / "raw").mkdir(parents=True)
         raise URLError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(MNISTDataModule, "_download", offline)
     data = make_datamodule("mnist", data_dir=tmp_path / "given", download=True)
     with pytest.raises(
         DatasetNotFoundError, match=r"^mnist: no data found in .*download into .* failed"
-    ):
+    ) as caught:
         data.prepare_data()
+    message = str(caught.value)
+    # --download was given and failed: the advice is the network or the files, not --download.
+    assert "--download" not in message and "check the network connection" in message
+    assert "\n" not in message
+    assert not (tmp_path / "given").exists()  # no empty folder left behind
 
 
 def test_unreadable_files_give_a_one_line_error(tmp_path, isolated_roots):

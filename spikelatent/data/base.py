@@ -206,11 +206,14 @@ class ImageDataModule(pl.LightningDataModule):
         from spikelatent.data.locate import data_roots
 
         target = data_roots(self.data_dir)[0]
+        folders_before = _folders_under(target)
         try:
             self._download(target)
         except Exception as error:  # no network, HTTP errors, checksum mismatch, read-only disk
+            _remove_new_empty_folders(target, folders_before)
             note = f"download into {target} failed ({_download_failure(error)})"
-            self._folder = find_dataset_root(self.name, self.data_dir, note=note)
+            self._folder = find_dataset_root(self.name, self.data_dir, note=note,
+                                             download_failed=True)
             return self._folder
         self._folder = find_dataset_root(self.name, self.data_dir)
         return self._folder
@@ -348,6 +351,23 @@ class ImageDataModule(pl.LightningDataModule):
             f"{type(self).__name__}(name={self.name!r}, image_shape={self.image_shape}, "
             f"data_range={self.data_range}, batch_size={self.batch_size}, seed={self.seed})"
         )
+
+
+def _folders_under(root: Path) -> set[Path]:
+    """``root`` and every folder below it that exists now."""
+    if not root.is_dir():
+        return set()
+    return {root, *(path for path in root.rglob("*") if path.is_dir())}
+
+
+def _remove_new_empty_folders(root: Path, before: set[Path]) -> None:
+    """After a failed download: remove the folders it created that stayed empty (deepest first),
+    so no empty cache folder is left to look like a dataset."""
+    for folder in sorted(_folders_under(root) - before, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            pass
 
 
 def _download_failure(error: BaseException) -> str:

@@ -172,7 +172,8 @@ def missing_files(name: str, folder: Path) -> list[str]:
 
 
 def not_found_error(
-    name: str, tried: list[Path], incomplete: list[str], note: str | None = None
+    name: str, tried: list[Path], incomplete: list[str], note: str | None = None,
+    download_failed: bool = False,
 ) -> DatasetNotFoundError:
     """Build the one-line error naming the dataset, every path tried and how to place the files."""
     parts = [f"{name}: no data found in {', '.join(str(path) for path in tried)}"]
@@ -181,10 +182,16 @@ def not_found_error(
     if note:
         parts.append(note)
     layout = _layout(name)
-    parts.append(
-        f"{layout.placement}, pass --data-dir DIR, set ${DATA_ENV_VAR}=DIR, "
-        "or run with --download when online"
-    )
+    if download_failed:  # --download was given and failed: retrying it offline is no advice
+        parts.append(
+            f"check the network connection (or proxy) and retry, or {layout.placement[:1].lower()}"
+            f"{layout.placement[1:]}, pass --data-dir DIR or set ${DATA_ENV_VAR}=DIR"
+        )
+    else:
+        parts.append(
+            f"{layout.placement}, pass --data-dir DIR, set ${DATA_ENV_VAR}=DIR, "
+            "or run with --download when online"
+        )
     return DatasetNotFoundError(one_line("; ".join(parts)))
 
 
@@ -194,7 +201,8 @@ def one_line(text: str) -> str:
 
 
 def find_dataset_root(
-    name: str, data_dir: str | os.PathLike[str] | None = None, *, note: str | None = None
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, note: str | None = None,
+    download_failed: bool = False,
 ) -> Path | None:
     """The folder holding dataset ``name``'s files, searched in the documented order.
 
@@ -217,4 +225,4 @@ def find_dataset_root(
             return folder
         if len(missing) < len(FILE_LAYOUTS[name].required):
             incomplete.append(f"{folder} lacks {', '.join(missing)}")
-    raise not_found_error(name, tried, incomplete, note)
+    raise not_found_error(name, tried, incomplete, note, download_failed)
