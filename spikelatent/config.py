@@ -43,6 +43,7 @@ class FitConfig:
     model: str = "negbio"
     kl: str = "ds"
     relax: str = "ct"
+    nb_sampler: str = "gamma-poisson"
     mc_samples: int = 5
     categories: int = 8
     arch: str = "conv"
@@ -118,7 +119,7 @@ class FitConfig:
         """Raise a one-line :class:`SpikelatentError` for the first invalid option."""
         choice = {
             "model": MODELS,
-            "kl": ("ds", "mc"),
+            "kl": ("ds", "mc", "series"),
             "relax": ("ct", "gumbel"),
             "arch": ARCHITECTURES,
             **OPTION_CHOICES,
@@ -271,6 +272,7 @@ OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "prior_init": ("unit", "sparse"),
     "posterior_logits": ("relative", "absolute"),
     "mc_kl": ("samples", "gamma"),
+    "nb_sampler": ("gamma-poisson", "counting"),
     "objective": ("sum", "published"),
     "optimizer": ("adamax", "adam"),
     "lr_schedule": ("cosine", "constant"),

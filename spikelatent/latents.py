@@ -30,10 +30,12 @@ from torch.distributions import (
 )
 
 from spikelatent.distributions import (
+    NB_SAMPLERS,
     NegativeBinomial,
     Poisson,
     kl_from_samples,
     kl_monte_carlo,
+    kl_series,
     relaxed_poisson_gumbel_fixed_support,
 )
 from spikelatent.errors import SpikelatentError
@@ -52,7 +54,7 @@ PAPER_MODELS = {
     "NegBio-VAE DS-C": ("negbio", "ds", "ct"),
 }
 PAPER_MODEL_ORDER = tuple(PAPER_MODELS)
-KL_ESTIMATORS = ("ds", "mc")
+KL_ESTIMATORS = ("ds", "mc", "series")
 RELAXATIONS = ("ct", "gumbel")
 
 # Soft limits (reference Poisson-VAE conventions): the posterior mean count is kept below
@@ -369,8 +371,17 @@ class NegativeBinomialLatent(LatentFamily):
         modulation_bound: float = MAX_ABS_LOG_MODULATION,
         mc_kl: str = "samples",
         gumbel_support: int | None = None,
+        nb_sampler: str = "gamma-poisson",
     ) -> None:
         super().__init__(latent_dim)
+        if nb_sampler not in NB_SAMPLERS:
+            raise SpikelatentError(f"nb_sampler must be one of {NB_SAMPLERS}; got {nb_sampler!r}")
+        if nb_sampler == "counting" and gumbel_support is not None:
+            raise SpikelatentError(
+                "gumbel_support fixes the support of the Gamma-Poisson Gumbel step; drop it or use "
+                "nb_sampler='gamma-poisson'"
+            )
+        self.nb_sampler = nb_sampler
         if mc_kl not in MC_KL_ESTIMATORS:
             raise SpikelatentError(f"mc_kl must be one of {MC_KL_ESTIMATORS}; got {mc_kl!r}")
         if posterior_logits not in POSTERIOR_LOGITS:
@@ -397,8 +408,13 @@ class NegativeBinomialLatent(LatentFamily):
         self.prior_logit_prob = nn.Parameter(self.prior_log_dispersion.detach() - prior_log_mean)
 
     @property
+    def own_dispersion(self) -> bool:
+        """Whether the posterior has its own dispersion r_post = r · exp(u_r) (``mc`` and ``series``)."""
+        return self.kl_estimator in ("mc", "series")
+
+    @property
     def encoder_outputs(self) -> int:
-        return self.latent_dim * (2 if self.kl_estimator == "mc" else 1)
+        return self.latent_dim * (2 if self.own_dispersion else 1)
 
     @property
     def variant(self) -> str:
@@ -413,7 +429,7 @@ class NegativeBinomialLatent(LatentFamily):
     def posterior_parameters(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (log r_post, logit q), each (batch, unit)."""
         log_r = self.prior_log_r()
-        if self.kl_estimator == "mc":
+        if self.own_dispersion:
             u_p, u_r = h.chunk(2, dim=-1)
             log_r = log_r + soft_symmetric_clamp(u_r, self.modulation_bound)
         else:
@@ -449,7 +465,9 @@ class NegativeBinomialLatent(LatentFamily):
         if self.relax == "gumbel" and self.gumbel_support is not None:
             rate = posterior.rsample_rate(sample_shape)
             return relaxed_poisson_gumbel_fixed_support(rate, temperature, self.gumbel_support)
-        return posterior.rsample(sample_shape, relaxation=self.relax, temperature=temperature)
+        return posterior.rsample(
+            sample_shape, relaxation=self.relax, temperature=temperature, sampler=self.nb_sampler
+        )
 
     def rsample_with_kl(
         self, posterior: Distribution, temperature: float
@@ -459,7 +477,7 @@ class NegativeBinomialLatent(LatentFamily):
         Both terms of the ELBO stay unbiased (each uses samples of q), and a step draws S relaxed
         samples instead of S + 1.
         """
-        if self.kl_estimator == "ds" or self.mc_kl == "gamma" or temperature <= 0:
+        if self.kl_estimator != "mc" or self.mc_kl == "gamma" or temperature <= 0:
             return super().rsample_with_kl(posterior, temperature)
         samples = self._relaxed(posterior, (self.mc_samples,), temperature)
         return samples[0], kl_from_samples(posterior, self.prior(), samples).sum(-1)
@@ -468,6 +486,8 @@ class NegativeBinomialLatent(LatentFamily):
         prior = self.prior()
         if self.kl_estimator == "ds":
             return kl_divergence(posterior, prior)
+        if self.kl_estimator == "series":
+            return kl_series(posterior, prior)  # exact to 1e-6 posterior mass, no sampling noise
         if self.mc_kl == "gamma":
             # The published code's MC KL: between the Gamma mixing distributions of the rates,
             # KL(q_λ || p_λ) >= KL(q_z || p_z) by the data-processing inequality.
@@ -494,6 +514,7 @@ def make_latent_family(
     modulation_bound: float = MAX_ABS_LOG_MODULATION,
     mc_kl: str = "samples",
     gumbel_support: int | None = None,
+    nb_sampler: str = "gamma-poisson",
 ) -> LatentFamily:
     """Build a latent family by name (``negbio`` is accepted for ``negbinomial``).
 
@@ -514,7 +535,7 @@ def make_latent_family(
         return NegativeBinomialLatent(
             latent_dim, kl=kl, relax=relax, mc_samples=mc_samples, prior_init=prior_init,
             posterior_logits=posterior_logits, modulation_bound=modulation_bound, mc_kl=mc_kl,
-            gumbel_support=gumbel_support,
+            gumbel_support=gumbel_support, nb_sampler=nb_sampler,
         )
     raise SpikelatentError(
         f"unknown model {name!r}; choose one of gaussian, laplace, categorical, poisson, negbio"

@@ -58,6 +58,7 @@ class VAE(pl.LightningModule):
             resolved.latent_dim,
             kl=resolved.kl,
             relax=resolved.relax,
+            nb_sampler=resolved.nb_sampler,
             mc_samples=resolved.mc_samples,
             categories=resolved.categories,
             prior_init=resolved.prior_init,

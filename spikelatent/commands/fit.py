@@ -30,8 +30,12 @@ HELP = {
     "limit": "use at most this many training images (quick runs)",
     "num_workers": "DataLoader worker processes (default 0)",
     "model": "latent family (default negbio)",
-    "kl": "NegBio KL estimator: ds = dispersion sharing (closed form), mc = Monte Carlo (default ds)",
+    "kl": "NegBio KL estimator: ds = dispersion sharing (closed form), mc = Monte Carlo, series = "
+          "exact truncated series (own posterior dispersion, as mc, no samples) (default ds)",
     "relax": "relaxed Poisson step: ct = continuous-time, gumbel = Gumbel-softmax (default ct)",
+    "nb_sampler": "NegBio relaxed sampler: gamma-poisson = Gamma draw then relaxed Poisson (the "
+                  "paper), counting = NB counting process / Gumbel over the NB pmf, no Gamma "
+                  "(default gamma-poisson)",
     "mc_samples": "Monte Carlo samples S for --kl mc (default 5)",
     "categories": "categories per group for --model categorical (default 8)",
     "arch": "encoder and decoder architecture (default conv)",
@@ -80,7 +84,7 @@ HELP = {
     "num_nodes": "number of nodes for multi-node DDP (default 1)",
     "precision": "Lightning precision: 32-true, 16-mixed, bf16-mixed, ... (default 32-true)",
 }
-CHOICES = {"model": MODELS + ("negbinomial",), "kl": ("ds", "mc"), "relax": ("ct", "gumbel"),
+CHOICES = {"model": MODELS + ("negbinomial",), "kl": ("ds", "mc", "series"), "relax": ("ct", "gumbel"),
            "arch": ARCHITECTURES, "encoder": ARCHITECTURES, "decoder": ARCHITECTURES,
            "preset": available_presets(), **OPTION_CHOICES}
 BOOLEAN_FLAGS = ("encoder_layer_norm", "decoder_unit_norm")
