@@ -64,7 +64,7 @@ from typing import Any
 import torch
 from support_recording import recorded_supports, support_summary
 
-from spikelatent.config import ARCHITECTURES, FitConfig
+from spikelatent.config import ARCHITECTURES, TEMPERATURE_MODELS, FitConfig
 from spikelatent.latents import PAPER_MODELS
 from spikelatent.model import VAE
 
@@ -122,11 +122,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_model(args: argparse.Namespace, arch: str, model: str, kl: str, relax: str,
                 nb_sampler: str = "gamma-poisson") -> VAE:
+    # Only the options each model uses (FitConfig rejects, e.g., a temperature for the G-VAE).
+    options: dict = {}
+    if model in TEMPERATURE_MODELS:
+        options.update(temperature_start=args.temperature, temperature_end=args.temperature)
+    if model == "negbio" and kl == "mc":
+        options["mc_samples"] = args.mc_samples
+    if model == "negbio":
+        options["nb_sampler"] = nb_sampler
     config = FitConfig(
         data=args.data if args.data == "digits" else "synthetic", model=model, kl=kl, relax=relax,
-        nb_sampler=nb_sampler, arch=arch, latent_dim=args.latent_dim, batch_size=args.batch_size,
-        temperature_start=args.temperature, temperature_end=args.temperature,
-        beta=1.0, beta_start=1.0, seed=args.seed, mc_samples=args.mc_samples,
+        arch=arch, latent_dim=args.latent_dim, batch_size=args.batch_size,
+        beta=1.0, beta_start=1.0, seed=args.seed, **options,
     )
     vae = VAE(config.resolved().to_dict(), IMAGE_SHAPE, (0.0, 1.0))
     vae._total_steps = 10_000  # schedules need it; both are flat here anyway

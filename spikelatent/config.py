@@ -217,6 +217,40 @@ class FitConfig:
                 f"categorical model: --latent-dim ({self.latent_dim}) must be divisible by "
                 f"--categories ({self.categories})"
             )
+        self.check_options_apply()
+
+    def check_options_apply(self) -> None:
+        """A one-line error for an option set (away from its default) that the chosen model
+        does not use, e.g. ``--kl mc --model poisson``; see :data:`MODEL_SPECIFIC_OPTIONS`."""
+        for name, (models, needs) in MODEL_SPECIFIC_OPTIONS.items():
+            value = getattr(self, name)
+            if value == self._default_value(name):
+                continue
+            flag = f"--{name.replace('_', '-')}" + (
+                "" if isinstance(value, bool) else f" {_flag_value(value)}")
+            if self.model not in models:
+                raise SpikelatentError(
+                    f"{flag} does not apply to --model {self.model} (only to "
+                    f"{', '.join(models)}); drop it or choose --model {models[0]}"
+                )
+            for other, wanted in needs.items():
+                if getattr(self, other) != wanted:
+                    raise SpikelatentError(
+                        f"{flag} applies only with --{other.replace('_', '-')} {wanted} "
+                        f"(got {getattr(self, other)}); drop it or pass "
+                        f"--{other.replace('_', '-')} {wanted}"
+                    )
+
+    def _default_value(self, name: str) -> Any:
+        """An option's value when not given: the preset's, else the built-in default (as
+        resolved for this model)."""
+        preset = load_preset(self.preset) if self.preset in available_presets() else {}
+        if name in preset:
+            return preset[name]
+        value = next(f for f in dataclasses.fields(FitConfig) if f.name == name).default
+        if name == "temperature_end" and value is None and self.temperature_end is not None:
+            return 0.1 if self.model == "categorical" else 0.05
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -260,8 +294,14 @@ def read_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0]
-        raise SpikelatentError(f"cannot parse {path} as YAML: {first_line}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SpikelatentError(
+            f"{path} is not valid YAML ({where}{problem}); write one `option: value` per line"
+        ) from None
+    except UnicodeDecodeError:
+        raise SpikelatentError(f"{path} is not a text file; give a YAML file of option: value") from None
     if not isinstance(values, dict):
         raise SpikelatentError(f"{path} must hold a mapping of option: value")
     return values
@@ -278,6 +318,38 @@ OPTION_CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("cosine", "constant"),
 }
 PRESET_DIR = Path(__file__).parent / "presets"
+
+COUNT_MODELS = ("poisson", "negbio")
+#: Models whose training uses a relaxation temperature (Gaussian and Laplace do not).
+TEMPERATURE_MODELS = ("categorical", "poisson", "negbio")
+#: Options that only some models use: option -> (the models it applies to, the values of other
+#: options it needs). :meth:`FitConfig.validate` rejects such an option set away from its
+#: default for any other model, in one line. A new model-specific option is one more row.
+MODEL_SPECIFIC_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "kl": (("negbio",), {}),
+    "relax": (COUNT_MODELS, {}),
+    "mc_samples": (("negbio",), {"kl": "mc"}),
+    "mc_kl": (("negbio",), {"kl": "mc"}),
+    "nb_sampler": (("negbio",), {}),
+    "categories": (("categorical",), {}),
+    "temperature_start": (TEMPERATURE_MODELS, {}),
+    "temperature_end": (TEMPERATURE_MODELS, {}),
+    "temperature_anneal_fraction": (TEMPERATURE_MODELS, {}),
+    "prior_init": (COUNT_MODELS, {}),
+    "posterior_logits": (("negbio",), {}),
+    "modulation_bound": (COUNT_MODELS, {}),
+    "gumbel_support": (COUNT_MODELS, {"relax": "gumbel"}),
+    "encoder_channels": (MODELS, {"encoder": "conv"}),
+    "encoder_layer_norm": (MODELS, {"encoder": "conv"}),
+    "decoder_channels": (MODELS, {"decoder": "conv"}),
+    "decoder_unit_norm": (MODELS, {"decoder": "conv"}),
+}
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def available_presets() -> tuple[str, ...]:

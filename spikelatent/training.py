@@ -60,8 +60,9 @@ class CollapseGuard(Callback):
 
     Collapse: the KL per image below ``COLLAPSE_KL_NATS`` (the code carries almost no
     information about the image: every reconstruction is the mean image) or, for count
-    families, fewer than ``COLLAPSE_ACTIVE_FRACTION`` of units with any spike. The state of
-    each validation is written to ``metrics.csv`` (``collapse_warning``: 1 or 0).
+    families, fewer than ``COLLAPSE_ACTIVE_FRACTION`` of units with any spike. Checked once the
+    beta warm-up is over: before it, a small KL only means the encoder has not learned yet. The
+    state of each validation is written to ``metrics.csv`` (``collapse_warning``: 1 or 0).
     """
 
     def __init__(self) -> None:
@@ -69,7 +70,8 @@ class CollapseGuard(Callback):
         self.collapsed = False
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        self.collapsed = False
+        if trainer.sanity_checking or pl_module.beta() < pl_module.config["beta"]:
             return
         metrics = trainer.callback_metrics
         kl = metrics.get("val/kl")
@@ -168,7 +170,7 @@ class LastEpochCheckpoint(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full training state
 
 
 class EpochProgressBar(TQDMProgressBar):

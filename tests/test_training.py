@@ -181,7 +181,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     (["fit", "--temperature-end", "0"], "--temperature-end must be > 0"),
     (["fit", "--data", "imagenet"], "imagenet"),
     (["fit", "--model", "categorical", "--latent-dim", "10"], "divisible"),
-    (["fit", "--resume", "/nonexistent/run"], "config file not found"),
+    (["fit", "--resume", "/nonexistent/run"], "cannot resume: there is no run directory"),
 ])
 def test_invalid_options_exit_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2

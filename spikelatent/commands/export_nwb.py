@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 from spikelatent.errors import SpikelatentError
 
 SPLITS = ("train", "val", "test")
-DEFAULT_STIMULI = "test:0:1000"
+DEFAULT_STIMULI = "test:0:1000"  # capped at the size of the test split when not given
+DEFAULT_STIMULI_COUNT = 1000
 DEFAULT_TRIALS = 10
 
 
@@ -55,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stimuli",
         metavar="SPLIT:START:STOP",
-        help=f"stimulus images: split and index range (default {DEFAULT_STIMULI})",
+        help=f"stimulus images: split and index range (default: the first "
+        f"min({DEFAULT_STIMULI_COUNT}, N) images of the N in the test split)",
     )
     parser.add_argument(
         "--trials",
@@ -134,8 +137,19 @@ def run(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 1:
         raise SpikelatentError(f"--trials must be at least 1, got {args.trials}")
     out = Path(args.out)
-    if out.exists() and not args.overwrite:  # fail before the (slow) simulation
+    # Every output check before the (slow) simulation.
+    if out.is_dir():
+        raise SpikelatentError(f"--out {out} is a folder; give a file name such as {out / 'latents.nwb'}")
+    if out.exists() and not args.overwrite:
         raise SpikelatentError(f"{out} already exists; pass --overwrite to replace it")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise SpikelatentError(
+            f"cannot write {out}: the folder {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or choose another --out"
+        )
+    if not os.access(folder, os.W_OK):
+        raise SpikelatentError(f"cannot write {out}: the folder {folder} is not writable; choose another --out")
     subject = subject_from_args(args)
     images = None
     if args.population is not None:
@@ -193,6 +207,11 @@ def _simulate(args: argparse.Namespace):
     datamodule = datamodule_from_config(config, args.data_dir)
     datamodule.setup("test" if split == "test" else "fit")
     images, labels = datamodule.split_tensors(split)
+    if args.stimuli is None:  # the default: as many of the first 1000 test images as there are
+        stop = min(DEFAULT_STIMULI_COUNT, len(images))
+        print(f"stimuli: the first {stop} images of the {config['data']} test split "
+              f"({'all it has' if stop == len(images) else f'of {len(images)}'}; "
+              f"--stimuli SPLIT:START:STOP chooses others)", file=sys.stderr)
     if stop > len(images):
         raise SpikelatentError(
             f"--stimuli {split}:{start}:{stop} asks for more images than the {split} split has ({len(images)})"

@@ -8,6 +8,7 @@ Precedence: built-in defaults < ``--config FILE.yaml`` < flags on the command li
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -148,9 +149,22 @@ def config_from_args(args: argparse.Namespace) -> tuple[FitConfig, bool]:
     resume = bool(getattr(args, "resume", None))
     # Explicit values (the YAML file's, then the flags'); a preset fills only what they leave.
     if resume:
+        _check_run_dir(Path(args.resume))
+        if getattr(args, "config", None):
+            raise SpikelatentError(
+                f"--resume continues with the run's own {Path(args.resume) / 'config.yaml'}; "
+                f"drop --config (flags such as --epochs still apply)"
+            )
         values = read_yaml_options(args.resume)
     elif getattr(args, "config", None):
         values = read_yaml_options(args.config)
+        config_file = Path(args.config)
+        config_file = config_file / "config.yaml" if config_file.is_dir() else config_file
+        saved_out = values.get("out")
+        if saved_out and not hasattr(args, "out") and (
+                Path(saved_out).resolve() == config_file.parent.resolve()):
+            # A run's own config.yaml: repeat the run in a new directory, not on top of it.
+            values.pop("out")
     else:
         values = {}
     for name in HELP:
@@ -166,6 +180,20 @@ def config_from_args(args: argparse.Namespace) -> tuple[FitConfig, bool]:
     if resume:
         config.out = args.resume
     return config.resolved(), resume
+
+
+def _check_run_dir(path: Path) -> None:
+    """``--resume RUN_DIR`` must name a run directory that ``spikelatent fit`` wrote."""
+    if not path.exists():
+        raise SpikelatentError(
+            f"cannot resume: there is no run directory {path}; give the folder that "
+            f"`spikelatent fit --out` wrote (it holds config.yaml and checkpoints/)"
+        )
+    if not path.is_dir() or not (path / "config.yaml").is_file():
+        raise SpikelatentError(
+            f"cannot resume: {path} is not a run directory (no config.yaml); give the folder "
+            f"that `spikelatent fit --out` wrote"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
