@@ -27,5 +27,9 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module_name, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module_name), attribute)
+        value = getattr(importlib.import_module(module_name), attribute)
+        # Importing spikelatent.population binds the *module* to this package's "population";
+        # bind the function instead, so a second spikelatent.population(...) still works.
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'spikelatent' has no attribute {name!r}")
