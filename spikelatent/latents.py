@@ -151,7 +151,7 @@ class LatentFamily(nn.Module):
             return self.prior().sample((n,))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
-        """Features for linear read-outs: the encoder's output (DESIGN.md), (batch, features)."""
+        """Features for linear read-outs: the encoder's output (docs/architecture.md), (batch, features)."""
         return h
 
 

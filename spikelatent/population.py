@@ -225,7 +225,7 @@ def spike_times(
         process: ``"uniform"``: given its count, a cell's spikes are i.i.d. uniform in the window,
             the arrival times of a Poisson process, and also of the Gamma–Poisson (mixed Poisson)
             process that draws the counts. ``"counting"``: the arrival times of the NB counting
-            process of DESIGN.md (pure birth at rate β(r + k), β = −log p), which, given its count,
+            process of docs/architecture.md (pure birth at rate β(r + k), β = −log p), which, given its count,
             are i.i.d. with density ∝ exp(β t) on the window (the rate grows with each spike).
         window: length of the counting window in seconds (the population's unit window).
         seed: seed of the times.

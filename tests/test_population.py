@@ -19,7 +19,7 @@ UNITS = 6
 def hand_set_model(model: str, kl: str = "ds") -> tuple[VAE, dict[str, np.ndarray]]:
     """A linear-encoder model whose encoder ignores the image and emits fixed values u.
 
-    For NB: prior r_k, p_k chosen; posterior q_k = sigmoid(logit p_k + u_k) (DESIGN.md §1), with
+    For NB: prior r_k, p_k chosen; posterior q_k = sigmoid(logit p_k + u_k) (docs/architecture.md, "The mathematics"), with
     every value far from the soft clamps (|u| < 10, posterior mean < e^5).
     """
     config = FitConfig(model=model, kl=kl, latent_dim=UNITS, arch="linear").resolved()

@@ -6,7 +6,7 @@ ordered **trial-major**: for each trial repeat ``r``, for each stimulus ``s``, p
 ``k = r * n_stimulus + s`` starts at ``k * (trial_duration + inter_trial_interval)`` seconds
 and lasts ``trial_duration`` seconds. A unit that emits ``n`` spikes in a presentation gets
 ``n`` i.i.d. uniform times in the window (the arrival times of a Poisson process given its
-count, which is also what the continuous-time relaxation produces; see DESIGN.md).
+count, which is also what the continuous-time relaxation produces; see docs/architecture.md).
 
 Reading counts back (from this or any NWB file) is :mod:`spikelatent.nwb.read`.
 """
