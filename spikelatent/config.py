@@ -64,7 +64,7 @@ class FitConfig:
     # objective and schedules (docs/training.md)
     preset: str | None = None
     objective: str = "sum"
-    beta: float = 1.0
+    beta: float | str = "auto"  # "auto": C * H / K (docs/training.md "Objective scale")
     beta_start: float = 1e-4
     beta_hold_fraction: float = 0.01
     beta_warmup_fraction: float = 0.5
@@ -74,6 +74,7 @@ class FitConfig:
     # optimisation
     epochs: int | None = None
     max_steps: int | None = None  # None: epochs alone set the length
+    max_minutes: float | None = None  # wall-clock limit; the schedules do not follow it
     batch_size: int | None = None  # None: 32 on digits, 128 otherwise
     optimizer: str = "adamax"
     lr: float = 2e-3
@@ -145,7 +146,12 @@ class FitConfig:
                 )
         if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
             raise SpikelatentError(f"--limit must be a positive integer; got {self.limit!r}")
-        nonnegative = ("beta", "beta_start", "grad_clip", "num_workers", "seed")
+        if self.beta != "auto" and (not _finite_number(self.beta) or self.beta < 0
+                                    or isinstance(self.beta, (bool, str))):
+            raise SpikelatentError(
+                f"--beta must be 'auto' or a finite number >= 0; got {self.beta!r}"
+            )
+        nonnegative = ("beta_start", "grad_clip", "num_workers", "seed")
         for name in nonnegative:
             value = getattr(self, name)
             if not _finite_number(value) or value < 0:
@@ -185,6 +191,10 @@ class FitConfig:
             raise SpikelatentError(
                 f"--preset must be one of {', '.join(available_presets())}; got {self.preset!r}"
             )
+        if self.max_minutes is not None and (
+            not _finite_number(self.max_minutes) or self.max_minutes <= 0
+        ):
+            raise SpikelatentError(f"--max-minutes must be a number > 0; got {self.max_minutes!r}")
         if not _finite_number(self.modulation_bound) or self.modulation_bound <= 0:
             raise SpikelatentError(
                 f"--modulation-bound must be a finite number > 0; got {self.modulation_bound!r}"

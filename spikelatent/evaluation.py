@@ -367,6 +367,23 @@ def _ordered_entries(
     return sorted(entries, key=order)  # stable: unknown names keep the order given
 
 
+def _run_preset(run_dir: Path) -> str:
+    """The ``--preset`` a run was trained with (``none``: the defaults and flags alone)."""
+    from spikelatent.config import read_yaml_options
+
+    try:
+        return str(read_yaml_options(run_dir).get("preset") or "none")
+    except SpikelatentError:
+        return "unknown (no config.yaml)"
+
+
+def _presets_line(entries: Sequence[tuple[str, Path, dict[str, Any]]]) -> str:
+    presets = {metrics["preset"] for _, _, metrics in entries}
+    if len(presets) == 1:
+        return f"{presets.pop()} (every row)"
+    return "; ".join(f"{name}: {metrics['preset']}" for name, _, metrics in entries)
+
+
 def compare_runs(
     run_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -400,6 +417,8 @@ def compare_runs(
                 f"cannot compare runs evaluated on different {what} ({'; '.join(values)}); "
                 f"compare runs of one dataset, evaluated with the same --split and --features"
             )
+    for path, metrics in zip(paths, all_metrics, strict=True):
+        metrics["preset"] = _run_preset(path)
     entries = _ordered_entries(paths, all_metrics)
     first = all_metrics[0]
     out_dir = Path(out_dir)
@@ -414,7 +433,8 @@ def compare_runs(
         f"FID/KID features: {first['features']}. Real images: {first.get('n_real', '?')}; {counts}; "
         f"KID over {first.get('kid_subsets', '?')} subsets of {first.get('kid_subset_size', '?')}.\n"
         f"MSE per pixel on the trained scale and SSIM of sample reconstructions. "
-        f"Best in **bold**, second <u>underlined</u>.\n\n"
+        f"Best in **bold**, second <u>underlined</u>.\n"
+        f"Training preset (`spikelatent fit --preset`): {_presets_line(entries)}.\n\n"
         + comparison_table([(name, metrics) for name, _, metrics in entries])
     )
     markdown_path = write_text_atomic(out_dir / COMPARISON_MARKDOWN, markdown)
@@ -422,6 +442,7 @@ def compare_runs(
     columns = [
         "model",
         "run_dir",
+        "preset",
         "dataset",
         "split",
         "features",

@@ -35,7 +35,7 @@ class VAE(pl.LightningModule):
 
     Images are (batch, C, H, W) on the dataset's data range; latent codes are (batch, unit).
     Loss per image: sum of squared error over pixels + beta * KL summed over units,
-    averaged over the batch (DESIGN.md "Training conventions").
+    averaged over the batch (docs/architecture.md, "Training conventions").
     """
 
     def __init__(
@@ -82,6 +82,14 @@ class VAE(pl.LightningModule):
         # and averages the KL over units.
         channels, height, _ = self.image_shape
         self.published_sse_divisor = channels * height if resolved.decoder == "conv" else 1
+        #: The KL weight after the warm-up. ``--beta auto``: the published NegBio-VAE weighting,
+        #: beta = 1 on its objective, i.e. C * H / K on the sum objective.
+        if resolved.beta != "auto":
+            self.final_beta = float(resolved.beta)
+        elif resolved.objective == "published":
+            self.final_beta = 1.0
+        else:
+            self.final_beta = channels * height / resolved.latent_dim
         self._total_steps: int | None = None
 
     # ----------------------------------------------------------------- public API
@@ -126,7 +134,7 @@ class VAE(pl.LightningModule):
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear read-out features (DESIGN.md): the encoder's output, (batch, features)."""
+        """Linear read-out features (docs/architecture.md): the encoder's output, (batch, features)."""
         return self.latent.features(self.encode(x))
 
     # ----------------------------------------------------------------- schedules
@@ -150,7 +158,8 @@ class VAE(pl.LightningModule):
         c = self.config
         hold = int(c["beta_hold_fraction"] * self.total_steps)
         stop = hold + int(c["beta_warmup_fraction"] * self.total_steps)
-        return linear_ramp(step, hold, stop, min(c["beta_start"], c["beta"]), c["beta"])
+        final = self.final_beta
+        return linear_ramp(step, hold, stop, min(c["beta_start"], final), final)
 
     def learning_rate_factor(self, step: int) -> float:
         """Linear warm-up then cosine decay from lr to lr_min, or constant (a factor of lr)."""
@@ -179,7 +188,7 @@ class VAE(pl.LightningModule):
             kl = self.latent.kl(posterior, temperature)
         reconstruction = self.decode(z)
         sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
-        beta = self.beta() if stage == "train" else self.config["beta"]
+        beta = self.beta() if stage == "train" else self.final_beta
         loss = self.objective(sse, kl, beta)
         if stage == "train" and not torch.isfinite(loss):
             raise TrainingDivergedError(self._divergence_message(sse, kl))

@@ -8,6 +8,7 @@ environments are detected by Lightning itself.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import logging
@@ -71,7 +72,7 @@ class CollapseGuard(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.collapsed = False
-        if trainer.sanity_checking or pl_module.beta() < pl_module.config["beta"]:
+        if trainer.sanity_checking or pl_module.beta() < pl_module.final_beta:
             return
         metrics = trainer.callback_metrics
         kl = metrics.get("val/kl")
@@ -279,6 +280,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         max_steps=config.max_steps or -1,
+        max_time=datetime.timedelta(minutes=config.max_minutes) if config.max_minutes else None,
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,

@@ -176,7 +176,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["fit", "--latent-dim", "0"], "--latent-dim must be a positive integer"),
-    (["fit", "--beta", "-1"], "--beta must be a finite number >= 0"),
+    (["fit", "--beta", "-1"], "--beta must be 'auto' or a finite number >= 0"),
     (["fit", "--lr", "nan"], "--lr must be a finite number > 0"),
     (["fit", "--temperature-end", "0"], "--temperature-end must be > 0"),
     (["fit", "--data", "imagenet"], "imagenet"),

@@ -59,7 +59,9 @@ HELP = {
     "preset": f"a published set of options: {', '.join(available_presets())}; flags override it",
     "objective": "loss scale: sum = SSE + beta * sum KL per image; published = the NegBio-VAE "
                  "code's SSE/(C*H) + beta * mean KL per unit (default sum)",
-    "beta": "KL weight (beta = 2 sigma^2 with --objective sum) (default 1)",
+    "beta": "KL weight; with --objective sum the weight on sum KL against SSE (beta = 2 sigma^2); "
+            "auto = C*H/K, the published code's weighting, e.g. 0.109 for 28x28 and 256 units "
+            "(default auto)",
     "beta_start": "beta held during the first --beta-hold-fraction of steps (default 1e-4)",
     "beta_hold_fraction": "fraction of steps beta is held at --beta-start (default 0.01)",
     "beta_warmup_fraction": "fraction of steps beta rises linearly to --beta (default 0.5)",
@@ -69,6 +71,8 @@ HELP = {
     "epochs": "training epochs (default 100 on digits, 50 otherwise)",
     "max_steps": "stop after this many optimizer steps, whichever comes first with --epochs; "
                  "the schedules follow the shorter length (default: no step limit)",
+    "max_minutes": "stop after this many minutes of training (a hard limit: the schedules follow "
+                   "--epochs and --max-steps, so set those to the budget too)",
     "batch_size": "images per optimizer step and device (default 32 on digits, 128 otherwise)",
     "optimizer": "adamax (beta 0.9, 0.999) or adam (default adamax)",
     "lr": "peak learning rate (default 2e-3)",
@@ -98,11 +102,21 @@ def _widths(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 32,64; got {text!r}") from None
 
+def _beta(text: str) -> float | str:
+    """``auto`` or a number (argparse type of --beta)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number; got {text!r}") from None
+
+
 TYPES = {"val_fraction": float, "limit": int, "num_workers": int, "mc_samples": int,
-         "categories": int, "latent_dim": int, "beta": float, "beta_start": float,
+         "categories": int, "latent_dim": int, "beta": _beta, "beta_start": float,
          "beta_hold_fraction": float, "beta_warmup_fraction": float,
          "temperature_start": float, "temperature_end": float,
-         "temperature_anneal_fraction": float, "epochs": int, "max_steps": int, "batch_size": int, "lr": float,
+         "temperature_anneal_fraction": float, "epochs": int, "max_steps": int, "max_minutes": float, "batch_size": int, "lr": float,
          "lr_min": float, "warmup_fraction": float, "grad_clip": float, "seed": int,
          "num_nodes": int, "modulation_bound": float, "gumbel_support": int,
          "encoder_channels": _widths, "decoder_channels": _widths}
