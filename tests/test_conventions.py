@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.stats
-from scipy.special import digamma, gammaln
 import torch
 import yaml
+from scipy.special import digamma, gammaln
 
 from spikelatent.cli import build_parser, main
 from spikelatent.commands.fit import config_from_args
