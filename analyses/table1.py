@@ -12,6 +12,10 @@ Examples (see analyses/README.md)::
     # Fashion-MNIST from Debian's dataset-fashion-mnist package, a short budget
     python analyses/table1.py --data fashion-mnist --epochs 5 --limit 20000 --features classifier
 
+    # the published code's conventions (spikelatent fit --preset paper), 12 epochs of batch 128
+    python analyses/table1.py --data fashion-mnist --preset paper --epochs 12 --batch-size 128 \
+        --features classifier
+
 Arguments not listed below are passed on to ``spikelatent fit`` (e.g. ``--latent-dim 256
 --arch conv --beta 1``). A model whose run directory already holds ``checkpoints/last.ckpt`` is not
 retrained (delete the folder, or use ``--retrain``); every run is re-evaluated.
@@ -55,6 +59,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--limit", type=int, help="use at most this many training images")
     parser.add_argument(
+        "--preset", help="`spikelatent fit --preset` for every model (e.g. paper, poisson-vae); "
+        "the comparison records it per row (default: fit's defaults)"
+    )
+    parser.add_argument(
         "--features",
         default="auto",
         choices=("auto", "inception", "classifier"),
@@ -83,7 +91,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def run(argv: list[str] | None = None) -> int:
     args, fit_extra = parse_args(argv)
-    root = args.out or Path("runs") / f"table1-{args.data}"
+    root = args.out or Path("runs") / f"table1-{args.data}-{args.preset or 'defaults'}"
     quiet = ["--no-progress"] if args.no_progress else []
     data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
     run_dirs = []
@@ -95,6 +103,7 @@ def run(argv: list[str] | None = None) -> int:
             fit = ["fit", "--data", args.data, *data_dir, *MODELS[name], "--out", str(run_dir)]
             fit += ["--epochs", str(args.epochs)] if args.epochs else []
             fit += ["--limit", str(args.limit)] if args.limit else []
+            fit += ["--preset", args.preset] if args.preset else []
             print(f"== training {name} -> {run_dir}", flush=True)
             status = spikelatent([*fit, *fit_extra, *quiet])
             if status:
