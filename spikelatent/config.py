@@ -263,6 +263,7 @@ class FitConfig:
         return value
 
     def to_dict(self) -> dict[str, Any]:
+        """Every option as a plain dict (what ``config.yaml`` holds)."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -110,9 +110,11 @@ class LatentFamily(nn.Module):
         raise NotImplementedError
 
     def posterior(self, h: torch.Tensor) -> Distribution:
+        """The posterior distribution from the encoder output ``h``, batch shape (batch, unit)."""
         raise NotImplementedError
 
     def prior(self) -> Distribution:
+        """The prior distribution, batch shape (unit,)."""
         raise NotImplementedError
 
     def rsample(self, posterior: Distribution, temperature: float) -> torch.Tensor:

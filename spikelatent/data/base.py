@@ -187,6 +187,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     @property
     def needs_files(self) -> bool:
+        """Whether the dataset is read from files on disk (not embedded or generated)."""
         return type(self)._download is not ImageDataModule._download
 
     # ----------------------------------------------------------------- locating files
