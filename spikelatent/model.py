@@ -310,9 +310,11 @@ def _unreadable_checkpoint_message(path: Path, error: BaseException) -> str:
     import re
 
     text = str(error)
-    unsafe = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", text)
+    # torch >= 2.4 says "unsupported GLOBAL x", torch 2.2-2.3 "Unsupported class x"
+    unsafe = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)|"
+                       r"Unsupported class (\S+)", text)
     if isinstance(error, pickle.UnpicklingError) and unsafe:
-        name = (unsafe.group(1) or unsafe.group(2)).rstrip(".,:;")
+        name = next(group for group in unsafe.groups() if group).rstrip(".,:;")
         return (
             f"{path} is not a spikelatent checkpoint or is unsafe: it asks to run Python code "
             f"({name}), which a spikelatent checkpoint never holds, so it was not loaded; "

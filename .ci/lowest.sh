@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# CI job: the lowest versions pyproject.toml allows. Every direct dependency (and dev tool) is
+# installed at its floor with uv's --resolution lowest-direct (indirect ones at their newest that
+# fit), then a short fit, the docs build and the test suite run. A floor the code outgrows fails
+# here, not on a user's machine. Measured: the install takes ~40 s (a ~2.6 GB CUDA build of the
+# lowest torch is downloaded from PyPI; uv caches it in $UV_CACHE_DIR between runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MPLBACKEND=Agg
+export PYTHONUNBUFFERED=1
+VENV="${CI_LOWEST_VENV:-.ci-lowest-venv}"
+rm -rf "$VENV"
+python3 -m pip install --quiet --target "${VENV}-uv" "uv>=0.4"
+UV="${VENV}-uv/bin/uv"
+"$UV" venv --quiet --python python3 "$VENV"
+# PyPI itself, not a local mirror: the floors must exist where users install from.
+"$UV" pip install --quiet --python "$VENV/bin/python" --index-url https://pypi.org/simple \
+    --resolution lowest-direct -e ".[dev]"
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+echo "lowest direct dependencies:"
+"$UV" pip list --python "$VENV/bin/python" 2>/dev/null | grep -iE \
+    '^(torch|torchvision|numpy|scipy|xarray|h5netcdf|pynwb|scikit-learn|matplotlib|lightning|torchmetrics|tqdm|pyyaml|platformdirs|torch-fidelity|joblib|threadpoolctl|pytest|pytest-xdist|ruff|nwbinspector|scikit-image|nbmake|ipykernel|mkdocs-material|mkdocstrings-python) '
+run_dir="$(mktemp -d)/run"
+spikelatent fit --data digits --limit 200 --epochs 2 --latent-dim 8 --out "$run_dir" > /dev/null
+spikelatent fit --resume "$run_dir" --epochs 3 > /dev/null
+spikelatent export-nwb "$run_dir" --out "$run_dir/latents.nwb" --trials 2 > /dev/null
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+pytest -q -p no:cacheprovider
+rm -rf "$VENV" "${VENV}-uv"
