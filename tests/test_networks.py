@@ -141,9 +141,9 @@ def test_mlp_activation_is_configurable():
 @pytest.mark.parametrize(
     ("image_shape", "encoder_maps", "decoder_start"),
     [
-        ((1, 28, 28), [(32, 14, 14), (32, 7, 7)], (32, 7, 7)),
-        ((3, 16, 16), [(32, 8, 8), (64, 4, 4)], (64, 4, 4)),
-        ((3, 64, 64), [(32, 32, 32), (64, 16, 16), (64, 8, 8), (64, 4, 4)], (64, 4, 4)),
+        ((1, 28, 28), [(32, 14, 14), (64, 7, 7)], (128, 7, 7)),
+        ((3, 16, 16), [(32, 8, 8), (64, 4, 4)], (128, 4, 4)),
+        ((3, 64, 64), [(32, 32, 32), (64, 16, 16), (64, 8, 8), (64, 4, 4)], (128, 4, 4)),
     ],
 )
 def test_conv_stage_resolutions(image_shape, encoder_maps, decoder_start):
@@ -177,11 +177,12 @@ def test_conv_parameter_counts_match_hand_formula_and_stay_small():
     def conv(cin, cout):  # 4x4 kernel + bias
         return cin * cout * 16 + cout
 
-    expected_encoder = conv(1, 32) + conv(32, 32) + (32 * 7 * 7 + 1) * out_features
-    expected_decoder = (latent_dim + 1) * 32 * 7 * 7 + conv(32, 32) + conv(32, 1)
-    assert count_parameters(encoder) == expected_encoder == 820_288
-    assert count_parameters(decoder) == expected_decoder == 419_905
-    assert 200_000 < expected_encoder + expected_decoder < 2_000_000
+    # Encoder 1 -> 32 -> 64, decoder twice as wide: Linear(256 -> 128*7*7), 128 -> 64 -> 1.
+    expected_encoder = conv(1, 32) + conv(32, 64) + (64 * 7 * 7 + 1) * out_features
+    expected_decoder = (latent_dim + 1) * 128 * 7 * 7 + conv(128, 64) + conv(64, 1)
+    assert count_parameters(encoder) == expected_encoder == 1_639_520
+    assert count_parameters(decoder) == expected_decoder == 1_744_065
+    assert 1_000_000 < expected_encoder + expected_decoder < 4_000_000
 
 
 def test_mlp_and_linear_parameter_counts_match_hand_formula():

@@ -45,14 +45,14 @@ HELP = {
     "latent_dim": "number of latent units K (default 256)",
     "encoder_channels": "conv encoder widths, one per stride-2 stage, e.g. 32,64 (default: docs/networks.md)",
     "decoder_channels": "conv decoder widths in encoder order, e.g. 64,128 (default: the encoder's)",
-    "encoder_layer_norm": "LayerNorm on the encoder's output (conv; default off)",
+    "encoder_layer_norm": "LayerNorm on the encoder's output (conv; default on, --no-encoder-layer-norm: off)",
     "decoder_unit_norm": "decoder's first layer with unit-L2-norm columns per latent unit and no "
-                         "nonlinearity after it (conv; default off)",
+                         "nonlinearity after it (conv; default on, --no-decoder-unit-norm: off)",
     "prior_init": "count prior start: unit = NB r 1, p 0.5 (mean 1, Fano 2), Poisson rate 1; "
                   "sparse = mean e^U(-6,-2) (default unit)",
     "posterior_logits": "NB posterior logit q: relative = logit p + clamp(u), absolute = "
-                        "clamp(u) (default relative)",
-    "modulation_bound": "soft bound on the encoder's log-modulations |u| (default 10)",
+                        "clamp(u) (default absolute)",
+    "modulation_bound": "soft bound on the encoder's outputs |u| (default 5)",
     "mc_kl": "--kl mc estimator: samples = MC over relaxed NB samples, gamma = closed-form KL "
              "between the Gamma mixing distributions (an upper bound) (default samples)",
     "gumbel_support": "fixed Gumbel support 0..N (default: adaptive, from a Poisson quantile)",
@@ -62,25 +62,25 @@ HELP = {
     "beta": "KL weight; with --objective sum the weight on sum KL against SSE (beta = 2 sigma^2); "
             "auto = C*H/K, the published code's weighting, e.g. 0.109 for 28x28 and 256 units "
             "(default auto)",
-    "beta_start": "beta held during the first --beta-hold-fraction of steps (default 1e-4)",
-    "beta_hold_fraction": "fraction of steps beta is held at --beta-start (default 0.01)",
-    "beta_warmup_fraction": "fraction of steps beta rises linearly to --beta (default 0.5)",
+    "beta_start": "beta held during the first --beta-hold-fraction of steps (default 0)",
+    "beta_hold_fraction": "fraction of steps beta is held at --beta-start (default 0)",
+    "beta_warmup_fraction": "fraction of steps beta rises linearly to --beta (default 0.25)",
     "temperature_start": "relaxation temperature at step 0 (default 1.0)",
-    "temperature_end": "temperature after the anneal (default 0.05; categorical 0.1)",
-    "temperature_anneal_fraction": "fraction of steps over which the temperature anneals (default 0.5)",
+    "temperature_end": "temperature after the anneal (default 0.24; categorical 0.1)",
+    "temperature_anneal_fraction": "fraction of steps over which the temperature anneals (default 1)",
     "epochs": "training epochs (default 100 on digits, 50 otherwise)",
     "max_steps": "stop after this many optimizer steps, whichever comes first with --epochs; "
                  "the schedules follow the shorter length (default: no step limit)",
     "max_minutes": "stop after this many minutes of training (a hard limit: the schedules follow "
                    "--epochs and --max-steps, so set those to the budget too)",
     "batch_size": "images per optimizer step and device (default 32 on digits, 128 otherwise)",
-    "optimizer": "adamax (beta 0.9, 0.999) or adam (default adamax)",
-    "lr": "peak learning rate (default 2e-3)",
+    "optimizer": "adam or adamax, betas 0.9, 0.999 (default adam)",
+    "lr": "peak learning rate (default 1e-3)",
     "lr_schedule": "cosine = warm-up then cosine decay to --lr-min; constant = warm-up then "
-                   "constant (default cosine)",
+                   "constant (default constant)",
     "lr_min": "learning rate at the end of the cosine decay (default 1e-5)",
-    "warmup_fraction": "fraction of steps of linear learning-rate warm-up (default 0.01)",
-    "grad_clip": "gradient-norm clip, 0 = off (default 1000)",
+    "warmup_fraction": "fraction of steps of linear learning-rate warm-up (default 0)",
+    "grad_clip": "gradient-norm clip, 0 = off (default 1)",
     "seed": "random seed for weights, splits and sampling (default 0)",
     "out": "run directory (default runs/<data>-<model>-<time>)",
     "accelerator": "Lightning accelerator: auto, cpu, gpu, ... (default auto)",

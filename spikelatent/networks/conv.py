@@ -20,9 +20,9 @@ from spikelatent.networks._common import check_input, check_positive_int, make_o
 KERNEL_SIZE, STRIDE, PADDING = 4, 2, 1
 LOW_RESOLUTION_SIDES = (4, 7)
 BASE_WIDTH, MAX_WIDTH = 32, 64
-# The fully connected layer next to the flattened map dominates the parameter count; cap the
-# last stage's width so that map has at most ~1,600 features (32 × 7 × 7, 64 × 4 × 4).
-MAX_FLAT_FEATURES = 1600
+#: The decoder's stages are this many times wider than the encoder's (the NegBio-VAE code's
+#: 128 → 64 → 1 decoder against a 32 → 64 encoder; measured better in analyses/ablation.py).
+DECODER_WIDTH_FACTOR = 2
 
 
 def conv_plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -43,23 +43,25 @@ def conv_plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     return stages, side
 
 
-def default_channels(image_shape: tuple[int, int, int]) -> tuple[int, ...]:
-    """Stage widths: 32, then 64 for every later stage, the last capped by ``MAX_FLAT_FEATURES``.
+def default_channels(image_shape: tuple[int, int, int], role: str = "encoder") -> tuple[int, ...]:
+    """Stage widths in encoder order: 32, then 64 for every later stage; the decoder's are
+    ``DECODER_WIDTH_FACTOR`` times wider.
 
-    (1, 28, 28) → (32, 32); (3, 16, 16) → (32, 64); (3, 64, 64) → (32, 64, 64, 64).
+    Encoder: (1, 28, 28) → (32, 64); (3, 16, 16) → (32, 64); (3, 64, 64) → (32, 64, 64, 64);
+    (1, 8, 8) → (32,). Decoder: (1, 28, 28) → (64, 128), i.e. Linear(K → 128·7·7), 128 → 64 → 1.
     """
-    stages, side = conv_plan(image_shape)
+    stages, _ = conv_plan(image_shape)
     widths = [min(BASE_WIDTH * 2**stage, MAX_WIDTH) for stage in range(stages)]
-    widths[-1] = min(widths[-1], max(1, MAX_FLAT_FEATURES // side**2))
-    return tuple(widths)
+    factor = DECODER_WIDTH_FACTOR if role == "decoder" else 1
+    return tuple(factor * width for width in widths)
 
 
 def resolve_channels(
-    image_shape: tuple[int, int, int], channels: Sequence[int] | None
+    image_shape: tuple[int, int, int], channels: Sequence[int] | None, role: str = "encoder"
 ) -> tuple[int, ...]:
     """The user's stage widths checked against the number of stages, or the defaults."""
     if channels is None:
-        return default_channels(image_shape)
+        return default_channels(image_shape, role)
     stages, _ = conv_plan(image_shape)
     try:
         widths = tuple(check_positive_int(width, "conv channel width") for width in channels)
@@ -151,7 +153,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
-        self.channels = resolve_channels(self.image_shape, channels)
+        self.channels = resolve_channels(self.image_shape, channels, "decoder")
         _, side = conv_plan(self.image_shape)
         first = nn.Linear(latent_dim, self.channels[-1] * side * side)
         if unit_norm:
