@@ -296,6 +296,9 @@ def test_compare_writes_the_table_csv_and_one_figure(evaluated_runs, capsys):
 
     table = list(csv.DictReader((out / COMPARISON_CSV).open()))
     assert [row["model"] for row in table] == ["G-VAE", "NegBio-VAE DS-C"]
+    # Each row's --preset, from the run's config.yaml (these runs used none).
+    assert [row["preset"] for row in table] == ["none", "none"]
+    assert "Training preset (`spikelatent fit --preset`): none (every row)" in markdown
     assert float(table[1]["fid_10k"]) == pytest.approx(values["NegBio-VAE DS-C"]["fid_10k"])
     import matplotlib.image
 

@@ -22,7 +22,10 @@ def hand_set_model(model: str, kl: str = "ds") -> tuple[VAE, dict[str, np.ndarra
     For NB: prior r_k, p_k chosen; posterior q_k = sigmoid(logit p_k + u_k) (docs/architecture.md, "The mathematics"), with
     every value far from the soft clamps (|u| < 10, posterior mean < e^5).
     """
-    config = FitConfig(model=model, kl=kl, latent_dim=UNITS, arch="linear").resolved()
+    # The relative parameterization, bound 10 (as in the reference Poisson VAE), set explicitly.
+    config = FitConfig(model=model, kl=kl, latent_dim=UNITS, arch="linear",
+                       posterior_logits="relative" if model == "negbio" else "absolute",
+                       modulation_bound=10.0).resolved()
     vae = VAE(config.to_dict(), (1, 28, 28), (0.0, 1.0))
     linear = [m for m in vae.encoder.modules() if isinstance(m, torch.nn.Linear)][0]
     u = torch.linspace(-3.0, 1.0, UNITS, dtype=torch.float64)
