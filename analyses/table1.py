@@ -28,6 +28,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as spikelatent
 from spikelatent.latents import PAPER_MODELS
 
@@ -45,6 +46,54 @@ MODELS = {
     + (["--kl", kl, "--relax", relax] if model == "negbio" else [])
     for model, kl, relax in PAPER_MODELS.values()
 }
+
+
+#: The paper's Table 1 (arXiv 2508.05423): dataset -> model -> (MSE, SSIM, FID@5k, FID@10k, KID).
+PAPER_TABLE1 = {
+    "mnist": {
+        "G-VAE": (0.0377, 0.6790, 152.5109, 152.8226, 0.1788),
+        "L-VAE": (0.0377, 0.7124, 132.7655, 131.7514, 0.1484),
+        "C-VAE": (0.0222, 0.7712, 135.4452, 133.4826, 0.1140),
+        "P-VAE": (0.0125, 0.8581, 105.3678, 104.1416, 0.1250),
+        "NegBio-VAE MC-G": (0.0156, 0.8487, 79.6727, 78.3802, 0.0892),
+        "NegBio-VAE MC-C": (0.0123, 0.8661, 84.3853, 83.0010, 0.0906),
+        "NegBio-VAE DS-G": (0.0168, 0.7960, 87.6456, 87.4101, 0.1000),
+        "NegBio-VAE DS-C": (0.0125, 0.8554, 106.4104, 105.4089, 0.1167),
+    },
+    "fashion-mnist": {
+        "G-VAE": (0.1417, 0.1731, 179.8126, 179.2981, 0.1828),
+        "L-VAE": (0.1274, 0.2085, 181.4542, 179.5956, 0.1847),
+        "C-VAE": (0.0238, 0.6390, 195.3205, 193.0972, 0.1835),
+        "P-VAE": (0.0145, 0.7387, 145.9776, 146.0128, 0.1667),
+        "NegBio-VAE MC-G": (0.0180, 0.7132, 127.5248, 125.9497, 0.1468),
+        "NegBio-VAE MC-C": (0.0152, 0.7331, 148.9795, 147.7799, 0.1688),
+        "NegBio-VAE DS-G": (0.0186, 0.6773, 133.0601, 132.8822, 0.1517),
+        "NegBio-VAE DS-C": (0.0144, 0.7406, 155.5468, 154.1402, 0.1763),
+    },
+}
+METRIC_COLUMNS = ("mse", "ssim", "fid_5k", "fid_10k", "kid_mean")
+
+
+def side_by_side(comparison_csv: Path, data: str) -> str:
+    """Markdown: each of our rows next to the paper's row for the same model and dataset.
+
+    Our FID/KID come from the feature extractor named in ``comparison.md`` (the paper's from
+    Inception): compare their ranking, not their values, unless both used Inception.
+    """
+    import csv
+
+    paper = PAPER_TABLE1.get(data, {})
+    lines = ["| model | preset | MSE ours / paper | SSIM ours / paper | FID@5k ours / paper | "
+             "FID@10k ours / paper | KID ours / paper |", "|---|---|---|---|---|---|---|"]
+    with comparison_csv.open() as stream:
+        for row in csv.DictReader(stream):
+            theirs = paper.get(row["model"].split(" (")[0])
+            cells = []
+            for index, key in enumerate(METRIC_COLUMNS):
+                ours = f"{float(row[key]):.4f}" if row.get(key) not in (None, "") else "–"
+                cells.append(f"{ours} / {theirs[index]:.4f}" if theirs else ours)
+            lines.append(f"| {row['model']} | {row.get('preset', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -115,7 +164,12 @@ def run(argv: list[str] | None = None) -> int:
             return status
         run_dirs.append(str(run_dir))
     print("== comparison", flush=True)
-    return spikelatent(["compare", *run_dirs, "--out", str(root / "comparison"), *data_dir])
+    status = spikelatent(["compare", *run_dirs, "--out", str(root / "comparison"), *data_dir])
+    if status == 0 and args.data in PAPER_TABLE1:
+        table = side_by_side(root / "comparison" / "comparison.csv", args.data)
+        write_text_atomic(root / "comparison" / "vs_paper.md", table)
+        print(table)
+    return status
 
 
 if __name__ == "__main__":
