@@ -489,7 +489,9 @@ class NegativeBinomialLatent(LatentFamily):
         if self.kl_estimator == "ds":
             return kl_divergence(posterior, prior)
         if self.kl_estimator == "series":
-            return kl_series(posterior, prior)  # exact to 1e-6 posterior mass, no sampling noise
+            # exact to 1e-6 posterior mass, no sampling noise; summed in the samples' dtype (float32:
+            # ~1e-6 nats per unit, about 3x cheaper than float64)
+            return kl_series(posterior, prior, accurate=False)
         if self.mc_kl == "gamma":
             # The published code's MC KL: between the Gamma mixing distributions of the rates,
             # KL(q_λ || p_λ) >= KL(q_z || p_z) by the data-processing inequality.

@@ -109,3 +109,17 @@ def test_non_negative_binomial_arguments_raise():
 
     with pytest.raises(SpikelatentError, match="NegativeBinomial"):
         kl_series(Poisson(torch.tensor(1.0)), _nb(2.0, 0.5))
+
+
+def test_float32_summation_stays_within_a_few_micronats_of_the_scipy_series():
+    generator = torch.Generator().manual_seed(2)
+    r_p = torch.exp(torch.empty(200).uniform_(-3, 2, generator=generator))
+    logit_p = torch.empty(200).uniform_(-2, 2, generator=generator)
+    r_q = r_p * torch.exp(0.1 * torch.randn(200, generator=generator))
+    logit_q = logit_p + 0.1 * torch.randn(200, generator=generator)
+    kl = kl_series(NegativeBinomial(r_q, logits=logit_q), NegativeBinomial(r_p, logits=logit_p),
+                   accurate=False)
+    assert kl.dtype == torch.float32
+    oracle = np.array([scipy_series_kl(float(a), float(torch.sigmoid(b)), float(c), float(torch.sigmoid(d)))
+                       for a, b, c, d in zip(r_q, logit_q, r_p, logit_p, strict=True)])
+    assert np.abs(kl.numpy() - oracle).max() < 2e-5
