@@ -242,3 +242,26 @@ def test_beta_auto_is_the_published_weighting():
     assert _vae(beta=0.3).final_beta == 0.3
     vae = _vae(beta="auto", beta_start=0.0, beta_hold_fraction=0.0, beta_warmup_fraction=0.5)
     assert vae.beta(0) == 0.0 and vae.beta(50) == pytest.approx(28 / 16)
+
+
+def test_information_summary_matches_the_scipy_series_kl():
+    from spikelatent.analyze import information_summary
+
+    torch.manual_seed(2)
+    vae = _vae(model="negbio", arch="mlp").eval()
+    with torch.no_grad():  # half the units pinned to the prior: they carry no information
+        vae.encoder.projection.weight[8:] = 0.0
+        vae.encoder.projection.bias[8:] = 0.0
+    images = torch.rand(12, *IMAGE_SHAPE)
+    summary = information_summary(vae, images, batch_size=5)
+    with torch.no_grad():
+        posterior, prior = vae.posterior(images), vae.prior()
+    z = np.arange(0, 600)[:, None, None]
+    q_log = scipy.stats.nbinom(n=posterior.total_count.double().numpy(),
+                               p=posterior.probs.double().numpy()).logpmf(z)
+    p_log = scipy.stats.nbinom(n=prior.total_count.double().numpy(),
+                               p=prior.probs.double().numpy()).logpmf(z)
+    per_unit = (np.exp(q_log) * (q_log - p_log)).sum(0)  # (image, unit)
+    assert summary["kl_per_image_mean"] == pytest.approx(per_unit.sum(-1).mean(), rel=1e-4)
+    assert summary["n_informative"] == int((per_unit.mean(0) > 0.01).sum()) <= 8
+    assert summary["n_units"] == 16

@@ -109,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
         f"{report['n_stimuli']} stimuli x {report['n_units']} units"
         + (f" x {report['n_trials']} trials" if report["population"] else "")
     )
+    information = report["information"]
+    print(
+        f"information: KL {_fmt(information['kl_per_image_mean'])} nats/image (mean); informative "
+        f"units {information['n_informative']}/{information['n_units']} (mean KL > "
+        f"{information['informative_threshold_nats']:g} nats)"
+    )
     pop = report["population"]
     if pop is None:
         print(report["population_note"])
