@@ -28,14 +28,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-import spikelatent
 from spikelatent._io import write_text_atomic
-from spikelatent.analyze import information_summary
+from spikelatent.analyze import trained_model_summary
 from spikelatent.cli import main as spikelatent_cli
-from spikelatent.data import datamodule_from_config
-from spikelatent.metrics.reconstruction import reconstruction_metrics
 
 #: The published code's conventions, one flag set each, on top of --preset poisson-vae.
 CONVENTIONS = {
@@ -63,46 +59,6 @@ ROWS = {
 COLUMNS = ("row", "seed", "steps", "mse_hard", "mse_mean", "ssim_hard", "kl_per_image",
            "fraction_informative", "fraction_zero", "fraction_firing", "fano_median",
            "prior_r_median", "collapse_warning")
-
-
-def measure(run_dir: Path, test_images: int, data_dir: str | None) -> dict[str, float]:
-    """The ablation's numbers for one trained run."""
-    import csv as _csv
-
-    from spikelatent import analysis
-
-    model = spikelatent.load(run_dir, which="last")
-    datamodule = datamodule_from_config(dict(model.config), data_dir)
-    images, labels = datamodule.split_tensors("test")
-    images, labels = images[:test_images], labels[:test_images]
-    torch.manual_seed(0)
-    with torch.no_grad():
-        hard = torch.cat([model.reconstruct(images[i:i + 500], mode="sample")
-                          for i in range(0, len(images), 500)])
-        mean = torch.cat([model.reconstruct(images[i:i + 500], mode="mean")
-                          for i in range(0, len(images), 500)])
-    hard_metrics = reconstruction_metrics(images, hard, datamodule.data_range)
-    mean_metrics = reconstruction_metrics(images, mean, datamodule.data_range)
-    information = information_summary(model, images)
-    pop = spikelatent.population(model, images[:1000], labels=labels[:1000], n_trials=20,
-                                 seed=0, progress=False)
-    counts = pop["counts"]
-    active = analysis.active_units(counts)
-    with (run_dir / "metrics.csv").open() as stream:
-        rows = list(_csv.DictReader(stream))
-    return {
-        "steps": int(rows[-1]["step"]),
-        "mse_hard": hard_metrics["mse"],
-        "mse_mean": mean_metrics["mse"],
-        "ssim_hard": hard_metrics["ssim"],
-        "kl_per_image": information["kl_per_image_mean"],
-        "fraction_informative": information["fraction_informative"],
-        "fraction_zero": float((counts == 0).mean()),
-        "fraction_firing": float(active["fraction_active"]),
-        "fano_median": float(pop["fano_factor"].median()),
-        "prior_r_median": float(pop["prior_dispersion"].median()),
-        "collapse_warning": max(int(row["collapse_warning"] or 0) for row in rows),
-    }
 
 
 def markdown(results: list[dict], budget: str) -> str:
@@ -155,7 +111,7 @@ def run(argv: list[str] | None = None) -> int:
                 if status:
                     return status
             row = {"row": name, "seed": seed,
-                   **measure(run_dir, args.test_images, args.data_dir)}
+                   **trained_model_summary(run_dir, args.test_images, args.data_dir)}
             print(row, flush=True)
             results.append(row)
             buffer = io.StringIO()

@@ -20,7 +20,6 @@ Extra arguments go to ``spikelatent fit`` for every setting (e.g. ``--batch-size
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import sys
 import time
@@ -28,9 +27,12 @@ from pathlib import Path
 
 import torch
 
+from spikelatent.analyze import trained_model_summary
 from spikelatent.cli import main as cli_main
 
 SETTINGS = {"paper": ["--preset", "paper"], "default": [], "poisson-vae": ["--preset", "poisson-vae"]}
+REPORTED = ("steps", "mse_hard", "mse_mean", "ssim_hard", "fraction_informative",
+            "fraction_firing", "fano_median", "kl_per_image")
 MODEL = ["--data", "fashion-mnist", "--model", "negbio", "--kl", "ds", "--relax", "ct"]
 
 
@@ -46,40 +48,6 @@ def _seconds_per_step(flags: list[str], out: Path, extra: list[str]) -> float:
     shutil.rmtree(out)
     # The first steps and the data loading are included: a slight overestimate, on the safe side.
     return elapsed / 40
-
-
-def measure(run_dir: Path) -> dict[str, float]:
-    import spikelatent
-    from spikelatent import analysis
-    from spikelatent.analyze import information_summary
-    from spikelatent.data import datamodule_from_config
-    from spikelatent.metrics.reconstruction import reconstruction_metrics
-
-    model = spikelatent.load(run_dir, which="last")
-    datamodule = datamodule_from_config(dict(model.config))
-    images, labels = datamodule.split_tensors("test")
-    images, labels = images[:5000], labels[:5000]
-    torch.manual_seed(0)
-    with torch.no_grad():
-        hard = torch.cat([model.reconstruct(images[i:i + 500], mode="sample")
-                          for i in range(0, len(images), 500)]).clamp(0, 1)
-        mean = torch.cat([model.reconstruct(images[i:i + 500], mode="mean")
-                          for i in range(0, len(images), 500)])
-    hard_metrics = reconstruction_metrics(images, hard)
-    information = information_summary(model, images)
-    pop = spikelatent.population(model, images[:1000], labels=labels[:1000], n_trials=20,
-                                 seed=0, progress=False)
-    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    return {
-        "steps": int(rows[-1]["step"]) if rows else 0,
-        "mse_hard": hard_metrics["mse"],
-        "mse_mean": reconstruction_metrics(images, mean)["mse"],
-        "ssim_hard": hard_metrics["ssim"],
-        "fraction_informative": information["fraction_informative"],
-        "fraction_firing": float(analysis.active_units(pop["counts"])["fraction_active"]),
-        "fano_median": float(pop["fano_factor"].median()),
-        "kl_per_image": information["kl_per_image_mean"],
-    }
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -104,7 +72,9 @@ def run(argv: list[str] | None = None) -> int:
                            "--no-progress", *extra])
         if status:
             return status
-        results[name] = {"train_minutes": (time.perf_counter() - start) / 60, **measure(run_dir)}
+        summary = trained_model_summary(run_dir)  # last weights, first 5,000 test images
+        results[name] = {"train_minutes": (time.perf_counter() - start) / 60,
+                         **{key: summary[key] for key in REPORTED}}
         print(name, results[name], flush=True)
     print(f"\n| setting | {' | '.join(next(iter(results.values())))} |")
     print("|---" * (len(next(iter(results.values()))) + 1) + "|")
