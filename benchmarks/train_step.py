@@ -1,4 +1,4 @@
-"""Cost of one training step (forward + backward + gradient clipping + Adamax) for the eight models.
+"""Cost of one training step (forward + backward + gradient clipping + optimizer) for the eight models.
 
 Targets: every NegBio-VAE step at most 1.5x the G-VAE's with ``--arch conv``; the P-VAE with
 ``--arch linear`` at >= 1,250 images/s (5x the reference's 250) and >= 6,600 images/s (2x the
@@ -6,10 +6,9 @@ reference's 3,300, which it reaches with a fixed truncation of 26 exponentials).
 
     python benchmarks/train_step.py [--arch conv linear] [--steps 30] [--threads 2] [--data random]
 
-What one step is: ``VAE.training_step`` (the very code ``spikelatent fit`` runs, so the hard
-counts drawn for the zero-fraction metric are included), ``loss.backward()``, norm clipping at
-``grad_clip`` (as Lightning's ``gradient_clip_val`` does) and the model's own Adamax
-(``configure_optimizers``). Lightning's loop, logging and data loading are NOT included.
+What one step is: ``VAE.training_step`` (the very code ``spikelatent fit`` runs),
+``loss.backward()``, norm clipping at ``grad_clip`` (as Lightning's ``gradient_clip_val`` does) and
+the model's own optimizer (``configure_optimizers``, Adam by default). Lightning's loop, logging and data loading are NOT included.
 Batches of 128 digits images (28x28x1, cycled) or uniform noise (``--data random``).
 
 How the benchmark is made realistic (a fresh model would not be):
@@ -19,9 +18,10 @@ How the benchmark is made realistic (a fresh model would not be):
   (``--rate-range``): P-VAE ``prior_log_rate = log rate``; NegBio-VAE p = 0.5
   (``prior_logit_prob = 0``) and r = rate (``prior_log_dispersion = log rate``), since the
   mean is r(1 - p)/p;
-* the encoder's last layer gets zero bias and its weights are rescaled so the encoder output
-  (the log-modulations of the prior) has standard deviation ``--modulation-std`` (0.1) on
-  the first batch: posterior rates then spread around the prior's, as after some training.
+* the encoder's output (the log-modulations of the prior, or DS's posterior logits) gets
+  standard deviation ``--modulation-std`` (0.1): the gain of the conv encoder's LayerNorm is set
+  to it (zero bias), or, without a LayerNorm, the last layer gets zero bias and its weights are
+  rescaled to it on the first batch: posterior rates then spread around the prior's, as after some training.
 The table reports the mean and largest posterior mean rate measured on that batch, and the
 support the relaxed sampler used per rate (M arrivals for continuous time, Z_max + 1 points for
 Gumbel): the mean over the rates (with the adaptive support each bucket of rates gets its own
@@ -34,7 +34,7 @@ high-water mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` and glibc's
 returned with ``malloc_trim`` first, so earlier models do not hide later ones; elsewhere the
 ``ru_maxrss`` increase, which only shows a model whose peak beats every earlier one). It is
 the transient working memory of a step: activations, gradients (set to None between steps),
-temporaries and allocator slack. Parameters and the Adamax state exist before the timed
+temporaries and allocator slack. Parameters and the optimizer state exist before the timed
 steps; the "state MiB" column gives their exact size (parameters + gradients + 2 moments).
 
 Timings: the timed steps are split into ``--rounds`` rounds that visit every model in turn
@@ -151,6 +151,13 @@ def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Nam
         else:  # negative binomial, p = 0.5 so the mean r (1 - p) / p is r
             latent.prior_log_dispersion.copy_(log_rate)
             latent.prior_logit_prob.zero_()
+        norm = getattr(vae.encoder, "norm", None)
+        if isinstance(norm, torch.nn.LayerNorm):
+            # The conv encoder's LayerNorm (on by default) gives every image's output unit
+            # variance whatever the projection's scale: set its gain instead.
+            norm.bias.zero_()
+            norm.weight.fill_(args.modulation_std)
+            return
         last_layer = vae.encoder.projection  # both conv and linear encoders end with it
         last_layer.bias.zero_()
         spread = float(vae.encode(first_batch).std())
@@ -323,7 +330,7 @@ def run(argv: list[str] | None = None) -> int:
     print(f"(total {time.perf_counter() - started:.0f} s. step ms: median over {args.steps} steps in "
           f"{args.rounds} interleaved rounds; xG-VAE: ratio of medians, (min): ratio of fastest steps. "
           f"RSS MiB: peak RSS during the first round's timed steps minus RSS before them ({method}); "
-          f"state: parameters + grads + Adamax moments. mean-r/max-r: posterior mean rate on the "
+          f"state: parameters + grads + Adam moments. mean-r/max-r: posterior mean rate on the "
           f"first batch. support: M (continuous time) or Z_max + 1 (Gumbel) per rate, mean over the "
           f"rates of the last round's calls / largest used)")
     summary = []
