@@ -38,12 +38,12 @@ CALIBRATION_STEPS = (20, 60)
 MODEL = ["--data", "fashion-mnist", "--model", "negbio", "--kl", "ds", "--relax", "ct"]
 
 
-def _timed_fit(flags: list[str], out: Path, extra: list[str], steps: int) -> float:
+def _timed_fit(flags: list[str], out: Path, steps: int) -> float:
     if out.exists():
         shutil.rmtree(out)
     start = time.perf_counter()
-    status = cli_main(["fit", *MODEL, *flags, "--max-steps", str(steps), "--epochs", "1",
-                       "--out", str(out), "--no-progress", *extra])
+    status = cli_main(["fit", *flags, "--max-steps", str(steps), "--epochs", "1",
+                       "--out", str(out), "--no-progress"])
     if status:
         raise SystemExit(status)
     elapsed = time.perf_counter() - start
@@ -51,12 +51,35 @@ def _timed_fit(flags: list[str], out: Path, extra: list[str], steps: int) -> flo
     return elapsed
 
 
-def _seconds_per_step(flags: list[str], out: Path, extra: list[str]) -> float:
-    """Marginal seconds per optimizer step: the difference of a 20-step and a 60-step run, so the
-    data loading, start-up and final validation (the same in both) cancel out."""
-    short = _timed_fit(flags, out, extra, CALIBRATION_STEPS[0])
-    long = _timed_fit(flags, out, extra, CALIBRATION_STEPS[1])
+def seconds_per_step(flags: list[str], out: Path) -> float:
+    """Marginal seconds per optimizer step of ``spikelatent fit FLAGS``: the difference of a
+    20-step and a 60-step run, so the data loading, start-up and final validation (the same in
+    both) cancel out."""
+    short = _timed_fit(flags, out, CALIBRATION_STEPS[0])
+    long = _timed_fit(flags, out, CALIBRATION_STEPS[1])
     return max(long - short, 1e-3) / (CALIBRATION_STEPS[1] - CALIBRATION_STEPS[0])
+
+
+def budgeted_fit(flags: list[str], minutes: float, run_dir: Path) -> dict[str, float]:
+    """Train ``spikelatent fit FLAGS`` for a wall-clock budget into ``run_dir`` (replaced).
+
+    ``--max-steps`` is the steps that fit in 95 % of the budget at the calibrated step cost, so
+    the beta / temperature / learning-rate schedules end with the budget; ``--max-minutes`` is the
+    hard stop. Returns the calibrated seconds per step, the step budget and the minutes trained.
+    """
+    per_step = seconds_per_step(flags, run_dir.with_name(run_dir.name + "-calibration"))
+    steps = max(1, int(0.95 * minutes * 60 / per_step))
+    print(f"== {run_dir.name}: {per_step * 1000:.0f} ms per step (calibration) -> --max-steps {steps}",
+          flush=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    status = cli_main(["fit", *flags, "--max-steps", str(steps), "--epochs", "100000",
+                       "--max-minutes", str(minutes), "--out", str(run_dir), "--no-progress"])
+    if status:
+        raise SystemExit(status)
+    return {"seconds_per_step": per_step, "step_budget": steps,
+            "train_minutes": (time.perf_counter() - start) / 60}
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -68,21 +91,10 @@ def run(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, budget {args.minutes} min")
     results = {}
     for name in args.settings:
-        flags = SETTINGS[name]
-        per_step = _seconds_per_step(flags, args.out / f"{name}-calibration", extra)
-        steps = max(1, int(0.95 * args.minutes * 60 / per_step))
-        print(f"== {name}: {per_step * 1000:.0f} ms per step (calibration) -> --max-steps {steps}")
         run_dir = args.out / name
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        start = time.perf_counter()
-        status = cli_main(["fit", *MODEL, *flags, "--max-steps", str(steps), "--epochs", "100000",
-                           "--max-minutes", str(args.minutes), "--out", str(run_dir),
-                           "--no-progress", *extra])
-        if status:
-            return status
+        timing = budgeted_fit([*MODEL, *SETTINGS[name], *extra], args.minutes, run_dir)
         summary = trained_model_summary(run_dir)  # last weights, first 5,000 test images
-        results[name] = {"train_minutes": (time.perf_counter() - start) / 60,
+        results[name] = {"train_minutes": timing["train_minutes"],
                          **{key: summary[key] for key in REPORTED}}
         print(name, results[name], flush=True)
     print(f"\n| setting | {' | '.join(next(iter(results.values())))} |")
