@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from spikelatent.analyze import trained_model_summary
 from spikelatent.cli import main as cli_main
+from spikelatent.workflows.analyze import trained_model_summary
 
 SETTINGS = {"paper": ["--preset", "paper"], "default": [], "poisson-vae": ["--preset", "poisson-vae"]}
 REPORTED = ("steps", "mse_hard", "mse_mean", "ssim_hard", "fraction_informative",

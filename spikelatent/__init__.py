@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("spikelatent.model", "load"),
     "VAE": ("spikelatent.model", "VAE"),
-    "fit": ("spikelatent.training", "fit"),
+    "fit": ("spikelatent.workflows.fit", "fit"),
     "FitConfig": ("spikelatent.config", "FitConfig"),
     "population": ("spikelatent.population", "population"),
     "make_datamodule": ("spikelatent.data", "make_datamodule"),

@@ -26,7 +26,7 @@ import spikelatent
 from spikelatent.cli import main
 from spikelatent.config import FitConfig
 from spikelatent.population import population
-from spikelatent.training import fit
+from spikelatent.workflows.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES, TEST_FRACTION = 200, 0.15  # synthetic data: 30 test images, 10 classes
@@ -247,7 +247,7 @@ def test_shattering_matches_sklearn_fits(runs, analyzed):
 
 
 def test_train_split_keeps_fitting_images_apart_from_the_stimuli(runs, tmp_path):
-    from spikelatent.analyze import analyze_run
+    from spikelatent.workflows.analyze import analyze_run
 
     report = analyze_run(
         runs["negbio"], split="train", n_stimuli=20, n_trials=2, n_jobs=1, progress=False

@@ -21,7 +21,7 @@ from spikelatent.commands.fit import config_from_args
 from spikelatent.config import PRESET_DIR, FitConfig, available_presets, load_preset
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE
-from spikelatent.training import CollapseWarning, fit
+from spikelatent.workflows.fit import CollapseWarning, fit
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -235,6 +235,24 @@ def test_cli_prints_the_collapse_warning_as_one_line(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("spikelatent: warning: posterior collapse")
 
 
+def test_a_resumed_run_that_had_warned_stays_silent(tmp_path):
+    collapsed = {**SMALL, "epochs": 1, "beta": 1e4, "beta_start": 1e4, "out": str(tmp_path / "run")}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_dir = fit(collapsed, progress=False)
+    assert len([w for w in caught if issubclass(w.category, CollapseWarning)]) == 1
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    assert state["CollapseGuard"] == {"warned": True}
+
+    config = FitConfig.from_yaml(run_dir / "config.yaml")
+    config.epochs = 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(config, resume=True, progress=False)
+    assert not [w for w in caught if issubclass(w.category, CollapseWarning)]
+    assert _collapse_column(run_dir) == [1, 1]  # still collapsed: silent because it had warned
+
+
 def test_beta_auto_is_the_published_weighting():
     # C * H / K on the sum objective: 28 / 16 for (1, 28, 28) and 16 units; 1 on the published one.
     assert _vae(beta="auto").final_beta == pytest.approx(28 / 16)
@@ -245,7 +263,7 @@ def test_beta_auto_is_the_published_weighting():
 
 
 def test_information_summary_matches_the_scipy_series_kl():
-    from spikelatent.analyze import information_summary
+    from spikelatent.workflows.analyze import information_summary
 
     torch.manual_seed(2)
     vae = _vae(model="negbio", arch="mlp").eval()

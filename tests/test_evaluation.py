@@ -18,7 +18,7 @@ from skimage.metrics import structural_similarity
 
 from spikelatent.cli import main
 from spikelatent.errors import SpikelatentError
-from spikelatent.evaluation import (
+from spikelatent.workflows.evaluate import (
     COMPARISON_CSV,
     COMPARISON_FIGURE,
     COMPARISON_MARKDOWN,

@@ -57,8 +57,8 @@ def _same_rows(a, b):
 
 
 def test_resume_continues_after_the_last_epoch_even_when_validation_got_worse(tmp_path, monkeypatch):
-    from spikelatent import training
-    from spikelatent.training import fit
+    from spikelatent.workflows import fit as fit_workflow
+    from spikelatent.workflows.fit import fit
 
     _validation_worsens_after_the_first_epoch(monkeypatch)
     straight = fit(FitConfig(**SMALL, epochs=3, out=str(tmp_path / "straight")), progress=False)
@@ -74,7 +74,7 @@ def test_resume_continues_after_the_last_epoch_even_when_validation_got_worse(tm
         if trainer.current_epoch == 2:
             raise RuntimeError("simulated crash")
     with monkeypatch.context() as patch:
-        patch.setattr(training.EpochMetricsCSV, "on_train_epoch_start", crash, raising=False)
+        patch.setattr(fit_workflow.EpochMetricsCSV, "on_train_epoch_start", crash, raising=False)
         with pytest.raises(RuntimeError, match="simulated crash"):
             fit(FitConfig(**SMALL, epochs=3, out=str(tmp_path / "resumed")), progress=False)
     resumed = tmp_path / "resumed"
@@ -107,7 +107,7 @@ def _snapshot(run_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from spikelatent.training import fit
+    from spikelatent.workflows.fit import fit
 
     out = tmp_path_factory.mktemp("finished") / "run"
     return fit(FitConfig(**SMALL, epochs=1, out=str(out)), progress=False)
@@ -158,3 +158,40 @@ def test_a_bad_last_checkpoint_is_one_line_and_changes_nothing(finished_run, tmp
     assert "use another checkpoint (e.g. checkpoints/last.ckpt)" not in err
     assert _snapshot(run_dir) == before
     assert not (tmp_path / "HOSTILE_CODE_RAN").exists()
+
+
+def _drop_a_weight(state_dict: dict[str, torch.Tensor]) -> str:
+    key = next(iter(state_dict))
+    del state_dict[key]
+    return f"missing key '{key}'"
+
+
+def _add_a_weight(state_dict: dict[str, torch.Tensor]) -> str:
+    state_dict["decoder.extra.weight"] = torch.zeros(2, 2)
+    return "unexpected key 'decoder.extra.weight'"
+
+
+def _reshape_a_weight(state_dict: dict[str, torch.Tensor]) -> str:
+    key = next(key for key, value in state_dict.items() if value.ndim == 2)
+    shape = tuple(state_dict[key].shape)
+    state_dict[key] = torch.zeros(shape[0] + 1, shape[1])
+    return f"key '{key}' has shape ({shape[0] + 1}, {shape[1]}), the model's {shape}"
+
+
+@pytest.mark.parametrize("change", [_drop_a_weight, _add_a_weight, _reshape_a_weight])
+def test_a_checkpoint_of_another_model_names_the_first_mismatching_key(finished_run, tmp_path,
+                                                                       capsys, monkeypatch, change):
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    path = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    expected = change(checkpoint["state_dict"])
+    torch.save(checkpoint, path)
+    before = _snapshot(run_dir)
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--resume", str(run_dir), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "does not match the run's configuration" in err and "last.ckpt" in err
+    assert expected in err, err
+    assert "more key" not in err  # exactly one key differs
+    assert _snapshot(run_dir) == before

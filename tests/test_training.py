@@ -123,7 +123,7 @@ def _state(run_dir, which="last"):
 
 
 def test_fit_writes_the_run_and_resume_matches_a_straight_run(tmp_path, monkeypatch):
-    from spikelatent.training import fit
+    from spikelatent.workflows.fit import fit
 
     straight = fit(FitConfig(**SMALL, out=str(tmp_path / "straight")), progress=False)
     for name in ("config.yaml", "splits.json", "metrics.csv", "reconstructions.png",
@@ -141,12 +141,12 @@ def test_fit_writes_the_run_and_resume_matches_a_straight_run(tmp_path, monkeypa
     assert saved.to_dict() == FitConfig(**SMALL, out=str(straight)).resolved().to_dict()
 
     # A crash right after the first epoch's checkpoint, then --resume with the same configuration.
-    from spikelatent import training
+    from spikelatent.workflows import fit as fit_workflow
 
     def crash_in_second_epoch(self, trainer, pl_module):
         if trainer.current_epoch == 1:
             raise RuntimeError("simulated crash")
-    monkeypatch.setattr(training.EpochMetricsCSV, "on_train_epoch_start", crash_in_second_epoch,
+    monkeypatch.setattr(fit_workflow.EpochMetricsCSV, "on_train_epoch_start", crash_in_second_epoch,
                         raising=False)
     resumed_dir = tmp_path / "resumed"
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -168,7 +168,7 @@ def test_fit_writes_the_run_and_resume_matches_a_straight_run(tmp_path, monkeypa
 
 
 def test_non_finite_loss_stops_with_the_step_and_checkpoint(tmp_path, monkeypatch):
-    from spikelatent.training import fit
+    from spikelatent.workflows.fit import fit
 
     original = VAE.decode
     def poisoned(self, z):  # NaN from the third optimizer step on

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if str(args.run_dir).endswith(".nwb") or Path(args.run_dir).is_file():
         return run_recording(args)
-    from spikelatent.analyze import analyze_run
+    from spikelatent.workflows.analyze import analyze_run
 
     report = analyze_run(
         args.run_dir,
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_recording(args: argparse.Namespace) -> int:
-    from spikelatent.analyze import analyze_recording
+    from spikelatent.workflows.analyze import analyze_recording
 
     report = analyze_recording(
         args.run_dir, bin_size=args.bin_size, intervals=args.intervals, out=args.out, seed=args.seed

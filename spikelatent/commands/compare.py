@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spikelatent.evaluation import compare_runs
+    from spikelatent.workflows.evaluate import compare_runs
 
     path = compare_runs(args.run_dirs, args.out, data_dir=args.data_dir, n_images=args.n_images)
     print(path.read_text(), end="")

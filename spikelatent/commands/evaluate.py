@@ -72,7 +72,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spikelatent.evaluation import evaluate_run
+    from spikelatent.workflows.evaluate import evaluate_run
 
     metrics = evaluate_run(
         args.run_dir,

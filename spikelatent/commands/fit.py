@@ -211,7 +211,7 @@ def _check_run_dir(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spikelatent.training import fit
+    from spikelatent.workflows.fit import fit
 
     config, resume = config_from_args(args)
     from lightning.pytorch.utilities import rank_zero_info

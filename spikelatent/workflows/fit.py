@@ -70,6 +70,13 @@ class CollapseGuard(Callback):
         self.warned = False
         self.collapsed = False
 
+    # "Warned" travels in the checkpoint: a resumed run that had already warned stays silent.
+    def state_dict(self) -> dict[str, Any]:
+        return {"warned": self.warned}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.warned = bool(state_dict.get("warned", False))
+
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.collapsed = False
         if trainer.sanity_checking or pl_module.beta() < pl_module.final_beta:
@@ -242,13 +249,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     datamodule.setup("fit")
     model = VAE(config.to_dict(), datamodule.image_shape, datamodule.data_range)
     if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as error:
-            raise CheckpointError(
-                f"cannot resume from {last_checkpoint}: it does not match the run's configuration "
-                f"({str(error).splitlines()[0][:120]}); resume with the run's own config.yaml"
-            ) from None
+        _load_weights(model, checkpoint, last_checkpoint)
         del checkpoint
     rank_zero_info(
         f"{'resuming' if resume else 'training'} {model.variant} on {config.data} for "
@@ -308,7 +309,8 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
 
 def _resumable_checkpoint(path: Path, config: FitConfig) -> dict[str, Any]:
     """``last.ckpt`` read safely, or a one-line error: corrupt, foreign or unsafe file, a file
-    without training state, or a run that already trained ``config.epochs`` epochs."""
+    without training state, or a run that already trained ``config.epochs`` epochs. Its weights
+    are checked against the configured model once that is built (:func:`_load_weights`)."""
     checkpoint = read_checkpoint(path)
     if "loops" not in checkpoint or "optimizer_states" not in checkpoint or "epoch" not in checkpoint:
         raise CheckpointError(
@@ -322,6 +324,45 @@ def _resumable_checkpoint(path: Path, config: FitConfig) -> dict[str, Any]:
             f"(--epochs {config.epochs}); pass --epochs N with N > {done} to train further"
         )
     return checkpoint
+
+
+def _load_weights(model: VAE, checkpoint: dict[str, Any], path: Path) -> None:
+    """The checkpoint's weights into ``model``, or a one-line error naming the first key that
+    does not match the configured model (missing, unexpected or of another shape)."""
+    problem = _state_dict_mismatch(model.state_dict(), checkpoint["state_dict"])
+    if problem is None:
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:
+            problem = str(error).splitlines()[0][:120]
+    if problem is not None:
+        raise CheckpointError(
+            f"cannot resume from {path}: it does not match the run's configuration "
+            f"({problem}); resume with the run's own config.yaml"
+        )
+
+
+def _state_dict_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """Where the checkpoint's state dict ``found`` differs from the model's ``expected``, in
+    words: the first missing or reshaped key in the model's order, else the first unexpected
+    key, and how many more keys differ; None when every key and shape matches."""
+    differences: list[str] = []
+    for key, tensor in expected.items():
+        if key not in found:
+            differences.append(f"missing key {key!r}")
+            continue
+        shape = getattr(found[key], "shape", None)
+        if shape is not None and tuple(shape) != tuple(tensor.shape):
+            differences.append(f"key {key!r} has shape {tuple(shape)}, the model's "
+                               f"{tuple(tensor.shape)}")
+    differences += [f"unexpected key {key!r}" for key in found if key not in expected]
+    if not differences:
+        return None
+    more = len(differences) - 1
+    if not more:
+        return differences[0]
+    return differences[0] + (", and 1 more key differs" if more == 1
+                             else f", and {more} more keys differ")
 
 
 def _steps_per_epoch(datamodule: Any) -> int:

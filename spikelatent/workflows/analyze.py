@@ -478,8 +478,8 @@ def trained_model_summary(
     import spikelatent
     from spikelatent import analysis
     from spikelatent.data import datamodule_from_config
-    from spikelatent.evaluation import _reconstruct
     from spikelatent.metrics.reconstruction import reconstruction_metrics
+    from spikelatent.workflows.evaluate import _reconstruct
 
     run_dir = Path(run_dir)
     model = spikelatent.load(run_dir, which="last")
