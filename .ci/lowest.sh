@@ -2,8 +2,9 @@
 # CI job: the lowest versions pyproject.toml allows. Every direct dependency (and dev tool) is
 # installed at its floor with uv's --resolution lowest-direct (indirect ones at their newest that
 # fit), then a short fit, the docs build and the test suite run. A floor the code outgrows fails
-# here, not on a user's machine. Measured: the install takes ~40 s (a ~2.6 GB CUDA build of the
-# lowest torch is downloaded from PyPI; uv caches it in $UV_CACHE_DIR between runs).
+# here, not on a user's machine. Measured: the install takes ~40 s (a ~3 GB CUDA build of the
+# lowest torch is downloaded from PyPI; uv caches it in $UV_CACHE_DIR between runs); the whole job
+# ~7.5 min on 2 loaded cores, pytest ~6 min of it. Started by .ci/run unless CI_LOWEST=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MPLBACKEND=Agg
@@ -20,7 +21,7 @@ UV="${VENV}-uv/bin/uv"
 source "$VENV/bin/activate"
 echo "lowest direct dependencies:"
 "$UV" pip list --python "$VENV/bin/python" 2>/dev/null | grep -iE \
-    '^(torch|torchvision|numpy|scipy|xarray|h5netcdf|pynwb|scikit-learn|matplotlib|lightning|torchmetrics|tqdm|pyyaml|platformdirs|torch-fidelity|joblib|threadpoolctl|pytest|pytest-xdist|ruff|nwbinspector|scikit-image|nbmake|ipykernel|mkdocs-material|mkdocstrings-python) '
+    '^(torch|torchvision|numpy|scipy|xarray|h5netcdf|pynwb|scikit-learn|matplotlib|lightning|torchmetrics|tqdm|pyyaml|platformdirs|torch-fidelity|joblib|threadpoolctl|pytest|pytest-xdist|ruff|nwbinspector|scikit-image|nbmake|ipykernel|mkdocs-material|mkdocstrings-python|pynapple) '
 run_dir="$(mktemp -d)/run"
 spikelatent fit --data digits --limit 200 --epochs 2 --latent-dim 8 --out "$run_dir" > /dev/null
 spikelatent fit --resume "$run_dir" --epochs 3 > /dev/null
