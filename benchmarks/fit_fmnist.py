@@ -42,7 +42,8 @@ def _timed_fit(flags: list[str], out: Path, steps: int) -> float:
     if out.exists():
         shutil.rmtree(out)
     start = time.perf_counter()
-    status = cli_main(["fit", *flags, "--max-steps", str(steps), "--epochs", "1",
+    # As many epochs as it takes (a small --limit has fewer steps per epoch): --max-steps binds.
+    status = cli_main(["fit", *flags, "--max-steps", str(steps), "--epochs", "100000",
                        "--out", str(out), "--no-progress"])
     if status:
         raise SystemExit(status)
