@@ -53,19 +53,21 @@ def _timed_fit(flags: list[str], out: Path, steps: int) -> float:
 
 
 def _mean_temperature(flags: list[str]) -> float | None:
-    """The temperature ``spikelatent fit FLAGS`` trains at on average over its schedule (linear
-    from start to end over the anneal fraction of the steps, then flat), None without one."""
+    """The temperature ``spikelatent fit FLAGS`` trains at on average over its schedule (the
+    model's own ``linear_ramp`` over a nominal 1,000 steps), None for a model without one."""
     from spikelatent.cli import build_parser
     from spikelatent.commands.fit import config_from_args
     from spikelatent.config import TEMPERATURE_MODELS
+    from spikelatent.model import linear_ramp
 
     config, _ = config_from_args(build_parser().parse_args(["fit", *flags]))
     config = config.resolved()
     if config.model not in TEMPERATURE_MODELS:
         return None
-    start, end, fraction = (config.temperature_start, config.temperature_end,
-                            config.temperature_anneal_fraction)
-    return fraction * (start + end) / 2 + (1 - fraction) * end
+    steps = 1000
+    stop = int(config.temperature_anneal_fraction * steps)
+    return sum(linear_ramp(step, 0, stop, config.temperature_start, config.temperature_end)
+               for step in range(steps)) / steps
 
 
 def seconds_per_step(flags: list[str], out: Path) -> float:
