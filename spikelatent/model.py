@@ -16,6 +16,9 @@ from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.latents import LatentFamily, make_latent_family
 from spikelatent.networks import make_decoder, make_encoder
 
+#: Devices with a fused Adam kernel in every torch we support (>= 2.9); elsewhere the default loop.
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
 
 class TrainingDivergedError(SpikelatentError):
     """The loss became NaN or infinite."""
@@ -244,8 +247,14 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.config
-        optimizer_class = torch.optim.Adam if c["optimizer"] == "adam" else torch.optim.Adamax
-        optimizer = optimizer_class(self.parameters(), lr=c["lr"], betas=(0.9, 0.999))
+        parameters = list(self.parameters())
+        if c["optimizer"] == "adam":
+            # The fused kernel does the whole update in one pass: on the CPU 5-7x faster than the
+            # per-tensor loop torch picks by default there (benchmarks/optimizer_step.py).
+            fused = all(p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in parameters)
+            optimizer = torch.optim.Adam(parameters, lr=c["lr"], betas=(0.9, 0.999), fused=fused or None)
+        else:
+            optimizer = torch.optim.Adamax(parameters, lr=c["lr"], betas=(0.9, 0.999), foreach=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.learning_rate_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -137,6 +137,24 @@ def test_adam_and_constant_learning_rate():
     assert [vae.learning_rate_factor(step) for step in (0, 10, 50, 99)] == [1.0] * 4
 
 
+def test_fused_adam_on_the_cpu_takes_the_same_steps_as_the_reference_loop():
+    vae = _vae(optimizer="adam", lr=1e-3)
+    optimizer = vae.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"] is True
+    reference_parameters = [p.detach().clone().requires_grad_() for p in vae.parameters()]
+    reference = torch.optim.Adam(reference_parameters, lr=1e-3, betas=(0.9, 0.999), foreach=False)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for ours, theirs in zip(vae.parameters(), reference_parameters):
+            ours.grad = torch.randn(ours.shape, generator=generator)
+            theirs.grad = ours.grad.clone()
+        optimizer.step()
+        reference.step()
+    for ours, theirs in zip(vae.parameters(), reference_parameters):
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-7)
+    assert type(_vae(optimizer="adamax").configure_optimizers()["optimizer"]) is torch.optim.Adamax
+
+
 def test_presets_hold_only_known_options_and_flags_override_them():
     assert {"paper", "poisson-vae"} <= set(available_presets())
     for name in available_presets():
