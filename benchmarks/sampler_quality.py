@@ -9,7 +9,8 @@ then measures the last weights:
   images, ``spikelatent.workflows.analyze.trained_model_summary``), KL per image, median Fano;
 * KID (and FID@5k) of ``--n-samples`` prior samples with the offline classifier features
   (``spikelatent evaluate --features classifier``);
-* the steps done in the budget.
+* the steps done in the budget, next to the step budget the schedules were set for: a row that
+  stops on ``--max-minutes`` short of it ended with its temperature and beta still ramping.
 
     python benchmarks/sampler_quality.py [--minutes 4] [--limit 12000] [--rows ds-gp ds-cnt ...]
 
@@ -38,7 +39,7 @@ ROWS = {
     for kl in ("ds", "mc", "series")
     for short, sampler in (("gp", "gamma-poisson"), ("cnt", "counting"))
 }
-COLUMNS = ("steps", "mse_hard", "mse_mean", "ssim_hard", "kid_mean", "fid_5k", "kl_per_image",
+COLUMNS = ("steps", "step_budget", "mse_hard", "mse_mean", "ssim_hard", "kid_mean", "fid_5k", "kl_per_image",
            "fano_median", "seconds_per_step")
 
 

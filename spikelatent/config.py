@@ -74,7 +74,7 @@ class FitConfig:
     # optimisation
     epochs: int | None = None
     max_steps: int | None = None  # None: epochs alone set the length
-    max_minutes: float | None = None  # wall-clock limit; the schedules do not follow it
+    max_minutes: float | None = None  # wall-clock limit; the schedules follow it (VAE.schedule_step)
     batch_size: int | None = None  # None: 32 on digits, 128 otherwise
     optimizer: str = "adam"
     lr: float = 1e-3

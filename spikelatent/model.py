@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch.distributions import Distribution
 
 from spikelatent.config import FitConfig
@@ -148,21 +149,48 @@ class VAE(pl.LightningModule):
             self._total_steps = max(1, int(trainer.estimated_stepping_batches)) if trainer else 1
         return self._total_steps
 
+    def schedule_step(self) -> int:
+        """The step the schedules are at: the optimizer step or, with ``max_minutes``, the same
+        fraction of ``total_steps`` as of the wall-clock budget if that is further on.
+
+        So a run the clock stops early still ends with τ annealed, β warmed up and the learning
+        rate decayed (the step cost grows as the latent counts rise, so a step budget set from
+        the first steps' cost overshoots). Lightning's Timer keeps the elapsed time across
+        resumes.
+        """
+        step = self.global_step
+        timer = self._budget_timer()
+        if timer is None:
+            return step
+        fraction = min(1.0, timer.time_elapsed("train") / (60.0 * self.config["max_minutes"]))
+        return max(step, int(fraction * self.total_steps))
+
+    def _budget_timer(self) -> Timer | None:
+        trainer = self._trainer
+        if trainer is None or not self.config.get("max_minutes"):
+            return None
+        return next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+
     def temperature(self, step: int | None = None) -> float:
         """Linear anneal from temperature_start to temperature_end over the first fraction."""
-        step = self.global_step if step is None else step
+        step = self.schedule_step() if step is None else step
         c = self.config
         stop = int(c["temperature_anneal_fraction"] * self.total_steps)
         return linear_ramp(step, 0, stop, c["temperature_start"], c["temperature_end"])
 
     def beta(self, step: int | None = None) -> float:
         """beta_start for the first hold fraction, then linear up to beta over the warm-up."""
-        step = self.global_step if step is None else step
+        step = self.schedule_step() if step is None else step
         c = self.config
         hold = int(c["beta_hold_fraction"] * self.total_steps)
         stop = hold + int(c["beta_warmup_fraction"] * self.total_steps)
         final = self.final_beta
         return linear_ramp(step, hold, stop, min(c["beta_start"], final), final)
+
+    def _scheduled_learning_rate_factor(self, step: int) -> float:
+        # LambdaLR counts its own steps; a run on a wall-clock budget may be further on.
+        timer = self._budget_timer()
+        return self.learning_rate_factor(step if timer is None else max(step, self.schedule_step()))
 
     def learning_rate_factor(self, step: int) -> float:
         """Linear warm-up then cosine decay from lr to lr_min, or constant (a factor of lr)."""
@@ -255,7 +283,7 @@ class VAE(pl.LightningModule):
             optimizer = torch.optim.Adam(parameters, lr=c["lr"], betas=(0.9, 0.999), fused=fused or None)
         else:
             optimizer = torch.optim.Adamax(parameters, lr=c["lr"], betas=(0.9, 0.999), foreach=True)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.learning_rate_factor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._scheduled_learning_rate_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # Resuming must give the same result as a straight run: keep the RNG state with the weights.

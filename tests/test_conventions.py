@@ -7,13 +7,16 @@ files themselves for the presets, and metrics.csv / stderr for the collapse guar
 from __future__ import annotations
 
 import csv
+import math
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.stats
 import torch
 import yaml
+from lightning.pytorch.callbacks import Timer
 from scipy.special import digamma, gammaln
 
 from spikelatent.cli import build_parser, main
@@ -301,3 +304,32 @@ def test_information_summary_matches_the_scipy_series_kl():
     assert summary["kl_per_image_mean"] == pytest.approx(per_unit.sum(-1).mean(), rel=1e-4)
     assert summary["n_informative"] == int((per_unit.mean(0) > 0.01).sum()) <= 8
     assert summary["n_units"] == 16
+
+
+def _on_clock(vae: VAE, global_step: int, elapsed_seconds: float) -> VAE:
+    """Attach a stand-in trainer at ``global_step`` whose Lightning Timer has run ``elapsed_seconds``."""
+    timer = Timer(duration=None)
+    timer._offset = elapsed_seconds  # what a resumed Timer reports before its stage starts
+    vae._trainer = SimpleNamespace(callbacks=[timer], global_step=global_step)
+    return vae
+
+
+def test_schedules_follow_the_wall_clock_budget_when_it_is_further_on():
+    options = dict(model="negbio", max_minutes=10.0, temperature_start=1.0, temperature_end=0.2,
+                   temperature_anneal_fraction=1.0, beta=2.0, beta_start=0.0,
+                   beta_warmup_fraction=0.5, lr_schedule="cosine", lr=1e-3, lr_min=1e-5)
+    # 20 of 100 steps but 6 of 10 minutes: the schedules stand at step 60.
+    vae = _on_clock(_vae(**options), global_step=20, elapsed_seconds=360.0)
+    assert vae.schedule_step() == 60
+    assert vae.temperature() == pytest.approx(1.0 + (0.2 - 1.0) * 60 / 100)
+    assert vae.beta() == 2.0  # warm-up over the first 50 steps is done
+    cosine = 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * 59 / 99))  # warm-up = 1 step
+    assert vae._scheduled_learning_rate_factor(20) == pytest.approx(cosine)
+    # The steps ahead of the clock: the steps rule; an explicit step is taken as given.
+    vae = _on_clock(_vae(**options), global_step=80, elapsed_seconds=60.0)
+    assert vae.schedule_step() == 80 and vae.temperature(10) == pytest.approx(1.0 - 0.8 * 0.1)
+    # Past the budget the schedules stay at their end.
+    assert _on_clock(_vae(**options), global_step=5, elapsed_seconds=9999.0).schedule_step() == 100
+    # Without --max-minutes the clock is ignored.
+    no_budget = {**options, "max_minutes": None}
+    assert _on_clock(_vae(**no_budget), global_step=20, elapsed_seconds=360.0).schedule_step() == 20

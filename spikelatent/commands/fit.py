@@ -71,8 +71,8 @@ HELP = {
     "epochs": "training epochs (default 100 on digits, 50 otherwise)",
     "max_steps": "stop after this many optimizer steps, whichever comes first with --epochs; "
                  "the schedules follow the shorter length (default: no step limit)",
-    "max_minutes": "stop after this many minutes of training (a hard limit: the schedules follow "
-                   "--epochs and --max-steps, so set those to the budget too)",
+    "max_minutes": "stop after this many minutes of training; the schedules then follow the "
+                   "minutes used when they are further on than the steps done",
     "batch_size": "images per optimizer step and device (default 32 on digits, 128 otherwise)",
     "optimizer": "adam or adamax, betas 0.9, 0.999 (default adam)",
     "lr": "peak learning rate (default 1e-3)",
