@@ -148,12 +148,12 @@ def test_fused_adam_on_the_cpu_takes_the_same_steps_as_the_reference_loop():
     reference = torch.optim.Adam(reference_parameters, lr=1e-3, betas=(0.9, 0.999), foreach=False)
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):
-        for ours, theirs in zip(vae.parameters(), reference_parameters):
+        for ours, theirs in zip(vae.parameters(), reference_parameters, strict=True):
             ours.grad = torch.randn(ours.shape, generator=generator)
             theirs.grad = ours.grad.clone()
         optimizer.step()
         reference.step()
-    for ours, theirs in zip(vae.parameters(), reference_parameters):
+    for ours, theirs in zip(vae.parameters(), reference_parameters, strict=True):
         torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-7)
     assert type(_vae(optimizer="adamax").configure_optimizers()["optimizer"]) is torch.optim.Adamax
 
