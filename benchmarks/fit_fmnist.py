@@ -88,8 +88,8 @@ def budgeted_fit(flags: list[str], minutes: float, run_dir: Path) -> dict[str, f
 
     ``--max-steps`` is the steps that fit in 90 % of the budget at the calibrated step cost (the
     rest is for the validations); ``--max-minutes`` is the stop, and the schedules follow the clock
-    when the steps fall behind it, so they end with the budget either way. Returns the calibrated seconds per step, the step
-    budget and the minutes trained.
+    when the steps fall behind it, so they end with the budget either way. Returns the calibrated
+    seconds per step, the step budget and the minutes trained.
     """
     per_step = seconds_per_step(flags, run_dir.with_name(run_dir.name + "-calibration"))
     steps = max(1, int(0.90 * minutes * 60 / per_step))
