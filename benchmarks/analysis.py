@@ -99,7 +99,7 @@ def benchmark_population(args: argparse.Namespace):
     """Time ``spikelatent.population`` and its parts; returns the counts for the analyses."""
     import torch
 
-    from spikelatent.population import population
+    from spikelatent.populations import population
 
     torch.set_num_threads(args.threads)
     model = realistic_negbio_model(args.units, args.arch)

@@ -16,7 +16,7 @@ _LAZY = {
     "VAE": ("spikelatent.model", "VAE"),
     "fit": ("spikelatent.workflows.fit", "fit"),
     "FitConfig": ("spikelatent.config", "FitConfig"),
-    "population": ("spikelatent.population", "population"),
+    "population": ("spikelatent.populations", "population"),
     "make_datamodule": ("spikelatent.data", "make_datamodule"),
     "SpikelatentError": ("spikelatent.errors", "SpikelatentError"),
 }
@@ -28,8 +28,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module_name, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module_name), attribute)
-        # Importing spikelatent.population binds the *module* to this package's "population";
-        # bind the function instead, so a second spikelatent.population(...) still works.
         globals()[name] = value
         return value
     raise AttributeError(f"module 'spikelatent' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 import spikelatent
 from spikelatent.cli import main
 from spikelatent.config import FitConfig
-from spikelatent.population import population
+from spikelatent.populations import population
 from spikelatent.workflows.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]

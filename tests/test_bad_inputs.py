@@ -178,11 +178,11 @@ def test_export_nwb_defaults_work_on_a_digits_run(digits_run, tmp_path, capsys):
 
 
 def test_export_nwb_checks_its_output_before_simulating(digits_run, tmp_path, capsys, monkeypatch):
-    import spikelatent.population
+    import spikelatent.populations
 
     def never(*args, **kwargs):
         raise AssertionError("simulated before checking --out")
-    monkeypatch.setattr(spikelatent.population, "population", never)
+    monkeypatch.setattr(spikelatent.populations, "population", never)
     assert main(["export-nwb", str(digits_run), "--out", str(tmp_path / "missing" / "f.nwb")]) == 2
     err = _one_line_error(capsys)
     assert "the folder" in err and "does not exist; create it first" in err

@@ -464,7 +464,7 @@ def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
         raising=False,
     )
     monkeypatch.setitem(
-        sys.modules, "spikelatent.population", types.SimpleNamespace(population=fake_population)
+        sys.modules, "spikelatent.populations", types.SimpleNamespace(population=fake_population)
     )
     out = tmp_path / "run.nwb"
     argv = [

@@ -11,7 +11,7 @@ import xarray as xr
 from spikelatent.config import FitConfig
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE
-from spikelatent.population import population
+from spikelatent.populations import population
 
 UNITS = 6
 

@@ -10,11 +10,11 @@ from pynwb import NWBHDF5IO
 from scipy import stats
 
 from spikelatent.nwb import read_counts, to_nwb
-from spikelatent.population import binned_counts, spike_times
+from spikelatent.populations import binned_counts, spike_times
 
 nap = pytest.importorskip("pynapple")
 
-from spikelatent.bridge import from_pynapple, to_pynapple  # noqa: E402
+from spikelatent.pynapple_bridge import from_pynapple, to_pynapple  # noqa: E402
 
 
 def small_population(seed=0, n_trial=4, n_stimulus=3, n_unit=5):

@@ -2,7 +2,7 @@
 
 Both take binned counts with a ``time`` dim (from :func:`spikelatent.nwb.read_counts` with
 ``bin_size``, :func:`spikelatent.pynapple.from_pynapple` or
-:func:`spikelatent.population.binned_counts`) or, for :func:`fano_factor_by_window`, raw spike
+:func:`spikelatent.populations.binned_counts`) or, for :func:`fano_factor_by_window`, raw spike
 times (one array per unit). Results are ``xarray.Dataset`` objects.
 
 Known curves (the tests' oracles): a Poisson process has F(T) = 1 at every window length T; a

@@ -198,7 +198,7 @@ def _simulate(args: argparse.Namespace):
     """Load the model, take the stimuli and simulate the population; returns (population, images)."""
     import spikelatent
     from spikelatent.data import datamodule_from_config
-    from spikelatent.population import population as make_population
+    from spikelatent.populations import population as make_population
 
     split, start, stop = parse_stimuli(args.stimuli or DEFAULT_STIMULI)
     trials = args.trials or DEFAULT_TRIALS

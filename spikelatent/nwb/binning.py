@@ -1,7 +1,7 @@
 """Spike times → spike counts: one count per window, or consecutive bins inside each window.
 
 The reading side of :mod:`spikelatent.nwb` (NWB files), :func:`spikelatent.pynapple.from_pynapple`
-and the model populations (:func:`spikelatent.population.binned_counts`) all count through
+and the model populations (:func:`spikelatent.populations.binned_counts`) all count through
 :func:`count_spikes`, so a recording and a model population get the same bins, coordinates and
 attributes.
 

@@ -1,7 +1,7 @@
 """``analyze_run``: a trained run's latent population and its analyses, written into the run.
 
 For a Poisson or NegBio model the first ``n_stimuli`` images of a data split are turned into a
-simulated population (:func:`spikelatent.population.population`), saved as ``population.nc``, and
+simulated population (:func:`spikelatent.populations.population`), saved as ``population.nc``, and
 analysed as one would analyse recorded neurons: empirical vs model Fano factor, the Poisson
 dispersion test, the NB-vs-Poisson likelihood-ratio test, the mean–variance relation, sparsity and
 active units. For every model (count or not) the shattering dimensionality of the read-out features
@@ -648,7 +648,7 @@ def analyze_run(
             figures_skipped[name] = str(error)
 
     if model.latent.is_count:
-        from spikelatent.population import population
+        from spikelatent.populations import population
 
         pop = population(
             model, images, labels=labels, n_trials=n_trials, seed=seed, progress=progress
@@ -677,7 +677,7 @@ def analyze_run(
             population=results["population"],
         )
         draw("raster.png", figures.plot_raster, pop["counts"])
-        from spikelatent.population import binned_counts
+        from spikelatent.populations import binned_counts
 
         subset = pop.isel(stimulus=slice(0, COUNTING_STIMULI))
         counting = counting_summary(binned_counts(subset, COUNTING_BIN, seed=seed), seed=seed)

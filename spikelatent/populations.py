@@ -7,8 +7,6 @@ and draws ``n_trials`` exact integer spike counts per stimulus and unit (Gamma t
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import numpy as np
@@ -315,15 +313,3 @@ def binned_counts(
     return xr.DataArray(
         data, dims=("trial", "stimulus", "time", "unit"), coords=coords, name="counts", attrs=attrs
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``spikelatent.population(...)`` calls :func:`population` even after ``import
-    spikelatent.population``: the import system binds the *module* to the package attribute, so
-    the module itself forwards calls to the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> xr.Dataset:
-        return population(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
