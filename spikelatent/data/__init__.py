@@ -27,21 +27,22 @@ from spikelatent.data.locate import (
     cache_data_dir,
     candidate_folders,
     data_roots,
-    find_dataset_root,
 )
 from spikelatent.data.registry import (
     DATASETS,
     datamodule_from_config,
+    find_dataset_root,
     make_datamodule,
     resolve_name,
 )
-from spikelatent.data.splits import TEST_SPLIT_SEED
+from spikelatent.data.splits import SPLITS, TEST_SPLIT_SEED
 
 __all__ = [
     "DATASETS",
     "DATA_ENV_VAR",
     "FILE_LAYOUTS",
     "MAX_LISTED_INDICES",
+    "SPLITS",
     "SYSTEM_DIRS",
     "TEST_SPLIT_SEED",
     "CIFAR16DataModule",

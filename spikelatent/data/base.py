@@ -13,11 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
-from spikelatent.data.locate import find_dataset_root, one_line
-from spikelatent.data.splits import TEST_SPLIT_SEED, carve, indices_digest
+from spikelatent.data.locate import data_roots, one_line, search_dataset_folder
+from spikelatent.data.splits import SPLITS, TEST_SPLIT_SEED, carve, indices_digest
 from spikelatent.errors import DatasetNotFoundError, SpikelatentError
-
-SPLITS = ("train", "val", "test")
 
 #: Splits longer than this are summarised by size and digest only in :meth:`describe_splits`.
 MAX_LISTED_INDICES = 20_000
@@ -199,13 +197,11 @@ class ImageDataModule(pl.LightningDataModule):
         if self._folder is not None or not self.needs_files:
             return self._folder
         try:
-            self._folder = find_dataset_root(self.name, self.data_dir)
+            self._folder = search_dataset_folder(self.name, self.data_dir)
             return self._folder
         except DatasetNotFoundError:
             if not self.download:
                 raise
-        from spikelatent.data.locate import data_roots
-
         target = data_roots(self.data_dir)[0]
         folders_before = _folders_under(target)
         try:
@@ -213,10 +209,10 @@ class ImageDataModule(pl.LightningDataModule):
         except Exception as error:  # no network, HTTP errors, checksum mismatch, read-only disk
             _remove_new_empty_folders(target, folders_before)
             note = f"download into {target} failed ({_download_failure(error)})"
-            self._folder = find_dataset_root(self.name, self.data_dir, note=note,
-                                             download_failed=True)
+            self._folder = search_dataset_folder(self.name, self.data_dir, note=note,
+                                                 download_failed=True)
             return self._folder
-        self._folder = find_dataset_root(self.name, self.data_dir)
+        self._folder = search_dataset_folder(self.name, self.data_dir)
         return self._folder
 
     # ----------------------------------------------------------------- Lightning hooks

@@ -200,21 +200,17 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def find_dataset_root(
+def search_dataset_folder(
     name: str, data_dir: str | os.PathLike[str] | None = None, *, note: str | None = None,
     download_failed: bool = False,
-) -> Path | None:
-    """The folder holding dataset ``name``'s files, searched in the documented order.
+) -> Path:
+    """The folder holding the files of dataset ``name`` (a key of :data:`FILE_LAYOUTS`).
 
-    Returns ``None`` for datasets that need no files (``digits``, ``synthetic``). Raises
+    ``name`` must already be canonical: :func:`spikelatent.data.find_dataset_root` resolves
+    user-typed names first (this module sits below the registry, so it does not know them). Raises
     :class:`~spikelatent.errors.DatasetNotFoundError` (one line, every path tried) when no
     complete folder exists; ``note`` (e.g. why a download failed) is added to that message.
     """
-    from spikelatent.data.registry import resolve_name  # local: the registry imports this module
-
-    name = resolve_name(name)  # raises SpikelatentError listing the known names
-    if name not in FILE_LAYOUTS:
-        return None
     tried = candidate_folders(name, data_dir)
     incomplete = []
     for folder in tried:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from spikelatent.data.base import ImageDataModule
@@ -14,6 +15,7 @@ from spikelatent.data.builtin import (
     MNISTDataModule,
     SyntheticDataModule,
 )
+from spikelatent.data.locate import FILE_LAYOUTS, search_dataset_folder
 from spikelatent.errors import SpikelatentError
 
 #: Registry of the built-in datasets, name → ``ImageDataModule`` subclass.
@@ -37,6 +39,23 @@ def resolve_name(name: str) -> str:
     if key not in DATASETS:
         raise SpikelatentError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return key
+
+
+def find_dataset_root(
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, note: str | None = None,
+    download_failed: bool = False,
+) -> Path | None:
+    """The folder holding dataset ``name``'s files, searched in the documented order.
+
+    Returns ``None`` for datasets that need no files (``digits``, ``synthetic``). Raises
+    :class:`~spikelatent.errors.SpikelatentError` listing the known names for an unknown one,
+    and :class:`~spikelatent.errors.DatasetNotFoundError` (one line, every path tried) when no
+    complete folder exists; ``note`` (e.g. why a download failed) is added to that message.
+    """
+    name = resolve_name(name)
+    if name not in FILE_LAYOUTS:
+        return None
+    return search_dataset_folder(name, data_dir, note=note, download_failed=download_failed)
 
 
 def make_datamodule(
