@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": ("spikelatent.model", "load"),
+    "load": ("spikelatent.checkpoints", "load"),
     "VAE": ("spikelatent.model", "VAE"),
     "fit": ("spikelatent.workflows.fit", "fit"),
     "FitConfig": ("spikelatent.config", "FitConfig"),

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from spikelatent import __version__
 from spikelatent.errors import SpikelatentError
@@ -57,6 +59,29 @@ def _show_advice_in_one_line(show):
     return showwarning
 
 
+class _DropAdvertisements(logging.Filter):
+    """Lightning logs a cloud-logger advertisement on every fit; users asked for training output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+@contextmanager
+def library_notices_hidden() -> Iterator[None]:
+    """While a command runs, hide what users cannot act on: Lightning's cloud-logger advertisement
+    and a Lightning-internal deprecation notice (torch pytree API). Only here, at the command
+    layer, and undone afterwards: importing the library leaves logging and warnings alone."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    advertisements = _DropAdvertisements()
+    logger.addFilter(advertisements)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        logger.removeFilter(advertisements)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(warnings.showwarning, "wrapped"):
         warnings.showwarning = _show_advice_in_one_line(warnings.showwarning)
@@ -66,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with library_notices_hidden():
+            return int(args.func(args) or 0)
     except SpikelatentError as error:
         print(f"spikelatent {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from lightning.pytorch.callbacks import Timer
 from torch.distributions import Distribution
 
 from spikelatent.config import FitConfig
-from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.errors import SpikelatentError
 from spikelatent.latents import LatentFamily, make_latent_family
 from spikelatent.networks import make_decoder, make_encoder
 
@@ -210,10 +209,7 @@ class VAE(pl.LightningModule):
         if stage == "train":
             z, kl = self.latent.rsample_with_kl(posterior, temperature)
         else:
-            if self.latent.is_count or self.latent.name == "categorical":
-                z = self.latent.sample(posterior)  # hard counts / one-hot at validation
-            else:
-                z = posterior.sample()
+            z = self.latent.sample(posterior)  # hard counts / one-hot / a sample at validation
             kl = self.latent.kl(posterior, temperature)
         reconstruction = self.decode(z)
         sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
@@ -304,94 +300,3 @@ def _network_options(config: FitConfig, role: str) -> dict[str, Any]:
     if role == "encoder":
         return {"channels": config.encoder_channels, "layer_norm": config.encoder_layer_norm}
     return {"channels": config.decoder_channels, "unit_norm": config.decoder_unit_norm}
-
-
-def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:
-    """The checkpoint file for a run directory (``best`` then ``last``) or a checkpoint path."""
-    path = Path(run_dir_or_checkpoint)
-    if path.is_file():
-        return path
-    if not path.exists():
-        raise CheckpointError(f"no run directory or checkpoint at {path}")
-    candidates = [path / "checkpoints" / f"{which}.ckpt", path / "checkpoints" / "last.ckpt"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(
-        f"no checkpoint in {path / 'checkpoints'}; train first with `spikelatent fit --out {path}`"
-    )
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint dict safely (``weights_only=True``), with a one-line error if it is
-    corrupt, truncated, foreign or unsafe. Nothing in the file is ever executed."""
-    path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, truncated, foreign or hostile file
-        raise CheckpointError(_unreadable_checkpoint_message(path, error)) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(
-            f"{path} is not a spikelatent checkpoint (no state_dict); {_other_checkpoint_advice(path)}"
-        )
-    return checkpoint
-
-
-def _unreadable_checkpoint_message(path: Path, error: BaseException) -> str:
-    """One line for a checkpoint ``torch.load(weights_only=True)`` refused. torch's own text
-    advises turning the safe loader off; that is never the advice here."""
-    import pickle
-    import re
-
-    text = str(error)
-    # torch >= 2.4 says "unsupported GLOBAL x", torch 2.2-2.3 "Unsupported class x"
-    unsafe = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)|"
-                       r"Unsupported class (\S+)", text)
-    if isinstance(error, pickle.UnpicklingError) and unsafe:
-        name = next(group for group in unsafe.groups() if group).rstrip(".,:;")
-        return (
-            f"{path} is not a spikelatent checkpoint or is unsafe: it asks to run Python code "
-            f"({name}), which a spikelatent checkpoint never holds, so it was not loaded; "
-            f"{_other_checkpoint_advice(path)}"
-        )
-    if isinstance(error, pickle.UnpicklingError):
-        reason = "not a checkpoint file"
-    elif isinstance(error, EOFError) or not text.strip():
-        reason = "empty or cut short" if isinstance(error, EOFError) else type(error).__name__
-    else:
-        reason = text.strip().splitlines()[0].split(". ")[0][:160]
-    return (
-        f"cannot read checkpoint {path}: it is corrupt or truncated ({reason}); "
-        f"{_other_checkpoint_advice(path)}"
-    )
-
-
-def _other_checkpoint_advice(path: Path) -> str:
-    """What to do instead: the run's other checkpoint when there is one, else retraining."""
-    other = {"best.ckpt": "last.ckpt", "last.ckpt": "best.ckpt"}.get(path.name)
-    if other and (path.parent / other).is_file():
-        which = other.removesuffix(".ckpt")
-        return (f"the run's {other} may still load (spikelatent.load(RUN_DIR, which={which!r})); "
-                f"otherwise retrain with `spikelatent fit`")
-    return "use a checkpoint written by `spikelatent fit`, or retrain"
-
-
-def load(run_dir_or_checkpoint: str | os.PathLike, which: str = "best",
-         map_location: str | torch.device = "cpu") -> VAE:
-    """Load a trained model from a run directory (best checkpoint) or a checkpoint file.
-
-    Returns the :class:`VAE` in eval mode; ``model.config`` is the run's resolved configuration.
-    """
-    path = checkpoint_path(run_dir_or_checkpoint, which)
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if "config" not in hparams or "image_shape" not in hparams:
-        raise CheckpointError(f"{path} lacks the spikelatent configuration; retrain the model")
-    model = VAE(hparams["config"], tuple(hparams["image_shape"]), tuple(hparams.get("data_range", (0, 1))))
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not match its configuration: {str(error).splitlines()[0]}") from None
-    model.checkpoint_path = str(path)
-    model.eval()
-    return model.to(map_location)

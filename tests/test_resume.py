@@ -9,13 +9,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from spikelatent.checkpoints import load
 from spikelatent.cli import main
 from spikelatent.config import FitConfig
+from spikelatent.errors import CheckpointError
 from spikelatent.model import VAE
 
 SMALL = dict(data="synthetic", data_options={"n": 96}, latent_dim=8, batch_size=32,
@@ -195,3 +199,34 @@ def test_a_checkpoint_of_another_model_names_the_first_mismatching_key(finished_
     assert expected in err, err
     assert "more key" not in err  # exactly one key differs
     assert _snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("change", [_drop_a_weight, _add_a_weight, _reshape_a_weight])
+def test_loading_a_checkpoint_of_another_model_names_the_first_mismatching_key(finished_run,
+                                                                               tmp_path, change):
+    run_dir = _copy_run(finished_run, tmp_path / "run")
+    path = run_dir / "checkpoints" / "best.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    expected = change(checkpoint["state_dict"])
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError) as error:
+        load(run_dir)
+    assert "does not match its configuration" in str(error.value)
+    assert expected in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_importing_the_training_workflow_leaves_logging_and_warnings_alone():
+    """The CLI hides Lightning's advertisement and an internal notice while a command runs;
+    importing the library (e.g. from a notebook) changes no global filter."""
+    probe = (
+        "import logging, warnings\n"
+        "import lightning.pytorch\n"
+        "before = list(warnings.filters)\n"
+        "logger = logging.getLogger('lightning.pytorch.utilities.rank_zero')\n"
+        "filters = list(logger.filters)\n"
+        "import spikelatent.workflows.fit, spikelatent.cli\n"
+        "assert list(warnings.filters) == before, 'warning filters changed'\n"
+        "assert list(logger.filters) == filters, 'logging filters changed'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -8,11 +8,12 @@ import math
 import pytest
 import torch
 
+from spikelatent.checkpoints import load
 from spikelatent.cli import main
 from spikelatent.config import FitConfig
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.latents import PAPER_MODELS
-from spikelatent.model import VAE, TrainingDivergedError, load
+from spikelatent.model import VAE, TrainingDivergedError
 
 VARIANTS = [
     ("gaussian", "ds", "ct", "G-VAE"),

@@ -18,9 +18,10 @@ import torch
 from scipy import stats
 from scipy.special import expit
 
+from spikelatent.checkpoints import load
 from spikelatent.config import FitConfig
 from spikelatent.data import make_datamodule
-from spikelatent.model import VAE, load
+from spikelatent.model import VAE
 
 # (model, kl, relax) for the eight models of the paper.
 VARIANTS = [

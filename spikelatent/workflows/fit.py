@@ -11,7 +11,6 @@ import csv
 import datetime
 import io
 import json
-import logging
 import sys
 import time
 import warnings
@@ -25,24 +24,17 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from spikelatent._io import atomic_path, write_text_atomic
+from spikelatent.checkpoints import (
+    CHECKPOINT_DIR,
+    load,
+    load_state_dict_checked,
+    read_resumable_checkpoint,
+)
 from spikelatent.config import FitConfig
 from spikelatent.data import datamodule_from_config
 from spikelatent.errors import CheckpointError, SpikelatentError
-from spikelatent.model import VAE, load, read_checkpoint
+from spikelatent.model import VAE
 
-CHECKPOINT_DIR = "checkpoints"
-
-
-class _DropAdvertisements(logging.Filter):
-    """Lightning logs a cloud-logger advertisement on every fit; users asked for training output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvertisements())
-# A Lightning-internal deprecation notice (torch pytree API), not actionable by users.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
     "train_mse", "val_mse", "val_zero_fraction", "val_active_fraction",
@@ -243,7 +235,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     if not resume and run_dir.exists() and not run_dir.is_dir():
         raise SpikelatentError(f"--out {run_dir} is a file; choose a folder for the run")
     # Everything is checked before anything is written (a failed resume leaves the run as it was).
-    checkpoint = _resumable_checkpoint(last_checkpoint, config) if resume else None
+    checkpoint = read_resumable_checkpoint(last_checkpoint, config.epochs) if resume else None
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = datamodule_from_config(config.to_dict())
     datamodule.setup("fit")
@@ -307,62 +299,15 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     return run_dir
 
 
-def _resumable_checkpoint(path: Path, config: FitConfig) -> dict[str, Any]:
-    """``last.ckpt`` read safely, or a one-line error: corrupt, foreign or unsafe file, a file
-    without training state, or a run that already trained ``config.epochs`` epochs. Its weights
-    are checked against the configured model once that is built (:func:`_load_weights`)."""
-    checkpoint = read_checkpoint(path)
-    if "loops" not in checkpoint or "optimizer_states" not in checkpoint or "epoch" not in checkpoint:
-        raise CheckpointError(
-            f"cannot resume from {path}: it holds weights but no training state; "
-            f"start a new run with --config {path.parent.parent / 'config.yaml'} --out NEW_DIR"
-        )
-    done = int(checkpoint["epoch"]) + 1
-    if config.epochs <= done:
-        raise SpikelatentError(
-            f"{path.parent.parent} has already trained {done} epoch{'s' * (done != 1)} "
-            f"(--epochs {config.epochs}); pass --epochs N with N > {done} to train further"
-        )
-    return checkpoint
-
-
 def _load_weights(model: VAE, checkpoint: dict[str, Any], path: Path) -> None:
     """The checkpoint's weights into ``model``, or a one-line error naming the first key that
     does not match the configured model (missing, unexpected or of another shape)."""
-    problem = _state_dict_mismatch(model.state_dict(), checkpoint["state_dict"])
-    if problem is None:
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-        except RuntimeError as error:
-            problem = str(error).splitlines()[0][:120]
+    problem = load_state_dict_checked(model, checkpoint["state_dict"])
     if problem is not None:
         raise CheckpointError(
             f"cannot resume from {path}: it does not match the run's configuration "
             f"({problem}); resume with the run's own config.yaml"
         )
-
-
-def _state_dict_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
-    """Where the checkpoint's state dict ``found`` differs from the model's ``expected``, in
-    words: the first missing or reshaped key in the model's order, else the first unexpected
-    key, and how many more keys differ; None when every key and shape matches."""
-    differences: list[str] = []
-    for key, tensor in expected.items():
-        if key not in found:
-            differences.append(f"missing key {key!r}")
-            continue
-        shape = getattr(found[key], "shape", None)
-        if shape is not None and tuple(shape) != tuple(tensor.shape):
-            differences.append(f"key {key!r} has shape {tuple(shape)}, the model's "
-                               f"{tuple(tensor.shape)}")
-    differences += [f"unexpected key {key!r}" for key in found if key not in expected]
-    if not differences:
-        return None
-    more = len(differences) - 1
-    if not more:
-        return differences[0]
-    return differences[0] + (", and 1 more key differs" if more == 1
-                             else f", and {more} more keys differ")
 
 
 def _steps_per_epoch(datamodule: Any) -> int:
