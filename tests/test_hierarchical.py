@@ -1,0 +1,120 @@
+"""The hierarchical NB-VAE (``--model negbio-hierarchical``), against independent oracles.
+
+Oracles: ``scipy.stats.nbinom`` (same convention as ours: n = r, p = success probability) for
+the per-group KL (its pmf summed as a series) and for the prior's law; exact zeros at
+initialisation; numpy for shapes and coordinates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats as st
+import torch
+
+from spikelatent.hierarchical import HierarchicalNB
+
+
+def tiny_model(kl: str = "series", **options) -> HierarchicalNB:
+    """8x8 images, grids 2x2 and 4x4, one group per scale, 2 latent channels: 40 units."""
+    torch.manual_seed(0)
+    defaults = dict(scales=2, groups=1, channels=8, latent_channels=2, kl=kl)
+    return HierarchicalNB((1, 8, 8), **{**defaults, **options}).eval()
+
+
+def perturb_posteriors(model: HierarchicalNB, scale: float = 0.3) -> None:
+    """Move q away from p: both modulations non-zero (unequal dispersions)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for group in model.latent_groups:
+            weight = group.posterior_out.weight
+            weight.copy_(scale * torch.randn(weight.shape, generator=generator))
+            group.posterior_out.bias.copy_(scale * torch.randn(group.posterior_out.bias.shape,
+                                                               generator=generator))
+
+
+def scipy_series_kl(r_q: np.ndarray, q: np.ndarray, r_p: np.ndarray, p: np.ndarray) -> float:
+    """Σ over units of Σ_z q(z) log(q(z)/p(z)) with scipy's NB pmf, to the 1 − 1e-13 quantile."""
+    total = 0.0
+    for a, b, c, d in zip(r_q.ravel(), q.ravel(), r_p.ravel(), p.ravel(), strict=True):
+        z = np.arange(int(st.nbinom.ppf(1 - 1e-13, a, b)) + 20)
+        log_q, log_p = st.nbinom.logpmf(z, a, b), st.nbinom.logpmf(z, c, d)
+        total += float(np.sum(np.exp(log_q) * (log_q - log_p)))
+    return total
+
+
+def _as_numpy(distribution) -> tuple[np.ndarray, np.ndarray]:
+    return (distribution.total_count.double().numpy(), distribution.probs.double().numpy())
+
+
+def test_at_initialisation_q_equals_p_and_the_kl_is_exactly_zero():
+    for kl in ("series", "mc"):
+        model = tiny_model(kl)
+        images = torch.rand(3, 1, 8, 8)
+        for mode in ("relaxed", "hard", "mean"):
+            with torch.no_grad():
+                _, result = model(images, mode=mode, temperature=0.5)
+            assert torch.equal(result.kl, torch.zeros(3, model.n_groups))
+            for q, p in zip(result.posteriors, result.priors, strict=True):
+                assert torch.equal(q.total_count, p.total_count)
+                assert torch.equal(q.logits, p.logits)
+
+
+def test_group_series_kl_equals_the_scipy_nb_series_for_unequal_dispersions():
+    model = tiny_model("series")
+    perturb_posteriors(model)
+    with torch.no_grad():
+        _, result = model(torch.rand(2, 1, 8, 8), mode="hard")
+    for g, (q, p) in enumerate(zip(result.posteriors, result.priors, strict=True)):
+        assert not torch.allclose(q.total_count, p.total_count)  # dispersions really differ
+        for image in range(2):
+            oracle = scipy_series_kl(*(a[image] for a in (*_as_numpy(q), *_as_numpy(p))))
+            assert oracle > 0.05
+            assert result.kl[image, g].item() == pytest.approx(oracle, rel=2e-4, abs=1e-4)
+
+
+def test_monte_carlo_kl_is_unbiased_for_the_series():
+    model = tiny_model("mc", mc_samples=4)
+    perturb_posteriors(model)
+    with torch.no_grad():
+        _, result = model(torch.rand(1, 1, 8, 8), mode="hard")
+    q, p = result.posteriors[1], result.priors[1]
+    oracle = scipy_series_kl(*(a[0] for a in (*_as_numpy(q), *_as_numpy(p))))
+    torch.manual_seed(2)
+    estimates = torch.stack([model.sample_with_kl(q, p, "hard", 0.0)[1].sum() for _ in range(400)])
+    mean, standard_error = estimates.mean().item(), estimates.std().item() / 20.0
+    assert abs(mean - oracle) < 3 * standard_error
+    assert standard_error < 0.1 * oracle  # the test has power
+
+
+def test_ancestral_samples_of_the_first_group_follow_its_prior():
+    model = tiny_model()
+    r, p = 2.5, 0.3
+    with torch.no_grad():  # channel 0 of the unconditional prior: NB(2.5, 0.3)
+        model.latent_groups[0].prior_raw[0] = np.log(r)
+        model.latent_groups[0].prior_raw[model.latent_channels[0]] = np.log(p / (1 - p))
+    torch.manual_seed(3)
+    images, result = model.sample_prior(2000)
+    assert images.shape == (2000, 1, 8, 8)
+    counts = result.counts[0][:, 0].flatten().double().numpy()  # 2000 images x 4 positions
+    assert np.all(counts == np.round(counts))
+    law = st.nbinom(r, p)
+    standard_error = np.sqrt(law.var() / counts.size)
+    assert abs(counts.mean() - law.mean()) < 4 * standard_error
+    fano = counts.var() / counts.mean()
+    assert fano == pytest.approx(law.var() / law.mean(), rel=0.08)
+
+
+def test_unit_coordinates_follow_the_flattened_level_order():
+    model = HierarchicalNB((1, 28, 28), scales=2, groups=(2, 1), channels=8, latent_channels=(3, 2))
+    coords = model.unit_coordinates()
+    sizes = [3 * 7 * 7, 3 * 7 * 7, 2 * 14 * 14]
+    assert model.group_sizes == sizes and model.latent_dim == sum(sizes)
+    assert np.array_equal(np.bincount(coords["level"]), sizes)
+    assert np.array_equal(np.unique(coords["scale"][coords["level"] == 2]), [1])
+    assert np.array_equal(np.unique(coords["group"][coords["level"] == 1]), [1])
+    # the flatten order is (level, channel, y, x): unit k of level 1 is channel k // 49, ...
+    tensor = torch.arange(3 * 7 * 7).reshape(1, 3, 7, 7)
+    flat = model.flatten([tensor])[0].numpy()
+    level = coords["level"] == 0
+    assert np.array_equal(flat, coords["channel"][level] * 49 + coords["y"][level] * 7 + coords["x"][level])
