@@ -282,15 +282,24 @@ class ImageDataModule(pl.LightningDataModule):
         return self._dataloader("test", shuffle=False)
 
     # ----------------------------------------------------------------- whole splits
-    def split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """All of ``split`` as ``(images (N, C, H, W) float32 on data_range, labels (N,) int64)``.
+    def split_tensors(
+        self, split: str, count: int | None = None, skip: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``split`` as ``(images (N, C, H, W) float32 on data_range, labels (N,) int64)``.
 
-        In-memory datasets return their own tensors (do not modify them in place); datasets read
-        lazily from disk (CelebA) are decoded once through a DataLoader.
+        All of it by default; with ``count``, the images at positions ``skip .. skip + count``
+        (fewer if the split is shorter). In-memory datasets return their own tensors (views:
+        do not modify them in place); datasets read lazily from disk (CelebA) decode only the
+        images asked for, once, through a DataLoader.
         """
         dataset = self.dataset(split)
+        stop = len(dataset) if count is None else min(skip + count, len(dataset))
         if isinstance(dataset, ImageTensorDataset):
-            return dataset.images, dataset.labels
+            if count is None and skip == 0:
+                return dataset.images, dataset.labels
+            return dataset.images[skip:stop], dataset.labels[skip:stop]
+        if count is not None or skip:
+            dataset = Subset(dataset, range(skip, max(skip, stop)))
         loader = DataLoader(
             dataset, batch_size=256, num_workers=self.num_workers, collate_fn=BatchCollate()
         )
