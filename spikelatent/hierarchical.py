@@ -186,6 +186,23 @@ def negative_binomial(log_r: torch.Tensor, logits: torch.Tensor) -> NegativeBino
     return NegativeBinomial(log_r.exp(), logits=logits, validate_args=False)
 
 
+class ConditionalNegativeBinomial(NegativeBinomial):
+    """A flattened NB posterior (batch, unit) that carries its conditional priors (``.prior``)."""
+
+    prior: NegativeBinomial
+
+
+def _flat_pair(posteriors: Sequence[NegativeBinomial], priors: Sequence[NegativeBinomial]
+               ) -> ConditionalNegativeBinomial:
+    flat = ConditionalNegativeBinomial(
+        HierarchicalNB.flatten([q.total_count for q in posteriors]),
+        logits=HierarchicalNB.flatten([q.logits for q in posteriors]), validate_args=False)
+    flat.prior = NegativeBinomial(
+        HierarchicalNB.flatten([p.total_count for p in priors]),
+        logits=HierarchicalNB.flatten([p.logits for p in priors]), validate_args=False)
+    return flat
+
+
 @dataclass
 class TopDownPass:
     """What one top-down pass leaves: the final state and, per group (level), its tensors.
@@ -217,7 +234,15 @@ class HierarchicalNB(nn.Module):
         kl_balance: ``uniform`` or ``scale`` (weights 1 / groups at the scale).
         modulation_bound: bound on |log r| of the priors and on the posterior's log-modulations.
         output_activation: ``sigmoid`` (data on [0, 1]) or ``tanh`` ([-1, 1]).
+
+    It answers the :class:`~spikelatent.latents.LatentFamily` questions the VAE machinery asks
+    (``name``, ``is_count``, ``latent_dim``, ``variant``, ``kl_per_unit``) so that a
+    :class:`~spikelatent.model.VAE` holds it in place of encoder + latent family + decoder.
     """
+
+    name = "negbio-hierarchical"
+    is_count = True
+    uses_temperature = True
 
     def __init__(
         self,
@@ -336,6 +361,11 @@ class HierarchicalNB(nn.Module):
             columns["x"].append(x)
         return {name: np.concatenate(parts).astype(np.int64) for name, parts in columns.items()}
 
+    @property
+    def variant(self) -> str:
+        """Display name, e.g. ``HNB-VAE SERIES-C`` (KL estimator, relaxation as in the paper)."""
+        return f"HNB-VAE {self.kl_estimator.upper()}-{'C' if self.relax == 'ct' else 'G'}"
+
     @staticmethod
     def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-group (batch, c, h, w) tensors → (batch, unit) in level, channel, y, x order."""
@@ -441,6 +471,50 @@ class HierarchicalNB(nn.Module):
             raise SpikelatentError(f"n must be a positive integer; got {n!r}")
         result = self.top_down(None, mode=mode, n=int(n))
         return self.decode(result.state), result
+
+    # ------------------------------------------------------------------ flat (batch, unit) views
+    def flat_posterior(self, images: torch.Tensor) -> ConditionalNegativeBinomial:
+        """Every unit's posterior along the mean pass, flattened: batch shape (batch, unit).
+
+        Group g's posterior is conditional on the groups above it; here they inject their
+        posterior means (deterministic). ``.prior`` holds the matching conditional priors.
+        """
+        result = self.top_down(self.bottom_up(images), mode="mean")
+        return _flat_pair(result.posteriors, result.priors)
+
+    def flat_prior(self) -> NegativeBinomial:
+        """Every unit's prior along the prior-mean pass (each group injects its prior mean),
+        batch shape (unit,): the first group's prior exactly, the others at a typical state."""
+        result = self.top_down(None, mode="mean", n=1)
+        prior = _flat_pair(result.priors, result.priors).prior
+        return NegativeBinomial(prior.total_count[0], logits=prior.logits[0], validate_args=False)
+
+    def kl_per_unit(self, posterior: ConditionalNegativeBinomial, temperature: float = 0.0) -> torch.Tensor:
+        """Exact KL per unit (batch, unit) of a :meth:`flat_posterior` against its priors."""
+        return kl_series(posterior, posterior.prior)
+
+    @torch.no_grad()
+    def sample_counts(self, images: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` exact ancestral draws from the joint posterior, (n, batch, unit) integer counts."""
+        features = self.bottom_up(images)
+        return torch.stack([self.flatten(self.top_down(features, mode="hard").counts)
+                            for _ in range(int(n))])
+
+    def decode_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """Images (batch, C, H, W) from all groups' counts (batch, unit): the top-down state is
+        a deterministic function of the counts it is given."""
+        if counts.ndim != 2 or counts.shape[1] != self.latent_dim:
+            raise SpikelatentError(
+                f"counts must have shape (batch, {self.latent_dim}); got {tuple(counts.shape)}")
+        parts = counts.split(self.group_sizes, dim=1)
+        state = self.top_state.expand(counts.shape[0], -1, -1, -1)
+        for g, scale in enumerate(self.group_scales):
+            if g > 0 and scale != self.group_scales[g - 1]:
+                state = F.interpolate(state, size=self.spatial_sizes[scale], mode="nearest")
+                state = self.top_down_transitions[scale - 1](state)
+            z = parts[g].reshape(-1, *self.group_shape(g))
+            state = state + self.latent_groups[g].inject(torch.log1p(z))
+        return self.decode(state)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Read-out features (batch, unit): log of the posterior mean counts along the mean pass."""

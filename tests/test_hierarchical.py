@@ -118,3 +118,15 @@ def test_unit_coordinates_follow_the_flattened_level_order():
     flat = model.flatten([tensor])[0].numpy()
     level = coords["level"] == 0
     assert np.array_equal(flat, coords["channel"][level] * 49 + coords["y"][level] * 7 + coords["x"][level])
+
+
+def test_the_counts_alone_determine_the_reconstruction():
+    model = tiny_model()
+    perturb_posteriors(model)
+    with torch.no_grad():
+        reconstruction, result = model(torch.rand(3, 1, 8, 8), mode="hard")
+        again = model.decode_counts(model.flatten(result.counts))
+    assert torch.equal(reconstruction, again)
+    draws = model.sample_counts(torch.rand(3, 1, 8, 8), 4)
+    assert draws.shape == (4, 3, model.latent_dim)
+    assert torch.equal(draws, draws.round()) and bool((draws >= 0).all())
