@@ -194,7 +194,7 @@ def benchmark_recording(args: argparse.Namespace) -> None:
     import resource
 
     from spikelatent.analysis import fano_factor_by_window
-    from spikelatent.nwb import count_spikes
+    from spikelatent.spikes import count_spikes
 
     trains = synthetic_recording(args.rec_units, args.rec_duration, args.rec_rate, seed=3)
     n_spikes = sum(len(t) for t in trains)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from spikelatent import __version__
 from spikelatent.distributions import NegativeBinomial
 from spikelatent.errors import SpikelatentError
+from spikelatent.spikes import check_bin_size, count_spikes, spike_times
 
 COUNT_DTYPES = (np.uint16, np.uint32, np.uint64)
 
@@ -185,82 +186,6 @@ def _store(counts: np.ndarray, batch: torch.Tensor, start: int, stop: int) -> np
     return counts
 
 
-# --------------------------------------------------------------------------- spike times
-
-SPIKE_PROCESSES = ("uniform", "counting")
-
-
-def _population_counts(pop: Any) -> xr.DataArray:
-    if not isinstance(pop, xr.Dataset) or "counts" not in pop:
-        raise SpikelatentError(
-            "spike times need a population with counts: population(model, images, n_trials=N) "
-            "with N >= 1"
-        )
-    return pop["counts"].transpose("trial", "stimulus", "unit")
-
-
-def _arrival_times(
-    rng: np.random.Generator, n: int, beta: np.ndarray | None, window: float
-) -> np.ndarray:
-    """``n`` i.i.d. times in [0, window): uniform, or with density ∝ exp(beta t / window)."""
-    u = rng.random(n)
-    if beta is not None:
-        # Inverse CDF of exp(beta x) on [0, 1); beta -> 0 is the uniform limit.
-        small = np.abs(beta) < 1e-8
-        safe = np.where(small, 1.0, beta)
-        u = np.where(small, u, np.log1p(u * np.expm1(safe)) / safe)
-    return np.minimum(u * window, np.nextafter(window, 0.0))
-
-
-def spike_times(
-    pop: xr.Dataset, *, process: str = "uniform", window: float = 1.0, seed: int | None = 0
-) -> xr.Dataset:
-    """Spike times of every count of a population, inside its counting window ``[0, window)``.
-
-    Args:
-        pop: a population with ``counts (trial, stimulus, unit)``; ``process="counting"`` also
-            needs ``prob (stimulus, unit)``.
-        process: ``"uniform"``: given its count, a cell's spikes are i.i.d. uniform in the window,
-            the arrival times of a Poisson process, and also of the Gamma–Poisson (mixed Poisson)
-            process that draws the counts. ``"counting"``: the arrival times of the NB counting
-            process of docs/architecture.md (pure birth at rate β(r + k), β = −log p), which, given its count,
-            are i.i.d. with density ∝ exp(β t) on the window (the rate grows with each spike).
-        window: length of the counting window in seconds (the population's unit window).
-        seed: seed of the times.
-
-    Returns:
-        Dataset along dim ``spike`` (ordered by trial, stimulus, unit, then time): ``time``
-        (seconds from the window's start), ``trial``, ``stimulus``, ``unit`` (positions along the
-        population's dims); attrs ``process``, ``window``, ``seed``.
-    """
-    if process not in SPIKE_PROCESSES:
-        raise SpikelatentError(f"process must be one of {', '.join(SPIKE_PROCESSES)}; got {process!r}")
-    if not (np.isfinite(window) and window > 0):
-        raise SpikelatentError(f"window must be a positive number of seconds; got {window!r}")
-    counts = _population_counts(pop)
-    values = np.asarray(counts.values).astype(np.int64)
-    cell = np.repeat(np.arange(values.size), values.reshape(-1))
-    trial, stimulus, unit = np.unravel_index(cell, values.shape)
-    beta = None
-    if process == "counting":
-        if "prob" not in pop:
-            raise SpikelatentError("process='counting' needs the population's prob (stimulus, unit)")
-        prob = np.asarray(pop["prob"].transpose("stimulus", "unit").values, dtype=np.float64)
-        beta = -np.log(np.clip(prob, 1e-300, 1.0))[stimulus, unit]
-    times = _arrival_times(np.random.default_rng(seed), cell.size, beta, float(window))
-    # Sort within each cell: cells are already in order, so a lexsort on (time, cell) suffices.
-    order = np.lexsort((times, cell))
-    return xr.Dataset(
-        {
-            "time": ("spike", times[order], {"units": "s", "long_name": "time in the window"}),
-            "trial": ("spike", trial[order]),
-            "stimulus": ("spike", stimulus[order]),
-            "unit": ("spike", unit[order]),
-        },
-        attrs={"process": process, "window": float(window), "seed": -1 if seed is None else int(seed)},
-    )
-
-
 def binned_counts(
     pop: xr.Dataset,
     bin_size: float,
@@ -277,11 +202,9 @@ def binned_counts(
         ``time_stop`` in seconds from the window's start, ``attrs["bin_size"]``); summed over
         ``time`` it equals ``pop["counts"]`` whenever the window is a whole number of bins.
     """
-    from spikelatent.nwb.binning import check_bin_size, count_spikes
-
     bin_size = check_bin_size(bin_size)
-    counts = _population_counts(pop)
     times = spike_times(pop, process=process, window=window, seed=seed)
+    counts = pop["counts"].transpose("trial", "stimulus", "unit")
     n_trial, n_stimulus, n_unit = counts.shape
     # Each (trial, stimulus) presentation is one window; shift it to its own time slot.
     window_index = times["trial"].values * n_stimulus + times["stimulus"].values

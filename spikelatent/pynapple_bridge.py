@@ -21,6 +21,14 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.errors import SpikelatentError
+from spikelatent.spikes import (
+    check_bin_size,
+    count_array,
+    count_spikes,
+    presentation_windows,
+    recording_span,
+    uniform_spike_times,
+)
 
 __all__ = ["to_pynapple", "from_pynapple"]
 
@@ -46,15 +54,12 @@ def _unit_keys(unit: xr.DataArray) -> tuple[list[int], dict[str, Any]]:
 def _population_trains(
     pop: xr.Dataset, trial_duration: float, inter_trial_interval: float, seed: int
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, dict[str, Any]]:
-    from spikelatent.nwb.export import _counts_array, _presentation_windows, _SpikeTimesIterator
-
-    counts = _counts_array(pop)
+    counts = count_array(pop)
     n_trial, n_stimulus, n_unit = counts.shape
-    starts, stops = _presentation_windows(n_trial * n_stimulus, trial_duration, inter_trial_interval)
-    by_unit = np.ascontiguousarray(counts.reshape(-1, n_unit).T)  # trial-major, as to_nwb
-    generator = _SpikeTimesIterator(by_unit, starts, stops, seed)
-    generator.progress.close()  # its bar belongs to the NWB writer
-    trains = [generator.unit_spike_times(u) for u in range(n_unit)]
+    starts, stops = presentation_windows(n_trial * n_stimulus, trial_duration, inter_trial_interval)
+    by_unit = counts.reshape(-1, n_unit).T  # trial-major presentations, as to_nwb
+    rng = np.random.default_rng(seed)  # one stream over the units in order, as to_nwb draws them
+    trains = [uniform_spike_times(by_unit[u], starts, stops, rng) for u in range(n_unit)]
     metadata: dict[str, Any] = {
         "stimulus": np.tile(np.arange(n_stimulus), n_trial),
         "trial_repeat": np.repeat(np.arange(n_trial), n_stimulus),
@@ -71,6 +76,11 @@ def _binned_trains(counts: xr.DataArray, seed: int) -> tuple[list[np.ndarray], n
                 "binned counts need time_start/time_stop coords (from read_counts(..., bin_size=S) "
                 "or from_pynapple); for a model population pass the population Dataset itself"
             )
+    if counts.dtype.kind == "f" and bool(counts.isnull().any()):
+        raise SpikelatentError(
+            "these counts have unobserved (NaN) bins, which pynapple cannot hold per unit; load "
+            "the NWB file with pynapple directly (exact spike times), or drop those units or bins"
+        )
     rng = np.random.default_rng(seed)
     left = np.asarray(counts["time_start"].values, dtype=np.float64)
     right = np.asarray(counts["time_stop"].values, dtype=np.float64)
@@ -94,16 +104,12 @@ def _binned_trains(counts: xr.DataArray, seed: int) -> tuple[list[np.ndarray], n
         raise SpikelatentError(
             f"binned counts must have dims (time, unit) or (trial, time, unit); got {counts.dims}"
         )
-    bin_left = offsets[:, None] + left[None, :]  # (trial, time) absolute seconds
-    width = (right - left)[None, :]
-    trains = []
-    for u in range(values.shape[-1]):
-        n = np.asarray(values[..., u], dtype=np.int64)
-        which = np.repeat(np.arange(n.size), n.reshape(-1))
-        times = bin_left.reshape(-1)[which] + rng.random(which.size) * np.broadcast_to(width, n.shape).reshape(-1)[which]
-        # Stay strictly inside each half-open bin despite rounding.
-        upper = np.nextafter((bin_left + width).reshape(-1)[which], -np.inf)
-        trains.append(np.sort(np.minimum(times, upper)))
+    bin_left = (offsets[:, None] + left[None, :]).reshape(-1)  # (trial, time) absolute seconds
+    bin_right = (offsets[:, None] + right[None, :]).reshape(-1)
+    trains = [
+        uniform_spike_times(np.asarray(values[..., u]).reshape(-1), bin_left, bin_right, rng)
+        for u in range(values.shape[-1])
+    ]
     return trains, starts, stops, metadata
 
 
@@ -163,8 +169,9 @@ def from_pynapple(tsgroup: Any, epochs: Any = None, bin_size: float | None = Non
 
     Args:
         tsgroup: ``pynapple.TsGroup`` (spike times in seconds).
-        epochs: ``pynapple.IntervalSet`` of windows; ``None``: the whole session (from
-            ``min(0, first spike)`` to past the last spike).
+        epochs: ``pynapple.IntervalSet`` of windows; ``None``: the whole session (the
+            TsGroup's time support, from its first start to its last end; a partial last bin is
+            dropped).
         bin_size: bin width in seconds; ``None``: one count per window.
 
     Returns:
@@ -173,8 +180,6 @@ def from_pynapple(tsgroup: Any, epochs: Any = None, bin_size: float | None = Non
         the IntervalSet's metadata columns as ``trial`` coords.
     """
     nap = _pynapple()
-    from spikelatent.nwb.binning import check_bin_size, count_spikes, session_window
-
     if not isinstance(tsgroup, nap.TsGroup):
         raise SpikelatentError(f"from_pynapple takes a pynapple.TsGroup; got {type(tsgroup).__name__}")
     keys = list(tsgroup.keys())
@@ -187,8 +192,12 @@ def from_pynapple(tsgroup: Any, epochs: Any = None, bin_size: float | None = Non
         bin_size = check_bin_size(bin_size)
     attrs = {"source": "pynapple.TsGroup"}
     if epochs is None:
-        start, stop = session_window(trains, bin_size or 1.0)
-        attrs.update(intervals="session", intervals_note="whole session: no epochs given")
+        support = tsgroup.time_support
+        if len(support):  # the span the TsGroup says it covers: no bin past the data
+            start, stop = float(support.start[0]), float(support.end[-1])
+        else:
+            start, stop = recording_span(trains)
+        attrs.update(intervals="session", intervals_note="whole session (time support): no epochs given")
         return count_spikes(
             trains, [start], [stop], bin_size=bin_size, unit_ids=keys,
             window_dim=None if bin_size is not None else "trial", unit_coords=unit_coords, attrs=attrs,

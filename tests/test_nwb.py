@@ -9,9 +9,9 @@ import pytest
 import xarray as xr
 from pynwb import NWBHDF5IO
 
-from spikelatent import nwb
 from spikelatent.commands.export_nwb import parse_stimuli
 from spikelatent.errors import SpikelatentError
+from spikelatent.nwb import export as nwb_export
 from spikelatent.nwb import population_counts, read_counts, to_nwb
 
 REAL_SUBJECT = dict(
@@ -280,14 +280,14 @@ def test_round_trip_through_read_counts(tmp_path, kind):
 
 def test_crash_mid_export_leaves_no_file(tmp_path, monkeypatch):
     population = make_population("negbio", n_unit=6)
-    original = nwb._SpikeTimesIterator.unit_spike_times
+    original = nwb_export._SpikeTimesIterator.unit_spike_times
 
     def crash_at_unit_three(self, unit):
         if unit == 3:
             raise RuntimeError("injected failure")
         return original(self, unit)
 
-    monkeypatch.setattr(nwb._SpikeTimesIterator, "unit_spike_times", crash_at_unit_three)
+    monkeypatch.setattr(nwb_export._SpikeTimesIterator, "unit_spike_times", crash_at_unit_three)
     with pytest.raises(RuntimeError, match="injected"):
         to_nwb(population, tmp_path / "crash.nwb")
     assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,8 @@ from pynwb import NWBHDF5IO
 from scipy import stats
 
 from spikelatent.nwb import read_counts, to_nwb
-from spikelatent.populations import binned_counts, spike_times
+from spikelatent.populations import binned_counts
+from spikelatent.spikes import spike_times
 
 nap = pytest.importorskip("pynapple")
 

@@ -1,7 +1,7 @@
 """Fano factor across counting windows, and the mean-matched Fano factor (Churchland et al. 2010).
 
 Both take binned counts with a ``time`` dim (from :func:`spikelatent.nwb.read_counts` with
-``bin_size``, :func:`spikelatent.pynapple.from_pynapple` or
+``bin_size``, :func:`spikelatent.pynapple_bridge.from_pynapple` or
 :func:`spikelatent.populations.binned_counts`) or, for :func:`fano_factor_by_window`, raw spike
 times (one array per unit). Results are ``xarray.Dataset`` objects.
 
@@ -22,6 +22,7 @@ from scipy import stats
 from spikelatent.analysis._layout import as_dims, group_along, is_grouping_coord
 from spikelatent.analysis.overdispersion import _check_probability, empirical_fano_factor
 from spikelatent.errors import SpikelatentError
+from spikelatent.spikes import count_spikes, recording_span, sorted_times
 
 __all__ = ["fano_factor_by_window", "mean_matched_fano_factor"]
 
@@ -52,8 +53,6 @@ def _as_binned_counts(
                 f"{tuple(data.dims)}; bin with read_counts(..., bin_size=S) or pass spike times"
             )
         return data, float(bin_size) if bin_size is not None else _bin_size_of(data)
-    from spikelatent.nwb.binning import count_spikes, session_window, sorted_times
-
     if isinstance(data, dict):
         unit_ids, trains = list(data), [sorted_times(v) for v in data.values()]
     elif isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
@@ -66,7 +65,7 @@ def _as_binned_counts(
     # Bin once at the greatest common divisor of the windows (in microseconds), then add bins up.
     micro = np.round(windows * 1e6).astype(np.int64)
     step = float(np.gcd.reduce(micro)) / 1e6 if bin_size is None else float(bin_size)
-    start, stop = span if span is not None else session_window(trains, step)
+    start, stop = span if span is not None else recording_span(trains)
     return count_spikes(trains, [start], [stop], bin_size=step, unit_ids=unit_ids, window_dim=None), step
 
 
@@ -122,7 +121,7 @@ def fano_factor_by_window(
             ``time_start``/``time_stop`` coords); for spike times, the binning step (default: the
             greatest common divisor of the windows).
         span: ``(start, stop)`` in seconds over which spike times are counted (default: the
-            whole session, :func:`spikelatent.nwb.binning.session_window`).
+            whole session, :func:`spikelatent.spikes.recording_span`).
         confidence: coverage of the intervals, in (0, 1).
 
     Returns:

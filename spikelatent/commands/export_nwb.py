@@ -115,11 +115,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def subject_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
     """Subject fields from --subject-yaml, overridden by the individual --subject-* flags."""
-    from spikelatent.nwb import _read_subject_yaml
+    from spikelatent.nwb import read_subject_yaml
 
     fields: dict[str, Any] = {}
     if args.subject_yaml:
-        fields.update(_read_subject_yaml(Path(args.subject_yaml)))
+        fields.update(read_subject_yaml(Path(args.subject_yaml)))
     for field in ("species", "age", "sex", "id", "description"):
         value = getattr(args, f"subject_{field}", None)
         if value is not None:

@@ -29,8 +29,9 @@ from tqdm.auto import tqdm
 
 from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
+from spikelatent.spikes import count_array, presentation_windows, uniform_spike_times
 
-__all__ = ["to_nwb", "SUBJECT_FIELDS"]
+__all__ = ["to_nwb", "SUBJECT_FIELDS", "read_subject_yaml"]
 
 # Subject fields a caller may supply (dict keys or YAML keys); all are pynwb.file.Subject arguments.
 SUBJECT_FIELDS = (
@@ -120,7 +121,7 @@ def to_nwb(
 
     target = Path(path)
     _check_target(target, overwrite)
-    counts = _counts_array(population)
+    counts = count_array(population)
     n_trial, n_stimulus, n_unit = counts.shape
     if not (np.isfinite(trial_duration) and trial_duration > 0):
         raise SpikelatentError(
@@ -141,7 +142,7 @@ def to_nwb(
     images = _images_array(include_images, n_stimulus)
     nwb_subject, absent = _make_subject(subject, population.attrs)
 
-    starts, stops = _presentation_windows(
+    starts, stops = presentation_windows(
         n_trial * n_stimulus, trial_duration, inter_trial_interval
     )
     attrs = {
@@ -215,48 +216,6 @@ def _check_target(target: Path, overwrite: bool) -> None:
         )
 
 
-def _counts_array(population: Any) -> np.ndarray:
-    """Validated counts (trial, stimulus, unit), kept in their compact integer dtype."""
-    if not isinstance(population, xr.Dataset) or "counts" not in population:
-        raise SpikelatentError(
-            "population must be an xarray.Dataset with a 'counts' variable (trial, stimulus, unit)"
-        )
-    counts = population["counts"]
-    if set(counts.dims) != {"trial", "stimulus", "unit"}:
-        raise SpikelatentError(
-            f"population counts must have dims (trial, stimulus, unit), got {tuple(counts.dims)}"
-        )
-    values = np.asarray(counts.transpose("trial", "stimulus", "unit").values)
-    if values.size == 0:
-        raise SpikelatentError(
-            f"population counts are empty (shape {values.shape}); nothing to export"
-        )
-    if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise SpikelatentError(
-                "population counts must be whole numbers (found NaN, inf or fractions)"
-            )
-    elif values.dtype.kind not in "iu":
-        raise SpikelatentError(f"population counts must be integers, got dtype {values.dtype}")
-    if values.dtype.kind != "u" and np.any(values < 0):
-        raise SpikelatentError("population counts must be non-negative")
-    if values.dtype.kind == "f" or values.dtype == np.uint64:
-        return values.astype(np.int64)  # numpy cannot index or repeat with uint64 safely
-    return values
-
-
-def _presentation_windows(
-    n_presentation: int, trial_duration: float, inter_trial_interval: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop times (seconds) of each presentation, shape (presentation,)."""
-    period = trial_duration + inter_trial_interval
-    starts = np.arange(n_presentation, dtype=np.float64) * period
-    stops = starts + trial_duration
-    # With no gap, rounding could let a window end an ulp after the next one starts.
-    stops[:-1] = np.minimum(stops[:-1], starts[1:])
-    return starts, stops
-
-
 def _images_array(images: Any, n_stimulus: int) -> np.ndarray | None:
     if images is None or images is False:
         return None
@@ -281,7 +240,7 @@ def _make_subject(subject: Any, attrs: Mapping[str, Any]) -> tuple[Any, list[str
     if isinstance(subject, Subject):
         return subject, [field for field in _ANIMAL_FIELDS if not getattr(subject, field)]
     if isinstance(subject, (str, os.PathLike)):
-        subject = _read_subject_yaml(Path(subject))
+        subject = read_subject_yaml(Path(subject))
     if subject is None:
         subject = {}
     if not isinstance(subject, Mapping):
@@ -308,9 +267,11 @@ def _make_subject(subject: Any, attrs: Mapping[str, Any]) -> tuple[Any, list[str
     return Subject(**fields), absent
 
 
-def _read_subject_yaml(path: Path) -> Mapping[str, Any]:
+def read_subject_yaml(path: str | os.PathLike) -> Mapping[str, Any]:
+    """The NWB subject fields (keys of :data:`SUBJECT_FIELDS`) in a YAML file, checked."""
     import yaml
 
+    path = Path(path)
     if not path.is_file():
         raise SpikelatentError(f"subject YAML file {path} not found")
     try:
@@ -429,9 +390,7 @@ class _SpikeTimesIterator(AbstractDataChunkIterator):
     ):
         self.counts_by_unit = counts_by_unit  # (unit, presentation)
         self.starts = starts
-        self.durations = stops - starts
-        # Largest float below each stop: spike times stay strictly inside [start, stop).
-        self.last_valid = np.nextafter(stops, -np.inf)
+        self.stops = stops
         self.rng = np.random.default_rng(seed)
         self.totals = counts_by_unit.sum(axis=1, dtype=np.int64)
         self.n_total = int(self.totals.sum())
@@ -440,16 +399,7 @@ class _SpikeTimesIterator(AbstractDataChunkIterator):
         self.progress = tqdm(total=len(counts_by_unit), desc="NWB units", unit="unit", disable=None)
 
     def unit_spike_times(self, unit: int) -> np.ndarray:
-        counts = self.counts_by_unit[unit].astype(np.int64)
-        presentation = np.repeat(np.arange(len(counts)), counts)
-        times = (
-            self.starts[presentation]
-            + self.rng.random(presentation.size) * self.durations[presentation]
-        )
-        np.minimum(times, self.last_valid[presentation], out=times)
-        # Windows are disjoint and ordered, so a global sort keeps each spike in its window.
-        times.sort()
-        return times
+        return uniform_spike_times(self.counts_by_unit[unit], self.starts, self.stops, self.rng)
 
     def __iter__(self):
         return self

@@ -3,8 +3,9 @@
 One count per unit and interval of a ``TimeIntervals`` table, or (with ``bin_size``) counts in
 consecutive bins over the whole session or inside every interval, as an xarray ``counts`` with
 the intervals' columns and the units' columns as coordinates. Counting is
-:func:`spikelatent.nwb.binning.count_spikes`; :func:`population_counts` turns the counts of a
-spikelatent export back into the model layout ``(trial, stimulus, unit)``.
+:func:`spikelatent.spikes.count_spikes` (exact bin edges on integer ticks, whole bins only, NaN
+where a unit was not observed); :func:`population_counts` turns the counts of a spikelatent export
+back into the model layout ``(trial, stimulus, unit)``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.errors import SpikelatentError
-from spikelatent.nwb.binning import check_bin_size, count_spikes, session_window
+from spikelatent.spikes import check_bin_size, count_spikes, recording_span
 
 __all__ = ["read_counts", "population_counts", "SESSION"]
 
@@ -39,8 +40,10 @@ def read_counts(
     Without ``bin_size``, for interval row ``i`` and unit ``u`` the count is the number of spike
     times ``t`` with ``start_time[i] + bin_start <= t < (start_time[i] + bin_stop if bin_stop else
     stop_time[i])``. With ``bin_size`` that window is cut into consecutive bins
-    ``[window_start + k * bin_size, window_start + (k + 1) * bin_size)``; every interval gets the
-    number of full bins of the shortest window (see :mod:`spikelatent.nwb.binning`).
+    ``[window_start + k * bin_size, window_start + (k + 1) * bin_size)`` (edges exact to the
+    nanosecond, so a spike on an edge goes to the bin starting there); every interval gets the
+    number of whole bins of the shortest window (see :mod:`spikelatent.spikes`). Time outside a
+    unit's ``obs_intervals`` (when the units table has them) is missing: NaN, not zero.
 
     Args:
         path: any NWB file with a ``Units`` table (with ``spike_times``).
@@ -48,15 +51,16 @@ def read_counts(
         bin_stop: window end relative to ``start_time``, seconds; ``None`` = the interval's
             ``stop_time``.
         intervals: ``"trials"``, ``"epochs"``, the name of another ``TimeIntervals`` table, or
-            ``"session"`` (one window over the whole session: from ``min(0, first spike)`` to past
-            the last spike). ``None`` (default): ``"trials"`` if the file has a trials table,
+            ``"session"`` (one window over the recording: the units' observation intervals, from
+            the earliest start to the latest stop, or without them from ``min(0, first spike)``
+            to the last spike; whole bins only, so no bin runs past the data). ``None`` (default): ``"trials"`` if the file has a trials table,
             otherwise ``"session"``. ``attrs["intervals"]`` says which was used.
         bin_size: bin width in seconds (``None``: one count per window).
 
     Returns:
-        ``counts`` DataArray. Without ``bin_size``: dims ``(trial, unit)``, int64. With ``bin_size``:
-        dims ``(trial, time, unit)``, or ``(time, unit)`` for the session, in the smallest unsigned
-        dtype that holds the counts; coords ``time`` (bin centres), ``time_start``/``time_stop``
+        ``counts`` DataArray, int64 (float64 with NaN where a unit was not observed). Without
+        ``bin_size``: dims ``(trial, unit)``. With ``bin_size``: dims ``(trial, time, unit)``, or
+        ``(time, unit)`` for the session; coords ``time`` (bin centres), ``time_start``/``time_stop``
         (bin edges), in seconds relative to each window's start (absolute session time for
         ``"session"``). Coords along ``trial``: interval ids, ``window_start``/``window_stop``
         (absolute seconds) and every scalar column of the intervals table (e.g. ``start_time``,
@@ -98,7 +102,10 @@ def read_counts(
             )
         else:
             note = f"requested intervals={intervals!r}"
-        spike_times = list(_unit_spike_times(units))
+        spike_times = list(_ragged_rows(units, "spike_times"))
+        observed = (
+            list(_ragged_rows(units, "obs_intervals")) if "obs_intervals" in units.colnames else None
+        )
         unit_coords = _scalar_columns(units, len(units))
         attrs: dict[str, Any] = {
             "source": str(source),
@@ -108,10 +115,8 @@ def read_counts(
             "identifier": str(nwbfile.identifier),
         }
         if intervals == SESSION:
-            if bin_size is not None:
-                start, stop = session_window(spike_times, bin_size)
-            else:
-                start, stop = session_window(spike_times, 1.0)
+            start, stop = recording_span(spike_times, observed)
+            attrs["recording_span"] = [start, stop]
             attrs["description"] = "spike counts over the whole session"
             result = count_spikes(
                 spike_times,
@@ -121,6 +126,7 @@ def read_counts(
                 unit_ids=np.asarray(units.id.data[:]),
                 window_dim=None if bin_size is not None else "trial",
                 unit_coords=_unclashed(unit_coords, set()),
+                observed=observed,
                 attrs=attrs,
             )
         else:
@@ -156,6 +162,7 @@ def read_counts(
                 window_dim="trial",
                 window_coords=trial_coords,
                 unit_coords=_unclashed(unit_coords, set(trial_coords)),
+                observed=observed,
                 attrs=attrs,
             )
             result = result.assign_coords(trial=np.asarray(table.id.data[:]))
@@ -175,10 +182,11 @@ def _unclashed(unit_coords: dict[str, np.ndarray], taken: set[str]) -> dict[str,
     }
 
 
-def _unit_spike_times(units) -> Iterator[np.ndarray]:
-    """Each unit's spike times (float64 seconds), read one unit at a time from the ragged column."""
-    ends = np.asarray(units["spike_times"].data[:], dtype=np.int64)  # VectorIndex: cumulative ends
-    all_times = units["spike_times"].target.data
+def _ragged_rows(units, column: str) -> Iterator[np.ndarray]:
+    """Each unit's rows of a ragged column (``spike_times``: float64 seconds; ``obs_intervals``:
+    ``(n, 2)`` seconds), read one unit at a time."""
+    ends = np.asarray(units[column].data[:], dtype=np.int64)  # VectorIndex: cumulative ends
+    all_times = units[column].target.data
     begin = 0
     for end in ends:
         yield np.asarray(all_times[begin:end], dtype=np.float64)
