@@ -16,6 +16,8 @@ from spikelatent.data.builtin import (
     SyntheticDataModule,
 )
 from spikelatent.data.locate import FILE_LAYOUTS, search_dataset_folder
+from spikelatent.data.natural import NaturalPatchesDataModule
+from spikelatent.data.paths import is_data_path, path_datamodule_class
 from spikelatent.errors import SpikelatentError
 
 #: Registry of the built-in datasets, name → ``ImageDataModule`` subclass.
@@ -28,6 +30,7 @@ DATASETS: dict[str, type[ImageDataModule]] = {
         CelebA64DataModule,
         DigitsDataModule,
         SyntheticDataModule,
+        NaturalPatchesDataModule,
     )
 }
 
@@ -37,7 +40,10 @@ def resolve_name(name: str) -> str:
     :class:`~spikelatent.errors.SpikelatentError` listing the known ones."""
     key = str(name).strip().lower().replace("_", "-")
     if key not in DATASETS:
-        raise SpikelatentError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+        raise SpikelatentError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}, or give a path to a "
+            f"folder of images or an array file (.npy, .npz, .h5:DATASET)"
+        )
     return key
 
 
@@ -72,7 +78,9 @@ def make_datamodule(
     """Build the data module for dataset ``name`` (see :data:`DATASETS`).
 
     Args:
-        name: ``mnist``, ``fashion-mnist``, ``cifar16``, ``celeba64``, ``digits`` or ``synthetic``.
+        name: ``mnist``, ``fashion-mnist``, ``cifar16``, ``celeba64``, ``digits``,
+            ``synthetic``, ``natural-patches``, or a path: a folder of images or an array file
+            (``.npy``, ``.npz``, ``.h5:DATASET``; see docs/data.md "Your own images").
         data_dir: folder holding the files (or a data root); searched before ``$SPIKELATENT_DATA``
             and the platform cache.
         batch_size: images per batch.
@@ -88,8 +96,13 @@ def make_datamodule(
     Nothing is read until ``setup()`` (or ``split_tensors``); missing files then raise
     :class:`~spikelatent.errors.DatasetNotFoundError`.
     """
-    module_class = DATASETS[resolve_name(name)]
-    unknown = sorted(set(options) - set(module_class.OPTIONS))
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in DATASETS and is_data_path(name):  # a folder of images or an array file
+        module_class: type[ImageDataModule] = path_datamodule_class(name)
+        options = {"path": name, **options}
+    else:
+        module_class = DATASETS[resolve_name(name)]
+    unknown = sorted(set(options) - set(module_class.OPTIONS) - {"path"})
     if unknown:
         accepted = ", ".join(module_class.OPTIONS) or "none"
         raise SpikelatentError(
