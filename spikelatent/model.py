@@ -14,7 +14,7 @@ from torch.distributions import Distribution
 from spikelatent.config import FitConfig
 from spikelatent.errors import SpikelatentError
 from spikelatent.latents import LatentFamily, make_latent_family
-from spikelatent.networks import make_decoder, make_encoder
+from spikelatent.networks import make_decoder, make_encoder, output_activation_for
 
 #: Devices with a fused Adam kernel in every torch we support (>= 2.9); elsewhere the default loop.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -74,7 +74,9 @@ class VAE(pl.LightningModule):
             resolved.encoder, self.image_shape, self.latent.encoder_outputs,
             **_network_options(resolved, "encoder"),
         )
-        activation = "tanh" if self.data_range[0] < 0 else "sigmoid"
+        # The decoder's output follows the data range: sigmoid on [0, 1], tanh on [-1, 1], linear
+        # for whitened patches and other data whose range is only their observed span.
+        activation = output_activation_for(self.data_range)
         self.decoder = make_decoder(
             resolved.decoder, resolved.latent_dim, self.image_shape, output_activation=activation,
             **_network_options(resolved, "decoder"),

@@ -21,6 +21,7 @@ from spikelatent.networks._common import (
     check_image_shape,
     check_output_activation,
     check_positive_int,
+    output_activation_for,
     resolve_options,
 )
 from spikelatent.networks.conv import ConvDecoder, ConvEncoder, conv_plan, default_channels
@@ -41,6 +42,7 @@ __all__ = [
     "default_channels",
     "make_decoder",
     "make_encoder",
+    "output_activation_for",
 ]
 
 # Options each architecture accepts, with their defaults.
@@ -106,7 +108,8 @@ def make_decoder(
         arch: ``"linear"``, ``"mlp"`` or ``"conv"``.
         latent_dim: number of latent units.
         image_shape: ``(C, H, W)`` of the output.
-        output_activation: ``"sigmoid"`` (data on [0, 1]) or ``"tanh"`` (data on [-1, 1]).
+        output_activation: ``"sigmoid"`` (data on [0, 1]), ``"tanh"`` (data on [-1, 1]) or
+            ``"identity"`` (whitened data); :func:`output_activation_for` picks it from a range.
         **options: mlp: ``hidden=512, activation="silu"``; conv: ``channels=None``,
             ``unit_norm=False`` (unit-L2-norm columns in the first layer, no ReLU after it).
 

@@ -13,7 +13,7 @@ from torch import nn
 from spikelatent.errors import SpikelatentError
 
 ARCHITECTURES: tuple[str, ...] = ("linear", "mlp", "conv")
-OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh")
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "identity")
 
 # Hidden nonlinearities that the MLP networks accept by name ("swish" is SiLU).
 HIDDEN_ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -74,14 +74,28 @@ def check_output_activation(name: Any) -> str:
     if not isinstance(name, str) or name.strip().lower() not in OUTPUT_ACTIVATIONS:
         raise SpikelatentError(
             f"unknown output_activation {name!r}; choose one of {', '.join(OUTPUT_ACTIVATIONS)} "
-            "(sigmoid for images on [0, 1], tanh for images on [-1, 1])"
+            "(sigmoid for images on [0, 1], tanh for images on [-1, 1], identity for unbounded "
+            "data such as whitened patches)"
         )
     return name.strip().lower()
 
 
 def make_output_activation(name: str) -> nn.Module:
-    """``nn.Sigmoid`` or ``nn.Tanh`` for a checked name."""
-    return nn.Sigmoid() if check_output_activation(name) == "sigmoid" else nn.Tanh()
+    """``nn.Sigmoid``, ``nn.Tanh`` or ``nn.Identity`` for a checked name."""
+    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}[
+        check_output_activation(name)]()
+
+
+def output_activation_for(data_range: Sequence[float]) -> str:
+    """The decoder's output nonlinearity for data on ``data_range``: ``sigmoid`` for (0, 1),
+    ``tanh`` for (-1, 1), else ``identity`` (whitened or rescaled data: their range is only the
+    observed span, so squashing the output into it would clip the reconstructions)."""
+    low, high = (float(value) for value in data_range)
+    if (low, high) == (0.0, 1.0):
+        return "sigmoid"
+    if (low, high) == (-1.0, 1.0):
+        return "tanh"
+    return "identity"
 
 
 def make_hidden_activation(name: Any) -> nn.Module:
