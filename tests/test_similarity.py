@@ -1,0 +1,285 @@
+"""Model populations vs recordings (spikelatent.analysis.similarity) against independent oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+from scipy.spatial.distance import pdist, squareform
+
+from spikelatent.analysis import (
+    compare_populations,
+    dissimilarity_matrix,
+    linear_cka,
+    linear_predictivity,
+    rsa,
+)
+from spikelatent.errors import SpikelatentError
+
+
+def _upper(matrix: np.ndarray) -> np.ndarray:
+    return matrix[np.triu_indices_from(matrix, k=1)]
+
+
+def _tau_a(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-a written out: (concordant - discordant) / (n (n - 1) / 2), ties count 0."""
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    n = len(x)
+    return float(np.sum(np.triu(sx * sy, k=1)) / (n * (n - 1) / 2))
+
+
+@pytest.fixture
+def tuned():
+    """A (stimulus, unit) tuning and a noisy second population of the same stimuli."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(25, 8))
+    y = x @ rng.normal(size=(8, 30)) + rng.normal(size=(25, 30))
+    return x, y
+
+
+def test_rdms_equal_numpy_and_scipy(tuned):
+    x, _ = tuned
+    rdm = dissimilarity_matrix(x)
+    assert rdm.dims == ("stimulus", "stimulus_")
+    np.testing.assert_allclose(rdm.values, 1 - np.corrcoef(x), atol=1e-12)
+    euclidean = dissimilarity_matrix(x, metric="euclidean")
+    np.testing.assert_allclose(
+        euclidean.values, squareform(pdist(x, "sqeuclidean")) / x.shape[1], atol=1e-12
+    )
+
+
+def test_crossnobis_equals_leave_one_trial_out_formula():
+    rng = np.random.default_rng(1)
+    trials = rng.normal(size=(4, 6, 5)) + rng.normal(size=(1, 6, 5))
+    rdm = dissimilarity_matrix(trials, metric="crossnobis").values
+    n_trial, n_stim, n_unit = trials.shape
+    expected = np.zeros((n_stim, n_stim))
+    for k in range(n_trial):
+        train = np.delete(trials, k, axis=0).mean(axis=0)
+        test = trials[k]
+        for i in range(n_stim):
+            for j in range(n_stim):
+                expected[i, j] += (train[i] - train[j]) @ (test[i] - test[j]) / n_unit
+    expected /= n_trial
+    np.testing.assert_allclose(rdm, expected, atol=1e-10)
+
+
+def test_rsa_equals_scipy_on_upper_triangles(tuned):
+    x, y = tuned
+    rx, ry = _upper(1 - np.corrcoef(x)), _upper(1 - np.corrcoef(y))
+    spearman = float(rsa(x, y, compare="spearman", n_boot=0)["similarity"])
+    assert spearman == pytest.approx(stats.spearmanr(rx, ry).statistic, abs=1e-12)
+    pearson = float(rsa(x, y, compare="pearson", n_boot=0)["similarity"])
+    assert pearson == pytest.approx(stats.pearsonr(rx, ry).statistic, abs=1e-12)
+    tau = rsa(x, y, compare="kendall_tau_a", n_boot=0)
+    assert float(tau["similarity"]) == pytest.approx(_tau_a(rx, ry), abs=1e-12)
+
+
+def test_tau_a_differs_from_tau_b_under_ties():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 3, size=(12, 4)).astype(float) + np.arange(12)[:, None] % 2
+    y = x + rng.normal(scale=0.5, size=x.shape)
+    rx = _upper(squareform(pdist(x, "sqeuclidean")) / 4)
+    ry = _upper(squareform(pdist(y, "sqeuclidean")) / 4)
+    tau = float(rsa(x, y, metric="euclidean", compare="kendall_tau_a", n_boot=0)["similarity"])
+    assert tau == pytest.approx(_tau_a(rx, ry), abs=1e-12)
+    assert tau != pytest.approx(stats.kendalltau(rx, ry).statistic, abs=1e-6)
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson", "kendall_tau_a"])
+def test_bootstrap_equals_explicit_resampling(tuned, compare):
+    """Each bootstrap value equals the comparison of the RDMs of the resampled stimuli, with the
+    pairs of a stimulus and its own copy left out (entries taken from the full RDMs, so that copies
+    tie exactly)."""
+    x, y = tuned
+    n, n_boot, seed = x.shape[0], 5, 3
+    result = rsa(x, y, compare=compare, n_boot=n_boot, seed=seed)
+    rng = np.random.default_rng(seed)
+    oracle = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}
+    # Symmetrised so that (i, j) and (j, i) tie exactly, as copies do in the resampled RDM.
+    full_x, full_y = (1 - np.corrcoef(m) for m in (x, y))
+    full_x, full_y = (full_x + full_x.T) / 2, (full_y + full_y.T) / 2
+    rows, cols = np.triu_indices(n, k=1)
+    for b in range(n_boot):
+        index = rng.integers(0, n, n)
+        distinct = index[rows] != index[cols]
+        i, j = index[rows][distinct], index[cols][distinct]
+        rx, ry = full_x[i, j], full_y[i, j]
+        if compare == "kendall_tau_a":
+            expected = _tau_a(rx, ry)
+        else:
+            expected = oracle[compare](rx, ry).statistic
+        assert float(result["bootstrap"][b]) == pytest.approx(expected, abs=1e-9)
+    assert float(result["ci_low"]) <= float(result["similarity"]) <= float(result["ci_high"])
+
+
+def test_noise_ceiling_matches_closed_form():
+    """Gaussian trial noise of known variance on a known tuning: the split-half RDMs' squared
+    Euclidean distances have signal variance D across pairs and noise variance V, so the Nili bounds
+    are D / (D + V) (one half vs the other) and sqrt((D + V/2) / (D + V)) (a half vs the mean of
+    both), and the true tuning scores sqrt(D / (D + V)) against a half."""
+    rng = np.random.default_rng(1)
+    n_stim, n_unit, n_trial, sigma = 150, 50, 8, 1.5
+    tuning = rng.normal(size=(n_stim, n_unit))
+    trials = tuning + sigma * rng.normal(size=(n_trial, n_stim, n_unit))
+    squared = pdist(tuning, "sqeuclidean")
+    signal = np.var(squared / n_unit)
+    s2 = sigma**2 / (n_trial / 2)  # noise variance of a half's trial mean
+    noise = np.mean(8 * s2 * squared + 8 * n_unit * s2**2) / n_unit**2
+    result = rsa(tuning, trials, metric="euclidean", compare="pearson", n_boot=0, split_repeats=20)
+    assert float(result["noise_ceiling_low"]) == pytest.approx(signal / (signal + noise), abs=0.03)
+    assert float(result["noise_ceiling_high"]) == pytest.approx(
+        np.sqrt((signal + noise / 2) / (signal + noise)), abs=0.03
+    )
+    assert float(result["similarity_split"]) == pytest.approx(
+        np.sqrt(signal / (signal + noise)), abs=0.03
+    )
+
+
+def test_leave_one_trial_out_ceiling_brackets_the_truth():
+    rng = np.random.default_rng(4)
+    tuning = rng.gamma(2.0, 2.0, size=(40, 30))
+    trials = rng.poisson(tuning, size=(6, 40, 30))
+    result = rsa(tuning, trials, n_boot=0, n_splits=None)
+    assert "leave one trial out" in result.attrs["noise_ceiling"]
+    low, high = float(result["noise_ceiling_low"]), float(result["noise_ceiling_high"])
+    assert low < float(result["similarity_split"]) < high
+
+
+def _hsic(k: np.ndarray, m: np.ndarray) -> float:
+    n = k.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    return float(np.trace(k @ h @ m @ h)) / (n - 1) ** 2
+
+
+def test_linear_cka_equals_hsic_formula(tuned):
+    x, y = tuned
+    k, m = x @ x.T, y @ y.T
+    expected = _hsic(k, m) / np.sqrt(_hsic(k, k) * _hsic(m, m))
+    assert float(linear_cka(x, y)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_linear_cka_invariant_to_rotation_and_scale():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 20))
+    rotation, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    copy = 3.7 * x @ rotation
+    assert float(linear_cka(x, copy)) == pytest.approx(1.0, abs=1e-12)
+    assert float(linear_cka(x, copy, debiased=True)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_linear_cka_near_zero_for_independent_noise():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(2000, 10)), rng.normal(size=(2000, 10))
+    assert float(linear_cka(x, y)) < 0.02
+    assert abs(float(linear_cka(x, y, debiased=True))) < 0.005
+
+
+def _planted(seed: int = 7, n_stim: int = 300, n_trial: int = 10):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n_stim, 20))
+    signal = features @ rng.normal(size=(20, 40)) / np.sqrt(20)
+    trials = signal + rng.normal(scale=1.5, size=(n_trial, n_stim, 40))
+    return features, trials
+
+
+def test_linear_predictivity_recovers_a_planted_map():
+    features, trials = _planted()
+    result = linear_predictivity(features, trials, n_boot=200)
+    # Raw scores are capped by the trial noise; corrected ones reach ~1 for the true map.
+    assert float(result["median_r2"]) < 0.9
+    assert float(result["median_r2_corrected"]) == pytest.approx(1.0, abs=0.08)
+    assert float(result["median_r_corrected"]) == pytest.approx(1.0, abs=0.04)
+    assert (
+        float(result["median_r2_corrected_ci_low"])
+        <= float(result["median_r2_corrected"])
+        <= float(result["median_r2_corrected_ci_high"])
+    )
+
+
+def test_linear_predictivity_zero_for_shuffled_stimuli():
+    features, trials = _planted()
+    shuffled = np.random.default_rng(8).permutation(features)
+    result = linear_predictivity(shuffled, trials, n_boot=0)
+    assert abs(float(result["median_r"])) < 0.1
+    assert abs(float(result["median_r2_corrected"])) < 0.1
+
+
+def test_reliability_is_spearman_brown_of_split_halves():
+    """With signal variance 1 across stimuli and noise variance s^2 per trial, the reliability of
+    a unit's mean over n trials is 1 / (1 + s^2 / n) (the median unit's signal variance is ~1)."""
+    features, trials = _planted(n_stim=2000, n_trial=10)
+    result = linear_predictivity(features, trials, n_boot=0, split_repeats=4)
+    expected = 1 / (1 + 1.5**2 / 10)
+    assert float(result["reliability"].median()) == pytest.approx(expected, abs=0.05)
+
+
+def test_join_on_stimulus_ids():
+    rng = np.random.default_rng(9)
+    model = xr.DataArray(
+        rng.normal(size=(10, 4)), dims=("stimulus", "unit"), coords={"stimulus": np.arange(10)}
+    )
+    recorded = xr.DataArray(
+        rng.normal(size=(3, 6, 5)),
+        dims=("trial", "stimulus", "unit"),
+        coords={"stimulus": np.arange(4, 10)[::-1]},
+    )
+    result = rsa(model, recorded, n_boot=0)
+    assert result.attrs["n_stimuli"] == 6
+    np.testing.assert_array_equal(result["stimulus"].values, np.arange(4, 10))
+    expected = 1 - np.corrcoef(recorded.mean("trial").sel(stimulus=np.arange(4, 10)).values)
+    np.testing.assert_allclose(result["rdm_b"].values, expected, atol=1e-12)
+    disjoint = recorded.assign_coords(stimulus=np.arange(100, 106))
+    with pytest.raises(SpikelatentError, match="share 0 stimulus ids"):
+        rsa(model, disjoint)
+
+
+def test_recorded_layout_is_grouped_by_stimulus():
+    rng = np.random.default_rng(10)
+    counts = rng.poisson(3.0, size=(12, 5))
+    recorded = xr.DataArray(
+        counts, dims=("trial", "unit"), coords={"stimulus": ("trial", np.tile(np.arange(4), 3))}
+    )
+    rdm = dissimilarity_matrix(recorded)
+    means = np.stack([counts[np.tile(np.arange(4), 3) == s].mean(axis=0) for s in range(4)])
+    np.testing.assert_allclose(rdm.values, 1 - np.corrcoef(means), atol=1e-12)
+
+
+def test_nan_rows_are_refused():
+    x = np.ones((5, 3)) * np.arange(3)
+    x[2] = np.nan
+    with pytest.raises(SpikelatentError, match="NaN"):
+        dissimilarity_matrix(x)
+
+
+def test_compare_populations_side_by_side():
+    rng = np.random.default_rng(11)
+    rates = rng.gamma(2.0, 1.5, size=(60, 12))
+    pop = xr.Dataset(
+        {
+            "rate": (("stimulus", "unit"), rates),
+            "counts": (("trial", "stimulus", "unit"), rng.poisson(rates, size=(5, 60, 12))),
+        },
+        coords={"stimulus": np.arange(60)},
+    )
+    tuning = rates @ rng.gamma(1.0, 0.2, size=(12, 20))
+    recorded = xr.DataArray(
+        rng.negative_binomial(5, 5 / (5 + tuning), size=(8, 60, 20)),
+        dims=("trial", "stimulus", "unit"),
+        coords={"stimulus": np.arange(60)},
+    )
+    result = compare_populations(pop, recorded, n_boot=50)
+    assert result.attrs["shared_stimuli"] == 60
+    names = ("rsa_similarity", "rsa_noise_ceiling_low", "cka", "predictivity_median_r2_corrected")
+    for name in names:
+        assert np.isfinite(float(result[name])), name
+    assert list(result["population"].values) == ["model", "recorded"]
+    fano = result["stat_fano_factor"].sel(quantile=0.5)
+    assert float(fano.sel(population="model")) == pytest.approx(1.0, abs=0.2)  # Poisson trials
+    assert float(fano.sel(population="recorded")) > 1.2  # negative binomial trials
+    unrelated = recorded.assign_coords(stimulus=np.arange(1000, 1060))
+    alone = compare_populations(pop, unrelated, n_boot=0)
+    assert alone.attrs["shared_stimuli"] == 0
+    assert "rsa_similarity" not in alone and "stat_fano_factor" in alone
