@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,6 +32,12 @@ from spikelatent.distributions._validation import (
     check_tolerance,
 )
 from spikelatent.distributions.relaxed import DEFAULT_CAP
+from spikelatent.distributions.support import (
+    SMALLEST_EXPONENT,
+    apply_in_buckets,
+    capped_support,
+    cumulate_rows,
+)
 from spikelatent.errors import SpikelatentError
 
 __all__ = [
@@ -56,9 +60,6 @@ _N_BETA = int(math.ceil((_LOG_BETA_MAX - _LOG_BETA_MIN) / _GRID_LOG_STEP)) + 1
 # Floors inside divisions and logs: r = 0 or β = 0 give zero counts and finite gradients (1e-12 squared
 # is still a normal float32).
 _MIN_PARAMETER = 1e-12
-_SMALLEST_EXPONENT = -80.0  # as in relaxed.py: exp/sigmoid results stay normal floats
-_BUCKET_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-_MIN_ELEMENTS_TO_BUCKET = 4096
 
 
 def _grid_values(log_min: float, count: int) -> np.ndarray:
@@ -131,59 +132,6 @@ def negative_binomial_support(
     return table.view(-1).to(total_count.device)[index.view(-1)].view(total_count.shape)
 
 
-def _capped_support(owner: str, support: torch.Tensor, cap: int, stacklevel: int = 4) -> tuple[torch.Tensor, int]:
-    """(support clamped at cap, largest support) with a RuntimeWarning when something needed more."""
-    largest = int(support.max())
-    if largest > cap:
-        warnings.warn(
-            f"{owner}: {int((support > cap).sum())} elements need a support above max_support={cap} "
-            f"for this tolerance; their counts are truncated at {cap} (raise max_support to avoid this)",
-            RuntimeWarning,
-            stacklevel=stacklevel,
-        )
-        support = support.clamp(max=cap)
-        largest = cap
-    return support, max(1, largest)
-
-
-def apply_in_buckets(
-    support: torch.Tensor,
-    inputs: tuple[torch.Tensor, ...],
-    compute: Callable[..., torch.Tensor],
-    largest: int,
-) -> torch.Tensor:
-    """compute(size, *bucket_inputs) per bucket of elements with similar support; flat result.
-
-    ``support`` (flat int64) is each element's required size; ``inputs`` are flat tensors of the same
-    length. Buckets are the powers of two; a bucket gets the largest support of its members, so every
-    element keeps its own guarantee. Gradients flow through the gathers and the scatter.
-    """
-    numel = support.numel()
-    sizes = [size for size in _BUCKET_SIZES if size < largest]
-    if not sizes or numel < _MIN_ELEMENTS_TO_BUCKET:
-        return compute(largest, *inputs)
-    bucket = torch.zeros(support.shape, dtype=torch.uint8, device=support.device)
-    for size in sizes:
-        bucket += support > size
-    n_buckets = len(sizes) + 1
-    counts = torch.bincount(bucket, minlength=n_buckets).tolist()
-    if counts[-1] == numel:
-        return compute(largest, *inputs)
-    bucket_long = bucket.long()
-    tops = torch.zeros(n_buckets, dtype=torch.int64, device=support.device).scatter_reduce_(
-        0, bucket_long, support, reduce="amax", include_self=True).tolist()
-    order = torch.sort(bucket, stable=True).indices
-    parts, start = [], 0
-    for index, count in enumerate(counts):
-        if count == 0:
-            continue
-        members = order[start:start + count]
-        start += count
-        parts.append(compute(max(1, tops[index]), *(x.index_select(0, members) for x in inputs)))
-    result = torch.cat(parts)
-    return result.new_empty(numel).index_copy(0, order, result)
-
-
 def _prepare(owner: str, total_count: torch.Tensor, beta: torch.Tensor, temperature: float,
              tolerance: float, max_support: int | None) -> tuple[float, float, int]:
     temperature = check_temperature(owner, temperature)
@@ -229,12 +177,12 @@ def relaxed_negative_binomial_continuous_time(
         return (empty, total_count.new_zeros((0, *shape))) if return_times else empty
     r = total_count.clamp_min(_MIN_PARAMETER).reshape(-1)
     b = beta.clamp_min(_MIN_PARAMETER).reshape(-1)
-    support, largest = _capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
+    support, largest = capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
     if return_times:
         arrivals = torch.arange(largest, dtype=r.dtype, device=r.device).unsqueeze(1)
         exponentials = _unit_exponentials(largest, r.numel(), r)
         times = (exponentials / (arrivals + r)).cumsum(dim=0) / b
-        soft = torch.sigmoid(((1.0 - times) / temperature).clamp_min(_SMALLEST_EXPONENT)).sum(dim=0)
+        soft = torch.sigmoid(((1.0 - times) / temperature).clamp_min(SMALLEST_EXPONENT)).sum(dim=0)
         return soft.view(shape), times.view(largest, *shape)
 
     def compute(size: int, bucket_r: torch.Tensor, bucket_beta: torch.Tensor) -> torch.Tensor:
@@ -251,15 +199,6 @@ def _unit_exponentials(rows: int, columns: int, like: torch.Tensor) -> torch.Ten
     """(rows, columns) Exponential(1) draws as −log U, U floored at the smallest normal number."""
     draws = torch.rand((rows, columns), dtype=like.dtype, device=like.device)
     return draws.clamp_min_(torch.finfo(draws.dtype).tiny).log_().neg_()
-
-
-def _cumulate_rows(buffer: torch.Tensor) -> torch.Tensor:
-    """In-place cumulative sum along dim 0 of a (rows, n) buffer (row additions beat cumsum on CPU)."""
-    if buffer.device.type != "cpu" or buffer.shape[1] < 6000:
-        return buffer.cumsum_(dim=0)
-    for row in range(1, buffer.shape[0]):
-        buffer[row].add_(buffer[row - 1])
-    return buffer
 
 
 # Arrivals later than 1 + _WINDOW_MARGIN · τ add < σ(−20) ≈ 2e-9 each to z̃ (and as little to its
@@ -312,7 +251,7 @@ class _CountingSoftCount(torch.autograd.Function):
             cumulative[0].add_(previous_a)
             for row in range(1, rows):
                 cumulative[row].add_(cumulative[row - 1])
-            sigma = torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
+            sigma = torch.addcmul(offset, cumulative, negative_slope).clamp_min_(SMALLEST_EXPONENT).sigmoid_()
             sums[0].add_(sigma.sum(dim=0))
             if need_r or need_beta:
                 spread = sigma.addcmul_(sigma, sigma, value=-1.0)  # σ(1 − σ)
@@ -398,7 +337,7 @@ def relaxed_negative_binomial_gumbel(
     if beta is None:
         beta = -torch.log1p(-torch.exp(log_failure.detach()))
     b = beta.detach().expand(shape).reshape(-1).clamp_min(_MIN_PARAMETER)
-    support, largest = _capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
+    support, largest = capped_support(owner, negative_binomial_support(r, b, tolerance, cap), cap)
 
     def compute(size: int, bucket_r: torch.Tensor, bucket_log_q: torch.Tensor) -> torch.Tensor:
         return _PmfGumbelSoftCount.apply(bucket_r, bucket_log_q, size, temperature)
@@ -435,13 +374,13 @@ class _PmfGumbelSoftCount(torch.autograd.Function):
             if need_r:
                 harmonic = torch.zeros((n_points, n), dtype=r.dtype, device=r.device)
                 torch.reciprocal(shifted, out=harmonic[1:])
-                _cumulate_rows(harmonic)  # H_k
+                cumulate_rows(harmonic)  # H_k
             increments = shifted.log_().add_(log_q.unsqueeze(0) - log_counts.unsqueeze(1))
-            log_pmf = _cumulate_rows(increments)  # ℓ_k for k = 1..Z_max
+            log_pmf = cumulate_rows(increments)  # ℓ_k for k = 1..Z_max
             logits[1:].add_(log_pmf)
             del increments, log_pmf, shifted
         logits.div_(temperature)
-        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(_SMALLEST_EXPONENT).exp_()
+        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(SMALLEST_EXPONENT).exp_()
         total, first = (torch.stack([torch.ones_like(counts), counts]) @ weights).unbind(0)
         soft_count = first.div_(total)
         centred = counts.unsqueeze(1) - soft_count  # k − z̃, (K, n)

@@ -17,14 +17,10 @@ from torch.distributions import Distribution
 from torch.distributions.kl import register_kl
 
 from spikelatent.distributions._validation import check_max_support, check_tolerance
-from spikelatent.distributions.counting import (
-    _capped_support,
-    _cumulate_rows,
-    apply_in_buckets,
-    negative_binomial_support,
-)
+from spikelatent.distributions.counting import negative_binomial_support
 from spikelatent.distributions.negative_binomial import NegativeBinomial, accurate_dtype
 from spikelatent.distributions.poisson import Poisson
+from spikelatent.distributions.support import apply_in_buckets, capped_support, cumulate_rows
 from spikelatent.errors import SpikelatentError
 
 __all__ = [
@@ -186,7 +182,7 @@ def kl_series(
         return parameters[0].to(result_dtype) * 0.0
     flat = tuple(x.reshape(-1) for x in parameters)
     beta_q = (-flat[1]).detach().clamp_min(1e-12)
-    support, largest = _capped_support(
+    support, largest = capped_support(
         owner, negative_binomial_support(flat[0].clamp_min(1e-12), beta_q, tolerance, cap), cap, stacklevel=3
     )
 
@@ -223,17 +219,17 @@ class _SeriesKL(torch.autograd.Function):
             if need[1]:
                 harmonic_q = torch.zeros_like(log_pmf_q)
                 torch.reciprocal(shifted_q, out=harmonic_q[1:])
-                _cumulate_rows(harmonic_q)
+                cumulate_rows(harmonic_q)
             if need[4]:
                 harmonic_p = torch.zeros_like(log_pmf_q)
                 torch.reciprocal(shifted_p, out=harmonic_p[1:])
-                _cumulate_rows(harmonic_p)
+                cumulate_rows(harmonic_p)
             log_shifted_q = shifted_q.log_()
             torch.sub(log_shifted_q, shifted_p.log_(), out=ratio[1:])
             ratio[1:].add_(log_1m_q - log_1m_p)
-            _cumulate_rows(ratio)
+            cumulate_rows(ratio)
             log_pmf_q[1:] = log_shifted_q.add_(log_1m_q).sub_(z[1:].log().unsqueeze(1))
-            _cumulate_rows(log_pmf_q)
+            cumulate_rows(log_pmf_q)
             del shifted_q, shifted_p, log_shifted_q
         weights = log_pmf_q.exp_()
         kl = (weights * ratio).sum(dim=0)

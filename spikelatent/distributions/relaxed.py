@@ -29,6 +29,13 @@ from spikelatent.distributions._validation import (
     check_temperature,
     check_tolerance,
 )
+from spikelatent.distributions.support import (
+    BUCKET_SIZES,
+    MIN_ELEMENTS_TO_BUCKET,
+    SMALLEST_EXPONENT,
+    bucket_index,
+    run_in_buckets,
+)
 from spikelatent.errors import SpikelatentError
 
 __all__ = [
@@ -49,9 +56,6 @@ RELAXATIONS = ("ct", "gumbel")
 # are cached and still conservative (the Poisson upper quantile is non-decreasing in the rate).
 _GRID_LOG_RATIO = math.log1p(1.0 / 64.0)
 _GRID_MIN_INDEX = math.floor(math.log(1e-8) / _GRID_LOG_RATIO)
-# Exponents are floored here before exp / sigmoid: e^-80 ~ 2e-35 is still a normal float32 (subnormal
-# arithmetic is ~10-100x slower on x86) and far below anything that changes a count.
-_SMALLEST_EXPONENT = -80.0
 # Smallest rate used inside log/division so that λ = 0 gives zero counts and finite (zero) gradients.
 _MIN_RATE = 1e-12
 
@@ -154,14 +158,6 @@ def _prepare_rate(
     return rate, size
 
 
-# Nominal bucket sizes for the adaptive support: powers of two, so an element pays at most 2x its own
-# support while a typical tensor spans only a handful of buckets (each costs ~10 small kernels; at
-# (128, 256) rates, ratio-1.5 sizes measured 25% slower than powers of two).
-_BUCKET_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-# Below this many elements the bucketing's fixed cost (a few small kernels per bucket) is not worth it.
-_MIN_ELEMENTS_TO_BUCKET = 4096
-
-
 @functools.lru_cache(maxsize=256)
 def _bucket_table(size: int, tolerance: float, offset: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Support sizes below ``size`` and the largest rate each covers (both ascending).
@@ -170,7 +166,7 @@ def _bucket_table(size: int, tolerance: float, offset: int) -> tuple[tuple[int, 
     whose support is ``size`` (the one chosen for the largest rate).
     """
     sizes, boundaries = [], []
-    for candidate in _BUCKET_SIZES:
+    for candidate in BUCKET_SIZES:
         if candidate >= size:
             break
         covered = _largest_covered_rate(candidate - offset, tolerance)
@@ -187,34 +183,21 @@ def _sample_in_buckets(rate, size, tolerance, offset, sample_at_size):
     Σ_i support_i instead of numel · max_i support_i. Gradients flow through the gather and scatter.
     """
     sizes, boundaries = _bucket_table(size, tolerance, offset)
-    if not sizes or rate.numel() < _MIN_ELEMENTS_TO_BUCKET:
+    if not sizes or rate.numel() < MIN_ELEMENTS_TO_BUCKET:
         return sample_at_size(rate, size)
     flat = rate.reshape(-1)
-    detached = flat.detach()
-    # Bucket index = number of boundaries below the rate. A few compare-and-add passes over uint8
-    # beat torch.bucketize's per-element binary search (0.8 vs 1.5 ms for 164k rates), and sorting
-    # uint8 keys beats int64 ones (0.5 vs 1.5 ms).
-    bucket = torch.zeros(flat.shape, dtype=torch.uint8, device=flat.device)
-    for boundary in boundaries:
-        bucket += detached > boundary
-    counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()  # one host sync
-    # The largest rate needs ``size``, more than any listed size, so it is always in the top bucket:
-    # when that bucket holds everything, no gather or scatter is needed.
-    if counts[-1] == flat.numel():
-        return sample_at_size(rate, size)
-    order = torch.sort(bucket, stable=True).indices
-    parts, start = [], 0
-    for index, count in enumerate(counts):
-        if count == 0:
-            continue
-        members = order[start:start + count]
-        start += count
+
+    def part(index: int, members: torch.Tensor) -> torch.Tensor:
         bucket_rate = flat.index_select(0, members)
         support = size if index == len(sizes) else _bucket_support(
             bucket_rate.detach(), sizes[index], tolerance, offset)
-        parts.append(sample_at_size(bucket_rate, support))
-    # ``order`` is a permutation, so index_copy overwrites every element of the empty buffer.
-    return torch.empty_like(flat).index_copy(0, order, torch.cat(parts)).view_as(rate)
+        return sample_at_size(bucket_rate, support)
+
+    # The largest rate needs ``size``, more than any listed size, so it is always in the top bucket.
+    bucket = bucket_index(flat.detach(), boundaries)
+    return run_in_buckets(
+        bucket, len(sizes) + 1, lambda: sample_at_size(rate, size).reshape(-1), part
+    ).view_as(rate)
 
 
 def _bucket_support(bucket_rate: torch.Tensor, nominal: int, tolerance: float, offset: int) -> int:
@@ -298,7 +281,7 @@ class _GumbelSoftCount(torch.autograd.Function):
         logits.addcmul_(counts.unsqueeze(1), log_rate).div_(temperature)
         # Unnormalized softmax, in place. Floored at e^-80 (~2e-35, a normal float32): weights that
         # small change nothing, but subnormal results make exp and every later pass ~10x slower.
-        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(_SMALLEST_EXPONENT).exp_()
+        weights = logits.sub_(logits.amax(dim=0)).clamp_min_(SMALLEST_EXPONENT).exp_()
         total, first = (torch.stack([torch.ones_like(counts), counts]) @ weights).unbind(0)
         soft_count = first.div_(total)
         # Σ_k w_k (k − z̃)², centred so that near-one-hot weights do not cancel in float32.
@@ -420,7 +403,7 @@ def _window_sigmoid(rate: torch.Tensor, cumulative: torch.Tensor, temperature: f
     offset = torch.full((), 1.0 / temperature, dtype=cumulative.dtype, device=cumulative.device)
     # Floored at -80 for the same reason as the Gumbel weights: sigmoid(-80) ~ 2e-35 is a normal
     # float32, while arrivals far outside the window would otherwise give subnormal terms.
-    return torch.addcmul(offset, cumulative, negative_slope).clamp_min_(_SMALLEST_EXPONENT).sigmoid_()
+    return torch.addcmul(offset, cumulative, negative_slope).clamp_min_(SMALLEST_EXPONENT).sigmoid_()
 
 
 def relaxed_poisson(
