@@ -60,7 +60,8 @@ def scan_image_folder(folder: Path) -> tuple[list[Path], list[int] | None, list[
     classes = [entry.name for entry in entries if entry.is_dir()]
     class_to_idx = {name: index for index, name in enumerate(classes)}
     samples = [(Path(path), label) for path, label in
-               make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+               (make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+                if classes else [])
                if not any(part.startswith(".") for part in Path(path).relative_to(folder).parts)]
     if not samples:
         others = [entry for entry in folder.rglob("*") if entry.is_file() and _visible(entry)]
