@@ -39,6 +39,7 @@ from spikelatent.distributions.support import (
     cumulate_rows,
 )
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import NB_SAMPLERS
 
 __all__ = [
     "NB_SAMPLERS",
@@ -48,8 +49,6 @@ __all__ = [
     "relaxed_negative_binomial_gumbel",
 ]
 
-#: Names accepted by ``NegativeBinomial.rsample(sampler=...)``.
-NB_SAMPLERS = ("gamma-poisson", "counting")
 
 # The support table: log r and log β on grids of ratio 2^(1/4) (a value is rounded up by < 19 %).
 _GRID_LOG_STEP = math.log(2.0) / 4.0

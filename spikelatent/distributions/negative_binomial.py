@@ -35,6 +35,7 @@ from spikelatent.distributions.relaxed import (
     relaxed_poisson_continuous_time,
 )
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import RELAXATIONS
 
 __all__ = ["NegativeBinomial"]
 
@@ -250,9 +251,10 @@ class NegativeBinomial(Distribution):
         (relaxation "ct" only) also returns the arrival times, shape ``(M, *sample_shape, *batch_shape)``,
         sorted along dim 0; those below 1 are the spike times in the unit window.
         """
-        if relaxation not in ("ct", "gumbel"):
+        if relaxation not in RELAXATIONS:
             raise SpikelatentError(
-                f"{_OWNER}.rsample: relaxation must be 'ct' or 'gumbel'; got {relaxation!r}"
+                f"{_OWNER}.rsample: relaxation must be one of {', '.join(map(repr, RELAXATIONS))}; "
+                f"got {relaxation!r}"
             )
         if sampler not in NB_SAMPLERS:
             raise SpikelatentError(

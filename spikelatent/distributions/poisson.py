@@ -13,7 +13,7 @@ from spikelatent.distributions.negative_binomial import (
     accurate_dtype,
     validate_count_value,
 )
-from spikelatent.distributions.relaxed import relaxed_poisson
+from spikelatent.distributions.relaxed import RELAXATIONS, relaxed_poisson
 from spikelatent.errors import SpikelatentError
 
 __all__ = ["Poisson"]
@@ -76,9 +76,10 @@ class Poisson(TorchPoisson):
         max_support: int | None = None,
     ) -> torch.Tensor:
         """Relaxed counts of shape ``sample_shape + batch_shape`` with gradients to ``rate``."""
-        if relaxation not in ("ct", "gumbel"):
+        if relaxation not in RELAXATIONS:
             raise SpikelatentError(
-                f"{_OWNER}.rsample: relaxation must be 'ct' or 'gumbel'; got {relaxation!r}"
+                f"{_OWNER}.rsample: relaxation must be one of {', '.join(map(repr, RELAXATIONS))}; "
+                f"got {relaxation!r}"
             )
         shape = self._extended_shape(torch.Size(sample_shape))
         return relaxed_poisson(

@@ -37,6 +37,7 @@ from spikelatent.distributions.support import (
     run_in_buckets,
 )
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import RELAXATIONS
 
 __all__ = [
     "DEFAULT_CAP",
@@ -49,8 +50,6 @@ __all__ = [
 
 #: Default upper bound on Z_max (Gumbel) and M (continuous time): memory is O(cap · numel(rate)).
 DEFAULT_CAP = 512
-#: Names accepted by ``relaxation=`` in the ``rsample`` methods.
-RELAXATIONS = ("ct", "gumbel")
 
 # Rates are rounded UP to a geometric grid (ratio 1 + 1/64) before the quantile is looked up, so quantiles
 # are cached and still conservative (the Poisson upper quantile is non-decreasing in the rate).
