@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer
 from torch.distributions import Distribution
@@ -141,6 +142,71 @@ class VAE(pl.LightningModule):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Linear read-out features (docs/architecture.md): the encoder's output, (batch, features)."""
         return self.latent.features(self.encode(x))
+
+    @torch.no_grad()
+    def transform(
+        self,
+        images: Any,
+        batch_size: int = 256,
+        kind: str = "auto",
+        stimulus: Any = None,
+        labels: Any = None,
+    ) -> Any:
+        """The population's response to ``images`` as an ``xarray.DataArray`` ``(stimulus, unit)``.
+
+        The scikit-learn / CEBRA ``transform`` habit (scvi-tools' ``get_latent_representation``).
+
+        Args:
+            images: ``(N, C, H, W)`` (or ``(N, H, W)`` for one channel) tensor or array on the
+                model's data range (what its data module yields).
+            batch_size: images per encoder pass (memory only; the result does not depend on it).
+            kind: ``rate`` = posterior mean (spikes per window for the count families),
+                ``features`` = the encoder's output (log rates, logits, means), ``auto`` =
+                ``rate`` for count families and ``features`` for Gaussian, Laplace, categorical.
+            stimulus: stimulus ids for the ``stimulus`` coordinate (default ``0 .. N-1``), e.g. a
+                data module's ``stimulus_names(split)``.
+            labels: optional ``(N,)`` labels, added as the ``label`` coordinate.
+        """
+        import xarray as xr
+
+        if kind == "auto":
+            kind = "rate" if self.latent.is_count else "features"
+        if kind not in ("rate", "features"):
+            raise SpikelatentError(f"kind must be 'auto', 'rate' or 'features'; got {kind!r}")
+        x = torch.as_tensor(images)
+        if x.ndim == 3 and self.image_shape[0] == 1:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise SpikelatentError(
+                f"images have shape {tuple(x.shape)}; this model takes (N, {', '.join(map(str, self.image_shape))})"
+            )
+        x = x.to(torch.float32)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        chunks = []
+        for start in range(0, len(x), int(batch_size)):
+            batch = x[start:start + int(batch_size)].to(device)
+            hidden = self.encode(batch)
+            values = (self.latent.mean(self.latent.posterior(hidden)) if kind == "rate"
+                      else self.latent.features(hidden))
+            chunks.append(values.reshape(len(batch), -1).cpu())
+        self.train(was_training)
+        values = torch.cat(chunks) if chunks else torch.empty((0, self.latent.latent_dim))
+        coords: dict[str, Any] = {
+            "stimulus": np.arange(len(x)) if stimulus is None else np.asarray(stimulus),
+            "unit": np.arange(values.shape[1]),
+        }
+        if labels is not None:
+            coords["label"] = ("stimulus", np.asarray(torch.as_tensor(labels).cpu()))
+        return xr.DataArray(
+            values.numpy(), dims=("stimulus", "unit"), coords=coords,
+            name="rate" if kind == "rate" else "features",
+            attrs={"model": self.variant, "quantity": "posterior mean" if kind == "rate"
+                   else "encoder output (linear read-out features)",
+                   "units": "spikes per window" if kind == "rate" and self.latent.is_count else "",
+                   "data_range": list(self.data_range)},
+        )
 
     # ----------------------------------------------------------------- schedules
     @property
