@@ -98,6 +98,8 @@ def fano_factor_by_window(
     bin_size: float | None = None,
     span: tuple[float, float] | None = None,
     confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> xr.Dataset:
     """Fano factor of every unit as a function of the counting-window length.
 
@@ -123,14 +125,21 @@ def fano_factor_by_window(
         span: ``(start, stop)`` in seconds over which spike times are counted (default: the
             whole session, :func:`spikelatent.spikes.recording_span`).
         confidence: coverage of the intervals, in (0, 1).
+        n_boot: bootstrap resamples of the cells for the population interval.
+        seed: seed of that bootstrap.
 
     Returns:
         Dataset with dim ``window`` (seconds) plus the kept dims (``unit``, and ``stimulus`` etc.):
         ``fano_factor``, ``ci_low``, ``ci_high``, ``mean`` (spikes per window), ``variance``,
         ``n_samples``; and per window ``population_fano_factor`` (mean over finite cells) with
-        ``population_ci_low``/``population_ci_high`` (t interval across cells), ``n_cells``.
+        ``population_ci_low``/``population_ci_high`` (percentile bootstrap over cells: inside the
+        range of the cells' Fano factors, so never below 0), ``n_cells``. Counts may hold NaN
+        (unobserved time, see :func:`spikelatent.spikes.count_spikes`): a window containing a NaN
+        bin is left out of that cell's samples.
     """
     _check_probability(confidence, "confidence")
+    if int(n_boot) != n_boot or n_boot < 0:
+        raise SpikelatentError(f"n_boot must be an integer >= 0; got {n_boot}")
     lengths = np.asarray(windows, dtype=np.float64).reshape(-1)
     if lengths.size == 0 or not np.all(np.isfinite(lengths)) or np.any(lengths <= 0):
         raise SpikelatentError(
@@ -166,11 +175,13 @@ def fano_factor_by_window(
     values = result["fano_factor"]
     n_cells = values.notnull().sum(cells)
     mean = values.mean(cells, skipna=True)
-    spread = values.std(cells, skipna=True, ddof=1) / np.sqrt(n_cells)
-    t = stats.t.ppf(0.5 + confidence / 2, np.maximum(n_cells - 1, 1))
+    per_window = values.transpose("window", *cells).values.reshape(lengths.size, -1)
+    bounds = np.array(
+        [_bootstrap_mean_interval(v[np.isfinite(v)], confidence, n_boot, seed) for v in per_window]
+    )
     result["population_fano_factor"] = mean.assign_attrs(long_name="mean Fano factor over cells")
-    result["population_ci_low"] = mean - t * spread
-    result["population_ci_high"] = mean + t * spread
+    result["population_ci_low"] = ("window", bounds[:, 0])
+    result["population_ci_high"] = ("window", bounds[:, 1])
     result["n_cells"] = n_cells
     result["window"].attrs["units"] = "s"
     result["mean"].attrs["units"] = "spikes per window"
@@ -178,9 +189,32 @@ def fano_factor_by_window(
         confidence=confidence,
         bin_size=step,
         pooled_over=sample_dims,
+        population_ci="percentile bootstrap over cells of the mean Fano factor "
+        f"({int(n_boot)} resamples, seed {int(seed)})",
         note="counts in consecutive non-overlapping windows; tails shorter than a window dropped",
     )
     return result
+
+
+# Cells x resamples drawn at once in the population bootstrap (bounds its memory to ~160 MB).
+_BOOTSTRAP_BLOCK = 20_000_000
+
+
+def _bootstrap_mean_interval(
+    values: np.ndarray, confidence: float, n_boot: int, seed: int
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (finite, one per cell)."""
+    if values.size < 2 or n_boot < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    per_block = max(1, _BOOTSTRAP_BLOCK // values.size)
+    means = np.concatenate([
+        values[rng.integers(0, values.size, (min(per_block, n_boot - done), values.size))].mean(axis=1)
+        for done in range(0, n_boot, per_block)
+    ])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def _weighted_slope(
