@@ -50,6 +50,35 @@ def test_rdms_equal_numpy_and_scipy(tuned):
     )
 
 
+@pytest.mark.parametrize("metric", ["correlation", "euclidean"])
+def test_rdms_equal_rsatoolbox(tuned, metric):
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm
+
+    _, y = tuned
+    expected = calc_rdm(Dataset(y), method=metric).get_matrices()[0]
+    np.testing.assert_allclose(dissimilarity_matrix(y, metric).values, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson", "kendall_tau_a"])
+def test_nili_bounds_equal_rsatoolbox(compare):
+    import warnings
+
+    from rsatoolbox.inference import boot_noise_ceiling
+    from rsatoolbox.rdm import RDMs
+
+    from spikelatent.analysis.similarity import COMPARISONS, _nili_bounds
+
+    rng = np.random.default_rng(12)
+    truth = rng.gamma(2.0, size=45)
+    vectors = truth + rng.normal(scale=0.8, size=(4, 45))
+    rdms = RDMs(vectors, rdm_descriptors={"index": np.arange(4)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rsatoolbox warns that tau ceilings pool ranks
+        expected = boot_noise_ceiling(rdms, method=COMPARISONS[compare], rdm_descriptor="index")
+    np.testing.assert_allclose(_nili_bounds(vectors, compare), expected, atol=1e-12)
+
+
 def test_crossnobis_equals_leave_one_trial_out_formula():
     rng = np.random.default_rng(1)
     trials = rng.normal(size=(4, 6, 5)) + rng.normal(size=(1, 6, 5))
