@@ -126,7 +126,11 @@ def population(
                 posterior = model.posterior(images[start:stop].to(device))
                 for name, value in _parameters(posterior).items():
                     statistics[name][start:stop] = value.float().cpu().numpy()
-                if counts is not None:
+                if counts is not None and hasattr(latent, "sample_counts"):
+                    # Hierarchical: each trial is one exact ancestral draw of every level.
+                    batch_counts = latent.sample_counts(images[start:stop].to(device), n_trials)
+                    counts = _store(counts, batch_counts, start, stop)
+                elif counts is not None:
                     batch_counts = posterior.sample((n_trials,))  # exact: Gamma then Poisson
                     counts = _store(counts, batch_counts, start, stop)
                 bar.update(stop - start)
@@ -140,6 +144,9 @@ def population(
     coords: dict[str, Any] = {"stimulus": stimulus, "unit": np.arange(n_units)}
     if labels is not None:
         coords["label"] = ("stimulus", labels)
+    if hasattr(latent, "unit_coordinates"):
+        # Hierarchical: level, scale, group, channel, y, x of each unit, for groupby("level").
+        coords.update({name: ("unit", values) for name, values in latent.unit_coordinates().items()})
     data_vars: dict[str, Any] = {
         name: (("stimulus", "unit"), value) for name, value in statistics.items()
     }
