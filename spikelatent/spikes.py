@@ -92,14 +92,17 @@ def sorted_times(times: Any) -> np.ndarray:
 
 
 def recording_span(
-    spike_times: Iterable[np.ndarray], observed: Sequence[Any] | None = None
+    spike_times: Iterable[np.ndarray],
+    observed: Sequence[Any] | None = None,
+    end: float | None = None,
 ) -> tuple[float, float]:
     """``(start, stop)`` in seconds of the data: the span whole-session bins are cut from.
 
     With observation intervals (one ``(n, 2)`` array of ``[start, stop]`` per unit), the span is
-    from the earliest start to the latest stop. Without, it is from ``min(0, first spike)`` to one
-    tick after the last spike, so a count over the span holds every spike and no bin runs past
-    the last spike.
+    from the earliest start to the latest stop. Without, it is from ``min(0, first spike)`` to the
+    recording's ``end`` when known (e.g. the last ``stop_time`` of the file's epochs), and never
+    before one tick after the last spike, so a count over the span holds every spike and no bin
+    runs past the data.
     """
     if observed is not None:
         pairs = [np.asarray(o, dtype=np.float64).reshape(-1, 2) for o in observed]
@@ -113,7 +116,10 @@ def recording_span(
             first, last = min(first, float(np.min(times))), max(last, float(np.max(times)))
     if not np.isfinite(last):
         raise SpikelatentError("no unit has any spike; there is nothing to bin over the session")
-    return min(0.0, first), float(to_ticks(last) + 1) * TICK
+    stop = float(to_ticks(last) + 1) * TICK
+    if end is not None and np.isfinite(end):
+        stop = max(stop, float(end))
+    return min(0.0, first), stop
 
 
 def _n_whole_bins(length_ticks: np.ndarray, bin_ticks: int, bin_size: float) -> int:

@@ -77,13 +77,19 @@ def test_touching_intervals_from_pynapple_keep_every_bin():
 
 
 def test_whole_session_bins_stop_at_the_recording_end():
-    times = [np.array([0.2, 5.5, 1087.0, 1087.53])]
+    times = [np.array([0.2, 5.5, 1087.0, 1087.35])]
     start, stop = recording_span(times)
-    assert start == 0.0 and 1087.53 < stop < 1087.53 + 1e-8
+    assert start == 0.0 and 1087.35 < stop < 1087.35 + 1e-8
     counts = count_spikes(times, [start], [stop], bin_size=1.0, window_dim=None)
     assert counts.sizes["time"] == 1087 and float(counts["time_stop"][-1]) == 1087.0
-    assert int(counts.sum()) == 2  # 1087.0 and 1087.53 lie in the dropped partial bin
-    assert counts.attrs["longest_unbinned_tail"] == pytest.approx(0.53, abs=1e-6)
+    assert int(counts.sum()) == 2  # 1087.0 and 1087.35 lie in the dropped partial bin
+    assert counts.attrs["longest_unbinned_tail"] == pytest.approx(0.35, abs=1e-6)
+    # A known recording end (the file's last epoch stop) extends the span past the last spike.
+    start, stop = recording_span(times, end=1087.5289)
+    assert (start, stop) == (0.0, 1087.5289)
+    fine = count_spikes(times, [start], [stop], bin_size=0.01, window_dim=None)
+    assert fine.sizes["time"] == 108752 and float(fine["time_stop"][-1]) == pytest.approx(1087.52)
+    assert int(fine.sum()) == 4
     # Observation intervals, when given, define the span instead.
     assert recording_span(times, [np.array([[0.0, 600.0], [700.0, 1087.53]])]) == (0.0, 1087.53)
 

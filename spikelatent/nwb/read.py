@@ -53,7 +53,8 @@ def read_counts(
         intervals: ``"trials"``, ``"epochs"``, the name of another ``TimeIntervals`` table, or
             ``"session"`` (one window over the recording: the units' observation intervals, from
             the earliest start to the latest stop, or without them from ``min(0, first spike)``
-            to the last spike; whole bins only, so no bin runs past the data). ``None`` (default): ``"trials"`` if the file has a trials table,
+            to the latest ``stop_time`` of the file's intervals tables or the last spike, whichever
+            is later; whole bins only, so no bin runs past the data). ``None`` (default): ``"trials"`` if the file has a trials table,
             otherwise ``"session"``. ``attrs["intervals"]`` says which was used.
         bin_size: bin width in seconds (``None``: one count per window).
 
@@ -115,7 +116,7 @@ def read_counts(
             "identifier": str(nwbfile.identifier),
         }
         if intervals == SESSION:
-            start, stop = recording_span(spike_times, observed)
+            start, stop = recording_span(spike_times, observed, end=_last_interval_stop(nwbfile))
             attrs["recording_span"] = [start, stop]
             attrs["description"] = "spike counts over the whole session"
             result = count_spikes(
@@ -191,6 +192,17 @@ def _ragged_rows(units, column: str) -> Iterator[np.ndarray]:
     for end in ends:
         yield np.asarray(all_times[begin:end], dtype=np.float64)
         begin = end
+
+
+def _last_interval_stop(nwbfile) -> float | None:
+    """The latest ``stop_time`` of the file's intervals tables (epochs, trials, ...): where the
+    recording is known to last until, beyond its last spike; ``None`` without any."""
+    stops = [
+        float(np.max(table["stop_time"].data[:]))
+        for table in (nwbfile.intervals or {}).values()
+        if len(table) and "stop_time" in table.colnames
+    ]
+    return max(stops) if stops else None
 
 
 def _intervals_table(nwbfile, name: str, source: Path):
