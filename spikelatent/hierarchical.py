@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,8 @@ HIERARCHICAL_KL = ("series", "mc")
 KL_BALANCES = ("uniform", "scale")
 #: Top-down modes: relaxed samples (training), exact counts (evaluation), posterior/prior means.
 PASS_MODES = ("relaxed", "hard", "mean")
+#: The decoder's last layer for each data range (``networks.output_activation_for``).
+OUTPUT_LAYERS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}
 #: Posterior mass the series KL leaves out in training, as in the single-layer model.
 SERIES_TOLERANCE = 1e-5
 
@@ -233,7 +236,7 @@ class HierarchicalNB(nn.Module):
         free_bits: nats per group and image below which a group's KL is not penalised.
         kl_balance: ``uniform`` or ``scale`` (weights 1 / groups at the scale).
         modulation_bound: bound on |log r| of the priors and on the posterior's log-modulations.
-        output_activation: ``sigmoid`` (data on [0, 1]) or ``tanh`` ([-1, 1]).
+        output_activation: ``sigmoid`` (data on [0, 1]), ``tanh`` ([-1, 1]) or ``identity``.
 
     It answers the :class:`~spikelatent.latents.LatentFamily` questions the VAE machinery asks
     (``name``, ``is_count``, ``latent_dim``, ``variant``, ``kl_per_unit``) so that a
@@ -267,7 +270,7 @@ class HierarchicalNB(nn.Module):
         for name, value, allowed in (("kl", kl, HIERARCHICAL_KL), ("relax", relax, ("ct", "gumbel")),
                                      ("nb-sampler", nb_sampler, NB_SAMPLERS),
                                      ("kl-balance", kl_balance, KL_BALANCES),
-                                     ("output activation", output_activation, ("sigmoid", "tanh"))):
+                                     ("output activation", output_activation, tuple(OUTPUT_LAYERS))):
             if value not in allowed:
                 raise SpikelatentError(
                     f"--{name} of negbio-hierarchical must be one of {', '.join(allowed)}; got {value!r}"
@@ -316,10 +319,23 @@ class HierarchicalNB(nn.Module):
         self.decoder = nn.Sequential(
             ResidualCell(fine), nn.BatchNorm2d(fine), nn.SiLU(),
             nn.Conv2d(fine, in_channels, 3, padding=1),
-            nn.Sigmoid() if output_activation == "sigmoid" else nn.Tanh(),
+            OUTPUT_LAYERS[output_activation](),
         )
         weights = [1.0 if kl_balance == "uniform" else 1.0 / self.groups[s] for s in self.group_scales]
         self.register_buffer("group_weights", torch.tensor(weights), persistent=False)
+
+    @classmethod
+    def from_config(cls, config: Any, image_shape: tuple[int, int, int],
+                    output_activation: str = "sigmoid") -> HierarchicalNB:
+        """The model a resolved :class:`~spikelatent.config.FitConfig` describes."""
+        return cls(
+            image_shape, scales=config.scales, groups=config.groups,
+            channels=config.hierarchy_channels, latent_channels=config.latent_channels,
+            kl=config.kl, relax=config.relax, nb_sampler=config.nb_sampler,
+            mc_samples=config.mc_samples, free_bits=config.free_bits,
+            kl_balance=config.kl_balance, modulation_bound=config.modulation_bound,
+            output_activation=output_activation,
+        )
 
     # ------------------------------------------------------------------ sizes and coordinates
     @property
