@@ -6,7 +6,7 @@ for several seeds; every run is measured the same way:
 * test reconstruction (first ``--test-images`` test images): per-pixel MSE with hard counts and
   with the posterior mean, SSIM (hard counts);
 * the code's information: KL per image and the fraction of informative units (mean KL > 0.01
-  nats, ``spikelatent.workflows.analyze.information_summary``);
+  nats, ``spikelatent.analysis.summaries.information_summary``);
 * the population (``spikelatent.population``, first 1000 test images, 20 trials): fraction of
   zero counts, fraction of units that fire and vary, median model Fano factor, median prior r.
 
@@ -29,9 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+# The run summary is a benchmark helper shared with benchmarks/fit_fmnist.py (not package API).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from run_summary import trained_model_summary  # noqa: E402
+
 from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as spikelatent_cli
-from spikelatent.workflows.analyze import trained_model_summary
 
 #: The published code's conventions, one flag set each, on top of --preset poisson-vae.
 CONVENTIONS = {

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from run_summary import trained_model_summary
 
 from spikelatent.cli import main as cli_main
-from spikelatent.workflows.analyze import trained_model_summary
 
 SETTINGS = {"paper": ["--preset", "paper"], "default": [], "poisson-vae": ["--preset", "poisson-vae"]}
 REPORTED = ("steps", "mse_hard", "mse_mean", "ssim_hard", "fraction_informative",

@@ -6,7 +6,7 @@ is calibrated per row, so a faster sampler gets more steps: ``benchmarks/fit_fmn
 then measures the last weights:
 
 * test per-pixel MSE of hard-count and posterior-mean reconstructions and SSIM (first 5,000 test
-  images, ``spikelatent.workflows.analyze.trained_model_summary``), KL per image, median Fano;
+  images, ``benchmarks/run_summary.py``), KL per image, median Fano;
 * KID (and FID@5k) of ``--n-samples`` prior samples with the offline classifier features
   (``spikelatent evaluate --features classifier``);
 * the steps done in the budget, next to the step budget the schedules were set for: a row that
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 from fit_fmnist import budgeted_fit
+from run_summary import trained_model_summary
 
 from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as cli_main
-from spikelatent.workflows.analyze import trained_model_summary
 from spikelatent.workflows.evaluate import read_metrics
 
 #: Row name -> spikelatent fit flags.

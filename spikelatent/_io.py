@@ -4,6 +4,7 @@ into place, so a crash never leaves a half-written file where a reader expects a
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Iterator
@@ -40,3 +41,27 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
     """Write ``payload`` as JSON (strict: no NaN) to ``path`` atomically and return the path."""
     return write_text_atomic(path, json.dumps(payload, indent=indent, allow_nan=False) + "\n")
+
+
+def json_number(value: Any) -> float | None:
+    """``value`` as a JSON-safe float: NaN, infinities and non-numbers become None (JSON has no NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def write_netcdf_atomic(
+    dataset: Any, path: str | os.PathLike, compress: tuple[str, ...] = ("counts",)
+) -> Path:
+    """Write an ``xarray.Dataset`` to netCDF-4 (h5netcdf) atomically and return the path.
+
+    The variables named in ``compress`` that the dataset holds are stored gzip-compressed
+    (level 1): spike counts are small integers and shrink several-fold, at a modest cost in
+    writing time.
+    """
+    encoding = {name: {"zlib": True, "complevel": 1} for name in compress if name in dataset}
+    with atomic_path(path) as temporary:
+        dataset.to_netcdf(temporary, engine="h5netcdf", encoding=encoding)
+    return Path(path)

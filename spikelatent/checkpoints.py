@@ -38,7 +38,8 @@ def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best
         if candidate.is_file():
             return candidate
     raise CheckpointError(
-        f"no checkpoint in {folder}; train first with `spikelatent fit --out {path}`"
+        f"{path} is not a run directory: no checkpoint in {folder}; give the folder that "
+        f"`spikelatent fit --out` wrote, or train one with `spikelatent fit --out {path}`"
     )
 
 

@@ -251,7 +251,7 @@ def test_train_split_keeps_fitting_images_apart_from_the_stimuli(runs, tmp_path)
 
     report = analyze_run(
         runs["negbio"], split="train", n_stimuli=20, n_trials=2, n_jobs=1, progress=False
-    )
+    ).report
     n_train = (
         spikelatent.make_datamodule("synthetic", n=N_IMAGES, seed=0)
         .split_tensors("train")[0]
@@ -310,6 +310,74 @@ def test_empty_run_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["analyze", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "checkpoint" in error
+
+
+def _three(value):
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def test_the_printout_shows_the_numbers_of_analysis_json(runs, capsys):
+    """Every number printed is the one in analysis.json (formatted here by hand), so a change to
+    the report's layout cannot silently break or falsify the printout."""
+    run_dir = runs["negbio"]
+    assert main(["analyze", str(run_dir), "--n-stimuli", "20", "--trials", "4", "--n-jobs", "1",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    report = json.loads((run_dir / "analysis.json").read_text())
+    pop, info, shattering = report["population"], report["information"], report["shattering"]
+    fano, sparsity = pop["fano_factor"], pop["sparsity"]
+    expected = [
+        "NegBio-VAE DS-C on synthetic (test): 20 stimuli x 16 units x 4 trials",
+        f"information: KL {_three(info['kl_per_image_mean'])} nats/image (mean); informative "
+        f"units {info['n_informative']}/16 (mean KL > 0.01 nats)",
+        f"Fano factor: model median {_three(fano['model_median'])}, empirical median "
+        f"{_three(fano['empirical_median'])}; overdispersed cells "
+        f"{_three(pop['overdispersion_test']['fraction_overdispersed'])}; NB>Poisson (LRT) "
+        f"{_three(pop['nb_vs_poisson_lrt']['fraction_significant'])}",
+        f"sparsity: zeros {_three(sparsity['fraction_zero'])}, lifetime "
+        f"{_three(sparsity['lifetime_sparsity_mean'])}, population "
+        f"{_three(sparsity['population_sparsity_mean'])}; active units "
+        f"{sparsity['n_active']}/16 (dead {sparsity['n_dead']})",
+        f"shattering dimensionality: {_three(shattering['mean'])} "
+        f"[{_three(shattering['ci_low'])}, {_three(shattering['ci_high'])}]",
+        "written: " + ", ".join(str(run_dir / name) for name in report["files"]),
+    ]
+    assert printed == expected
+    assert report["files"][0] == "population.nc" and report["files"][-1] == "analysis.json"
+
+
+def test_counting_summary_lines_show_its_numbers():
+    from spikelatent.analysis.summaries import counting_summary
+
+    rng = np.random.default_rng(3)
+    binned = xr.DataArray(rng.poisson(2.0, size=(12, 20, 5)), dims=("trial", "time", "unit"),
+                          attrs={"bin_size": 0.05})
+    summary = counting_summary(binned, seed=0, n_shuffles=5)
+    fano = summary.numbers["fano_by_window"]
+    # the 0.05 s window: each unit's Fano factor over its 12 x 20 bins, averaged over units
+    by_unit = binned.values.reshape(-1, 5)
+    by_hand = np.mean(by_unit.var(0, ddof=1) / by_unit.mean(0))
+    assert fano["window"][0] == 0.05 and fano["population_mean"][0] == pytest.approx(by_hand)
+    noise = summary.numbers["noise_correlation"]
+    assert summary.lines() == [
+        "Fano factor by window (mean over units): " + ", ".join(
+            f"{w:g} s: {_three(f)}" for w, f in zip(fano["window"], fano["population_mean"],
+                                                   strict=True)),
+        f"noise correlation: mean {_three(noise['mean'])} (shuffle control "
+        f"[{_three(noise['shuffle_mean_ci'][0])}, {_three(noise['shuffle_mean_ci'][1])}]); "
+        f"participation ratio "
+        f"{_three(summary.numbers['dimensionality']['participation_ratio_total'])}",
+    ]
+
+
+@pytest.mark.parametrize("option", [["--bin-size", "-1"], ["--bin-size", "0.02"],
+                                    ["--intervals", "trials"], ["--out", "elsewhere"]])
+def test_a_recording_option_on_a_run_is_refused(runs, capsys, option, tmp_path):
+    before = sorted(p.name for p in runs["gaussian"].iterdir())
+    assert main(["analyze", str(runs["gaussian"]), *option]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{option[0]} is an option for NWB files only" in error
+    assert sorted(p.name for p in runs["gaussian"].iterdir()) == before  # nothing written
 
 
 # --------------------------------------------------------------------------- latent_tables.py

@@ -284,7 +284,7 @@ def test_beta_auto_is_the_published_weighting():
 
 
 def test_information_summary_matches_the_scipy_series_kl():
-    from spikelatent.workflows.analyze import information_summary
+    from spikelatent.analysis.summaries import information_summary
 
     torch.manual_seed(2)
     vae = _vae(model="negbio", arch="mlp").eval()

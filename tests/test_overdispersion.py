@@ -320,7 +320,7 @@ def test_bad_inputs_raise_one_line_errors():
 def test_fano_mean_variance_and_raster_figures_are_written_atomically(tmp_path):
     import matplotlib.image
 
-    from spikelatent.analysis.figures import plot_fano_histogram, plot_mean_variance, plot_raster
+    from spikelatent.plotting import plot_fano_histogram, plot_mean_variance, plot_raster
 
     poisson, nb = _poisson_and_nb(20, 6, seed=12)
     counts = nb.assign_coords(label=("stimulus", np.arange(6) % 3))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import matplotlib.axes
+import matplotlib.figure
 import matplotlib.image
 import numpy as np
 import pytest
@@ -168,7 +169,7 @@ def test_failed_save_leaves_neither_target_nor_temporary(tmp_path, monkeypatch):
             handle.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(plotting.Figure, "savefig", broken_savefig)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
     with pytest.raises(OSError):
         save_image_grid(torch.rand(2, 1, 4, 4), target)
     assert target.read_bytes() == b"old figure"  # untouched: the write was never half-done

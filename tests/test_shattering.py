@@ -109,7 +109,7 @@ def test_errors():
 
 def test_shattering_figure(tmp_path):
 
-    from spikelatent.analysis.figures import plot_shattering
+    from spikelatent.plotting import plot_shattering
 
     train_x, train_y = _one_hot_features(80, 4, 0.3, seed=6)
     test_x, test_y = _one_hot_features(80, 4, 0.3, seed=7)

@@ -134,7 +134,7 @@ def test_errors():
 def test_sparsity_figure(tmp_path):
     import matplotlib.image
 
-    from spikelatent.analysis.figures import plot_sparsity
+    from spikelatent.plotting import plot_sparsity
 
     path = plot_sparsity(
         tmp_path / "sparsity.png", lifetime_sparsity(_rates()), population_sparsity(_rates())

@@ -4,9 +4,10 @@ Counts are ``xarray.DataArray`` objects with named dims, e.g. the model layout
 ``(trial, stimulus, unit)`` of :func:`spikelatent.population` or the recorded layout ``(trial, unit)``
 with a ``stimulus`` coordinate along ``trial``. Functions reduce over named dims (``over=...``), never
 axis numbers. Binned counts ``(…, time, unit)`` (``read_counts(..., bin_size=S)``) feed the
-counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fano_factor`). Figures live in :mod:`spikelatent.analysis.figures` (imported on demand).
+counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fano_factor`). Figures live in :mod:`spikelatent.plotting`.
 """
 
+from spikelatent.analysis._layout import trials_by_stimulus
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
 from spikelatent.analysis.decoding import few_shot, fragmentation_prediction
@@ -47,4 +48,5 @@ __all__ = [
     "shattering_dimensionality",
     "signal_correlations",
     "treves_rolls_sparsity",
+    "trials_by_stimulus",
 ]

@@ -162,6 +162,22 @@ class Cells:
         return self.template.copy(data=values).rename(name).assign_attrs(attrs or {})
 
 
+def trials_by_stimulus(
+    counts: xr.DataArray, over: str = "trial", what: str = "trials_by_stimulus"
+) -> xr.DataArray:
+    """Counts with dims ``(over, stimulus, unit)`` (any order) from either layout.
+
+    The model layout is returned as it is; the recorded layout (``(trial, unit)`` with a
+    ``stimulus`` coordinate along ``trial``) is grouped by stimulus, ragged groups padded with
+    NaN. ``what`` names the caller in the one-line error for other dims.
+    """
+    counts = as_dataarray(counts, "counts")
+    if is_grouping_coord(counts, "stimulus", over):
+        counts = group_along(counts, over, "stimulus")
+    require_dims(counts, [over, "stimulus", "unit"], what)
+    return counts
+
+
 def cells_over(
     counts: xr.DataArray,
     over: str,

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from spikelatent.errors import SpikelatentError
+
+#: Options for an NWB file only and for a run directory only, with their defaults. They are
+#: parsed as None when not given, so an option of the other kind is refused, not ignored.
+RECORDING_DEFAULTS: dict[str, Any] = {"bin_size": 0.01, "intervals": None, "out": None}
+RUN_DEFAULTS: dict[str, Any] = {
+    "split": "test", "n_stimuli": 1000, "trials": 50, "data_dir": None,
+    "shattering_images": 5000, "n_jobs": -1,
+}
 
 
 def register(subparsers: Any) -> None:
@@ -28,9 +39,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--bin-size",
         type=float,
-        default=0.01,
         metavar="S",
-        help="FILE.nwb: bin width in seconds (default 0.01)",
+        help=f"FILE.nwb: bin width in seconds (default {RECORDING_DEFAULTS['bin_size']})",
     )
     parser.add_argument(
         "--intervals",
@@ -45,39 +55,37 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--split",
-        default="test",
         choices=("test", "val", "train"),
         help="stimuli: the first N images of this split; also the held-out set of the shattering "
-        "read-outs (default test)",
+        f"read-outs (default {RUN_DEFAULTS['split']})",
     )
     parser.add_argument(
         "--n-stimuli",
         type=int,
-        default=1000,
         metavar="N",
-        help="stimuli at most, fewer if the split is shorter (default 1000)",
+        help=f"stimuli at most, fewer if the split is shorter (default {RUN_DEFAULTS['n_stimuli']})",
     )
     parser.add_argument(
         "--trials",
         type=int,
-        default=50,
         metavar="N",
-        help="spike-count samples per stimulus and unit, at least 2 (default 50)",
+        help="spike-count samples per stimulus and unit, at least 2 "
+        f"(default {RUN_DEFAULTS['trials']})",
     )
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files")
     parser.add_argument(
         "--shattering-images",
         type=int,
-        default=5000,
         metavar="N",
-        help="training images the shattering read-outs are fitted on (default 5000)",
+        help="training images the shattering read-outs are fitted on "
+        f"(default {RUN_DEFAULTS['shattering_images']})",
     )
     parser.add_argument(
         "--n-jobs",
         type=int,
-        default=-1,
         metavar="N",
-        help="parallel workers for the shattering fits (-1: all cores; default -1)",
+        help="parallel workers for the shattering fits (-1: all cores; "
+        f"default {RUN_DEFAULTS['n_jobs']})",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the count sampling (default 0)"
@@ -86,96 +94,48 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _refuse(args: argparse.Namespace, defaults: dict[str, Any], kind: str, source: str) -> None:
+    """Options of the other kind of input are an error, never silently ignored."""
+    given = [f"--{name.replace('_', '-')}" for name in defaults if getattr(args, name) is not None]
+    if given:
+        options = f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'}"
+        raise SpikelatentError(f"{options} for {kind} only; {args.run_dir} is {source} "
+                               f"(see spikelatent analyze --help)")
+
+
+def _value(args: argparse.Namespace, defaults: dict[str, Any], name: str) -> Any:
+    value = getattr(args, name)
+    return defaults[name] if value is None else value
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    # The workflow (torch, xarray, matplotlib) is imported here, not at the top, so that
+    # `spikelatent --version` and `--help` stay fast.
+    from spikelatent.workflows.analyze import analyze_recording, analyze_run
 
     if str(args.run_dir).endswith(".nwb") or Path(args.run_dir).is_file():
-        return run_recording(args)
-    from spikelatent.workflows.analyze import analyze_run
-
-    report = analyze_run(
-        args.run_dir,
-        split=args.split,
-        n_stimuli=args.n_stimuli,
-        n_trials=args.trials,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        progress=False if args.no_progress else None,
-        shattering_images=args.shattering_images,
-        n_jobs=args.n_jobs,
-    )
-    print(
-        f"{report['variant']} on {report['dataset']} ({report['split']}): "
-        f"{report['n_stimuli']} stimuli x {report['n_units']} units"
-        + (f" x {report['n_trials']} trials" if report["population"] else "")
-    )
-    information = report["information"]
-    print(
-        f"information: KL {_fmt(information['kl_per_image_mean'])} nats/image (mean); informative "
-        f"units {information['n_informative']}/{information['n_units']} (mean KL > "
-        f"{information['informative_threshold_nats']:g} nats)"
-    )
-    pop = report["population"]
-    if pop is None:
-        print(report["population_note"])
+        _refuse(args, RUN_DEFAULTS, "run directories", "an NWB file")
+        analysis = analyze_recording(
+            args.run_dir,
+            bin_size=_value(args, RECORDING_DEFAULTS, "bin_size"),
+            intervals=args.intervals,
+            out=args.out,
+            seed=args.seed,
+        )
     else:
-        fano, sparsity = pop["fano_factor"], pop["sparsity"]
-        print(
-            f"Fano factor: model median {_fmt(fano['model_median'])}, empirical median "
-            f"{_fmt(fano['empirical_median'])}; overdispersed cells "
-            f"{_fmt(pop['overdispersion_test']['fraction_overdispersed'])}; NB>Poisson (LRT) "
-            f"{_fmt(pop['nb_vs_poisson_lrt']['fraction_significant'])}"
+        _refuse(args, RECORDING_DEFAULTS, "NWB files", "a run directory")
+        analysis = analyze_run(
+            args.run_dir,
+            split=_value(args, RUN_DEFAULTS, "split"),
+            n_stimuli=_value(args, RUN_DEFAULTS, "n_stimuli"),
+            n_trials=_value(args, RUN_DEFAULTS, "trials"),
+            data_dir=args.data_dir,
+            seed=args.seed,
+            progress=False if args.no_progress else None,
+            shattering_images=_value(args, RUN_DEFAULTS, "shattering_images"),
+            n_jobs=_value(args, RUN_DEFAULTS, "n_jobs"),
         )
-        print(
-            f"sparsity: zeros {_fmt(sparsity['fraction_zero'])}, lifetime "
-            f"{_fmt(sparsity['lifetime_sparsity_mean'])}, population "
-            f"{_fmt(sparsity['population_sparsity_mean'])}; active units "
-            f"{sparsity['n_active']}/{report['n_units']} (dead {sparsity['n_dead']})"
-        )
-    shattering = report["shattering"]
-    if "skipped" in shattering:
-        print(f"shattering: skipped ({shattering['skipped']})")
-    else:
-        print(
-            f"shattering dimensionality: {_fmt(shattering['mean'])} "
-            f"[{_fmt(shattering['ci_low'])}, {_fmt(shattering['ci_high'])}]"
-        )
-    for name, reason in report["figures_skipped"].items():
-        print(f"figure {name} skipped: {reason}")
-    print(f"written: {', '.join(f'{args.run_dir}/{name}' for name in report['files'])}")
+    for line in analysis.lines:
+        print(line)
+    print(f"written: {', '.join(str(path) for path in analysis.written())}")
     return 0
-
-
-def run_recording(args: argparse.Namespace) -> int:
-    from spikelatent.workflows.analyze import analyze_recording
-
-    report = analyze_recording(
-        args.run_dir, bin_size=args.bin_size, intervals=args.intervals, out=args.out, seed=args.seed
-    )
-    summary = report["recording"]
-    print(
-        f"{report['source']}: {report['n_units']} units, intervals {report['intervals']} "
-        f"({report['intervals_note']}), {report['n_bins']} bins of {report['bin_size']} s"
-        + (f" x {report['n_trials']} trials" if report["n_trials"] else "")
-    )
-    fano = summary["fano_by_window"]
-    curve = ", ".join(
-        f"{w:g} s: {_fmt(f)}" for w, f in zip(fano["window"], fano["population_mean"], strict=True)
-    )
-    print(f"Fano factor by window (mean over units): {curve}")
-    noise = summary["noise_correlation"]
-    low, high = noise["shuffle_mean_ci"]
-    print(
-        f"noise correlation: mean {_fmt(noise['mean'])} (shuffle control [{_fmt(low)}, "
-        f"{_fmt(high)}]); participation ratio "
-        f"{_fmt(summary['dimensionality']['participation_ratio_total'])}"
-    )
-    for name, reason in report["figures_skipped"].items():
-        print(f"figure {name} skipped: {reason}")
-    out_dir = report["out_dir"]
-    print(f"written: {', '.join(f'{out_dir}/{name}' for name in report['files'])}")
-    return 0
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

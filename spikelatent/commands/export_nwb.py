@@ -8,18 +8,19 @@ See docs/nwb.md.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spikelatent.errors import SpikelatentError
 
-SPLITS = ("train", "val", "test")
+# Heavy modules (torch, xarray, pynwb, the data package) are imported inside the functions that
+# use them, not at the top: the CLI imports every command module to build its parser, and
+# `spikelatent --version` must stay fast.
+
 DEFAULT_STIMULI = "test:0:1000"  # capped at the size of the test split when not given
 DEFAULT_STIMULI_COUNT = 1000
 DEFAULT_TRIALS = 10
@@ -27,6 +28,8 @@ DEFAULT_TRIALS = 10
 
 def parse_stimuli(text: str) -> tuple[str, int, int]:
     """Parse ``SPLIT:START:STOP`` (e.g. ``test:0:1000``) into (split, start, stop), 0 <= start < stop."""
+    from spikelatent.data import SPLITS
+
     match = re.fullmatch(r"\s*(\w+):(\d+):(\d+)\s*", text)
     if not match:
         raise SpikelatentError(f"--stimuli {text!r} must read SPLIT:START:STOP, e.g. test:0:1000")
@@ -148,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
             f"cannot write {out}: the folder {folder} does not exist; create it first "
             f"(mkdir -p {folder}) or choose another --out"
         )
-    if not os.access(folder, os.W_OK):
-        raise SpikelatentError(f"cannot write {out}: the folder {folder} is not writable; choose another --out")
+    _check_writable(out, folder)
     subject = subject_from_args(args)
     images = None
     if args.population is not None:
@@ -160,17 +162,21 @@ def run(args: argparse.Namespace) -> int:
         population = _open_population(Path(args.population))
     else:
         population, images = _simulate(args)
-    path = to_nwb(
-        population,
-        out,
-        trial_duration=args.trial_duration,
-        inter_trial_interval=args.inter_trial,
-        subject=subject,
-        include_images=images if args.include_images else None,
-        include_rates=not args.no_rates,
-        seed=args.seed,
-        overwrite=args.overwrite,
-    )
+    try:
+        path = to_nwb(
+            population,
+            out,
+            trial_duration=args.trial_duration,
+            inter_trial_interval=args.inter_trial,
+            subject=subject,
+            include_images=images if args.include_images else None,
+            include_rates=not args.no_rates,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+    except OSError as error:  # e.g. the disk filled up while writing; nothing is left behind
+        reason = " ".join(str(error.strerror or error).split())[:160]
+        raise SpikelatentError(f"cannot write {out}: {reason}; choose another --out") from None
     sizes = population.sizes
     print(
         f"wrote {path}: {sizes['unit']} units, {sizes['trial'] * sizes['stimulus']} presentations "
@@ -178,6 +184,21 @@ def run(args: argparse.Namespace) -> int:
         f"{int(population['counts'].sum())} spikes"
     )
     return 0
+
+
+def _check_writable(out: Path, folder: Path) -> None:
+    """A one-line error, before any work, when ``folder`` does not take a new file. Tried by
+    creating one: permission bits say nothing for root, read-only mounts or /proc-like folders."""
+    if not os.access(folder, os.W_OK):
+        raise SpikelatentError(f"cannot write {out}: the folder {folder} is not writable; "
+                               f"choose another --out")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SpikelatentError(f"cannot write {out}: the folder {folder} does not take new files "
+                               f"({reason}); choose another --out") from None
 
 
 def _open_population(path: Path):
@@ -196,6 +217,8 @@ def _open_population(path: Path):
 
 def _simulate(args: argparse.Namespace):
     """Load the model, take the stimuli and simulate the population; returns (population, images)."""
+    import numpy as np
+
     import spikelatent
     from spikelatent.data import datamodule_from_config
     from spikelatent.populations import population as make_population
@@ -217,14 +240,10 @@ def _simulate(args: argparse.Namespace):
             f"--stimuli {split}:{start}:{stop} asks for more images than the {split} split has ({len(images)})"
         )
     images, labels = images[start:stop], labels[start:stop]
-    options: dict[str, Any] = {"labels": labels, "n_trials": trials}
-    accepted = inspect.signature(make_population).parameters
-    if "seed" in accepted:
-        options["seed"] = args.seed
-    if "stimulus_ids" in accepted:  # the trials table then records each image's index in the split
-        options["stimulus_ids"] = np.arange(start, stop)
     print(f"simulating {trials} trials of {stop - start} {split} stimuli ...", file=sys.stderr)
-    population = make_population(model, images, **options)
+    # stimulus_ids: the trials table records each image's index in the split
+    population = make_population(model, images, labels=labels, n_trials=trials, seed=args.seed,
+                                 stimulus_ids=np.arange(start, stop))
     population.attrs.setdefault(
         "stimuli", f"{config['data']} {split} split, images {start} to {stop - 1}"
     )

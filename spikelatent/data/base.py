@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from tqdm.auto import tqdm
 
+from spikelatent._checks import check_int
 from spikelatent.data.locate import data_roots, one_line, search_dataset_folder
 from spikelatent.data.splits import SPLITS, TEST_SPLIT_SEED, carve, indices_digest
 from spikelatent.errors import DatasetNotFoundError, SpikelatentError
@@ -394,11 +395,7 @@ def _check_split(split: str) -> None:
 
 
 def _int(dataset: str, option: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise SpikelatentError(f"{dataset}: {option} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise SpikelatentError(f"{dataset}: {option} must be >= {minimum}, got {value}")
-    return int(value)
+    return check_int(value, option, minimum, owner=dataset)
 
 
 def _positive_int(dataset: str, option: str, value: Any) -> int:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch.distributions import constraints
 
+from spikelatent._checks import check_int
 from spikelatent.errors import SpikelatentError
 
 
@@ -91,12 +91,4 @@ def check_tolerance(owner: str, tolerance: float) -> float:
 
 
 def check_max_support(owner: str, max_support: int, minimum: int = 1) -> int:
-    if (
-        isinstance(max_support, bool)
-        or not isinstance(max_support, numbers.Integral)
-        or max_support < minimum
-    ):
-        raise SpikelatentError(
-            f"{owner}: max_support must be an integer >= {minimum}; got {max_support!r}"
-        )
-    return int(max_support)
+    return check_int(max_support, "max_support", minimum, owner=owner)

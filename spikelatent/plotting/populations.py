@@ -1,7 +1,8 @@
-"""Figures for the population analyses (matplotlib, Agg; no pyplot global state).
+"""Figures of the population analyses: Fano factors, mean–variance, sparsity, shattering,
+rasters, Fano factor by counting window, noise correlations.
 
-Every function writes one image to ``path`` (format from the suffix: .png, .pdf, .svg), atomically
-(temporary file in the same folder, then ``os.replace``), and returns the path.
+Every function writes one image to ``path`` (format from the suffix: .png, .pdf, .svg) with
+:func:`spikelatent.plotting.save.save_figure` (atomic) and returns the path.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from spikelatent._io import atomic_path
-from spikelatent.analysis._layout import as_dataarray, group_along, is_grouping_coord, require_dims
-from spikelatent.analysis.overdispersion import empirical_fano_factor
+from spikelatent.analysis import empirical_fano_factor, trials_by_stimulus
 from spikelatent.errors import SpikelatentError
+from spikelatent.plotting.save import new_figure, save_figure
 
 __all__ = [
     "plot_fano_histogram",
@@ -29,21 +27,6 @@ __all__ = [
     "plot_fano_by_window",
     "plot_noise_correlations",
 ]
-
-
-def _new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1) -> tuple[Figure, list]:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, ncols, squeeze=False)[0]
-    return figure, list(axes)
-
-
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    suffix = path.suffix or ".png"
-    with atomic_path(path, suffix=suffix) as temporary:
-        figure.savefig(temporary, format=suffix.lstrip("."), dpi=120)
-    return path
 
 
 def _finite_values(values: object, what: str) -> np.ndarray:
@@ -83,7 +66,7 @@ def plot_fano_histogram(
         raise SpikelatentError("no finite Fano factors to plot")
     upper = max(float(np.quantile(pooled, 0.995)), 1.05)
     edges = np.linspace(min(float(pooled.min()), 0.9), upper, bins + 1)
-    figure, (axis,) = _new_figure()
+    figure, (axis,) = new_figure()
     for label, values in series:
         axis.hist(
             np.clip(values, None, upper),
@@ -95,7 +78,7 @@ def plot_fano_histogram(
     axis.set_xlabel("Fano factor")
     axis.set_ylabel("(stimulus, unit) cells")
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_mean_variance(
@@ -114,7 +97,7 @@ def plot_mean_variance(
     if isinstance(counts, xr.Dataset) and "mean" in counts and "variance" in counts:
         statistics = counts
     else:
-        statistics = empirical_fano_factor(as_dataarray(counts, "counts"), over=over)
+        statistics = empirical_fano_factor(counts, over=over)
     mean = statistics["mean"].values.ravel()
     variance = statistics["variance"].values.ravel()
     keep = np.isfinite(mean) & np.isfinite(variance) & (mean > 0) & (variance > 0)
@@ -124,7 +107,7 @@ def plot_mean_variance(
     if mean.size > max_points:
         chosen = np.random.default_rng(seed).choice(mean.size, max_points, replace=False)
         mean, variance = mean[chosen], variance[chosen]
-    figure, (axis,) = _new_figure(5, 5)
+    figure, (axis,) = new_figure(5, 5)
     axis.scatter(mean, variance, s=4, alpha=0.6 if mean.size < 2000 else 0.25, linewidths=0)
     line = np.array([min(mean.min(), variance.min()), max(mean.max(), variance.max())])
     axis.plot(line, line, color="black", linestyle="--", linewidth=1, label="Poisson: var = mean")
@@ -133,7 +116,7 @@ def plot_mean_variance(
     axis.set_xlabel(f"mean count over {over}")
     axis.set_ylabel(f"variance over {over}")
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_sparsity(
@@ -150,7 +133,7 @@ def plot_sparsity(
     ]
     if not panels:
         raise SpikelatentError("plot_sparsity needs lifetime and/or population sparsity values")
-    figure, axes = _new_figure(4.5 * len(panels), 3.5, ncols=len(panels))
+    figure, axes = new_figure(4.5 * len(panels), 3.5, ncols=len(panels))
     for axis, (name, values) in zip(axes, panels, strict=True):
         finite = _finite_values(values, f"{name}_sparsity")
         axis.hist(finite, bins=np.linspace(0, 1, bins + 1))
@@ -159,7 +142,7 @@ def plot_sparsity(
         axis.set_ylabel(unit)
         if finite.size:
             axis.set_title(f"mean {finite.mean():.3f} ({finite.size} {unit})")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_shattering(result: xr.Dataset, path: str | os.PathLike = "shattering.png") -> Path:
@@ -169,7 +152,7 @@ def plot_shattering(result: xr.Dataset, path: str | os.PathLike = "shattering.pn
             "plot_shattering needs the Dataset returned by shattering_dimensionality"
         )
     accuracy = np.sort(result["accuracy"].values)
-    figure, (axis,) = _new_figure()
+    figure, (axis,) = new_figure()
     axis.plot(np.arange(accuracy.size), accuracy, marker=".", linestyle="none", label="split")
     mean = float(result["mean"])
     axis.axhline(mean, color="C3", label=f"mean {mean:.3f}")
@@ -180,7 +163,7 @@ def plot_shattering(result: xr.Dataset, path: str | os.PathLike = "shattering.pn
     axis.set_ylabel("held-out accuracy")
     axis.set_ylim(min(0.4, accuracy.min() - 0.02), 1.01)
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_raster(
@@ -195,10 +178,7 @@ def plot_raster(
     ``stimuli`` and ``units`` are positions along those dims (default: the first 4 stimuli and the
     first 64 units). Recorded ``(trial, unit)`` counts are grouped by their ``stimulus`` coordinate.
     """
-    counts = as_dataarray(counts, "counts")
-    if is_grouping_coord(counts, "stimulus", over):
-        counts = group_along(counts, over, "stimulus")
-    require_dims(counts, [over, "stimulus", "unit"], "plot_raster")
+    counts = trials_by_stimulus(counts, over=over, what="plot_raster")
     stimulus_positions = (
         list(range(min(4, counts.sizes["stimulus"]))) if stimuli is None else list(stimuli)
     )
@@ -213,7 +193,7 @@ def plot_raster(
     )
     values = np.asarray(selection.values, dtype=np.float64)
     top = max(float(np.nanmax(values)), 1.0)
-    figure, axes = _new_figure(3.2 * len(stimulus_positions), 3.2, ncols=len(stimulus_positions))
+    figure, axes = new_figure(3.2 * len(stimulus_positions), 3.2, ncols=len(stimulus_positions))
     stimulus_names = selection["stimulus"].values
     labels = selection.coords["label"].values if "label" in selection.coords else None
     for index, (axis, panel) in enumerate(zip(axes, values, strict=True)):
@@ -227,7 +207,7 @@ def plot_raster(
         axis.set_xlabel("unit")
         axis.set_ylabel(over)
     figure.colorbar(image, ax=axes, label="spike count")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_window.png") -> Path:
@@ -241,7 +221,7 @@ def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_w
     if not np.isfinite(result["population_fano_factor"].values).any():
         raise SpikelatentError("no finite Fano factors to plot")
     quartiles = fano.quantile([0.25, 0.5, 0.75], dim=cells, skipna=True).values
-    figure, (axis,) = _new_figure()
+    figure, (axis,) = new_figure()
     axis.fill_between(window, quartiles[0], quartiles[2], color="C0", alpha=0.15, label="cells, IQR")
     axis.plot(window, quartiles[1], color="C0", linestyle=":", label="cells, median")
     axis.plot(window, result["population_fano_factor"].values, color="C0", marker="o", label="mean")
@@ -258,7 +238,7 @@ def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_w
     axis.set_xlabel("counting window (s)")
     axis.set_ylabel("Fano factor")
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_noise_correlations(
@@ -273,7 +253,7 @@ def plot_noise_correlations(
     pairs = pairs[np.isfinite(pairs)]
     if pairs.size == 0:
         raise SpikelatentError("no finite noise correlations to plot (fewer than 2 active units)")
-    figure, (axis,) = _new_figure()
+    figure, (axis,) = new_figure()
     axis.hist(pairs, bins=bins, color="C0", alpha=0.7, label=f"{pairs.size} pairs")
     mean = float(result["mean_noise_correlation"])
     axis.axvline(mean, color="C3", label=f"mean {mean:.3f}")
@@ -289,4 +269,4 @@ def plot_noise_correlations(
     axis.set_xlabel("noise correlation (Pearson)")
     axis.set_ylabel("unit pairs")
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return save_figure(figure, path)
