@@ -4,6 +4,7 @@ before any work is done; the defaults work on the default dataset; piped output 
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,61 @@ def test_export_nwb_checks_its_output_before_simulating(digits_run, tmp_path, ca
     assert "the folder" in err and "does not exist; create it first" in err
     assert main(["export-nwb", str(digits_run), "--out", str(tmp_path)]) == 2
     assert "is a folder" in _one_line_error(capsys)
+
+
+def _unwritable_folders(tmp_path):
+    """Folders that take no new file: a read-only one (not for root, whom permission bits do not
+    stop) and /proc (stops root too)."""
+    folders = []
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        folders.append(locked)
+    if Path("/proc").is_dir():
+        folders.append(Path("/proc"))
+    return folders
+
+
+def test_export_nwb_into_a_folder_that_takes_no_files_is_one_line(digits_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    import spikelatent.populations
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before checking --out")
+    monkeypatch.setattr(spikelatent.populations, "population", never)
+    folders = _unwritable_folders(tmp_path)
+    if not folders:
+        pytest.skip("no folder here refuses new files")
+    for folder in folders:
+        before = sorted(p.name for p in folder.iterdir()) if folder != Path("/proc") else None
+        assert main(["export-nwb", str(digits_run), "--out", str(folder / "x.nwb")]) == 2
+        err = _one_line_error(capsys)
+        assert err.startswith(f"spikelatent export-nwb: error: cannot write {folder / 'x.nwb'}")
+        assert "choose another --out" in err
+        assert not (folder / "x.nwb").exists()
+        if before is not None:
+            assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize("flags", [["--bin-size", "-1"], ["--bin-size", "0.05"],
+                                   ["--intervals", "trials"]])
+def test_analyze_refuses_recording_options_on_a_model_run(digits_run, capsys, flags):
+    before = sorted(p.name for p in digits_run.iterdir())
+    assert main(["analyze", str(digits_run), *flags]) == 2
+    err = _one_line_error(capsys)
+    assert f"{flags[0]} is an option for NWB files only; {digits_run} is a run directory" in err
+    assert sorted(p.name for p in digits_run.iterdir()) == before  # nothing written
+
+
+def test_evaluate_of_a_folder_that_is_not_a_run_says_so(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.png").write_bytes(b"not a run")
+    assert main(["evaluate", str(folder)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{folder} is not a run directory" in err and "FID" not in err
+    assert sorted(p.name for p in folder.iterdir()) == ["cat.png"]
 
 
 def test_piped_fit_prints_one_short_line_per_epoch(tmp_path):
