@@ -330,3 +330,40 @@ def save_receptive_field_grid(
         figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)
     return path
+
+
+#: Stimuli the encoder fields of ``spikelatent analyze`` average over (one backward pass per unit
+#: and batch: more stimuli cost time and barely change a mean gradient).
+ANALYZE_STIMULI = 500
+
+
+def receptive_field_numbers(fields: xr.Dataset) -> dict[str, Any]:
+    """The numbers of ``analysis.json``'s ``receptive_fields`` entry (JSON-ready)."""
+    r2 = fields["gabor_r2"].values if "gabor_r2" in fields else np.array([])
+    finite = r2[np.isfinite(r2)]
+
+    def number(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    return {
+        "gabor_fraction": number(fields.attrs.get("gabor_fraction", float("nan"))),
+        "gabor_fraction_active": number(fields.attrs.get("gabor_fraction_active", float("nan"))),
+        "gabor_r2_threshold": GABOR_R2_THRESHOLD,
+        "gabor_r2_median": number(np.median(finite)) if finite.size else None,
+        "n_units": int(fields.sizes["unit"]),
+        "n_stimuli": int(fields.attrs.get("n_stimuli", 0)),
+        "encoder_method": fields.attrs.get("encoder_method"),
+        "note": "Gabor fits of the generative fields decoder(prior mean + 1 e_k) - "
+                "decoder(prior mean); active = at least 1 % of the top mean rate",
+    }
+
+
+def receptive_field_lines(numbers: dict[str, Any]) -> list[str]:
+    """One printed line for ``spikelatent analyze``."""
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    return [f"receptive fields: Gabor-like (R² >= {numbers['gabor_r2_threshold']}) "
+            f"{share(numbers['gabor_fraction'])} of all units, "
+            f"{share(numbers['gabor_fraction_active'])} of active units "
+            f"(median R² {share(numbers['gabor_r2_median'])})"]
