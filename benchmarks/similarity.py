@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--recorded-units", type=int, default=500)
     parser.add_argument("--model-units", type=int, default=256)
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (library default)")
     args = parser.parse_args()
 
     from spikelatent.analysis import (

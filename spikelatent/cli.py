@@ -21,7 +21,7 @@ from spikelatent import __version__
 from spikelatent.errors import SpikelatentError
 
 # Sub-command modules, in the order they appear in --help.
-COMMAND_MODULES = ("fit", "evaluate", "compare", "analyze", "export_nwb")
+COMMAND_MODULES = ("fit", "evaluate", "compare", "analyze", "similarity", "export_nwb")
 
 
 class _Parser(argparse.ArgumentParser):

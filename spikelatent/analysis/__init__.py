@@ -20,6 +20,15 @@ from spikelatent.analysis.overdispersion import (
     overdispersion_test,
 )
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
+from spikelatent.analysis.similarity import (
+    compare_populations,
+    dissimilarity_matrix,
+    linear_cka,
+    linear_predictivity,
+    population_statistics,
+    rank_models,
+    rsa,
+)
 from spikelatent.analysis.sparsity import (
     active_units,
     fraction_zero,
@@ -31,12 +40,16 @@ from spikelatent.analysis.sparsity import (
 __all__ = [
     "active_units",
     "balanced_splits",
+    "compare_populations",
+    "dissimilarity_matrix",
     "empirical_fano_factor",
     "fano_factor_by_window",
     "few_shot",
     "fraction_zero",
     "fragmentation_prediction",
     "lifetime_sparsity",
+    "linear_cka",
+    "linear_predictivity",
     "mean_matched_fano_factor",
     "mean_variance_relation",
     "model_fano_summary",
@@ -45,6 +58,9 @@ __all__ = [
     "overdispersion_test",
     "participation_ratio",
     "population_sparsity",
+    "population_statistics",
+    "rank_models",
+    "rsa",
     "shattering_dimensionality",
     "signal_correlations",
     "treves_rolls_sparsity",

@@ -1,0 +1,517 @@
+"""``similarity``: trained runs held against a recording of the same stimuli (docs/similarity.md).
+
+Reads the recorded responses (an NWB file whose trials table names each trial's stimulus, or an
+``.npy``/``.npz``/netCDF array), the stimulus images (``.npy``/``.npz`` or a folder of image
+files), and each run; shows the images the recording saw to every model (resized/cropped to the
+model's input when needed, the transform named in the output); compares each model population
+with the recording (:func:`spikelatent.analysis.compare_populations`) and writes
+``similarity.json``, ``similarity.md`` (a ranking table when several runs are given) and one figure
+page per run. Every input is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from spikelatent._io import write_json_atomic, write_text_atomic
+from spikelatent.errors import SpikelatentError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+RESPONSE_SUFFIXES = (".nwb", ".npy", ".npz", ".nc")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_stimulus_images(path: str | os.PathLike) -> tuple[list[Any], np.ndarray, str]:
+    """Stimulus images from ``.npy``/``.npz`` or a folder, with their stable ids.
+
+    Returns a list of ``(C, H, W)`` float32 tensors, the ids (array positions for arrays, or the
+    ``stimulus``/``stimulus_ids`` array of an ``.npz``; file stems for a folder, sorted by name),
+    and a note on the value range (uint8 images are divided by 255).
+    """
+    import torch
+
+    source = Path(path)
+    if source.is_dir():
+        from torchvision.io import ImageReadMode, decode_image
+
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SpikelatentError(
+                f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)}); pass the folder "
+                "of stimulus images or an .npy/.npz array"
+            )
+        images = []
+        for file in files:
+            try:
+                images.append(decode_image(str(file), mode=ImageReadMode.UNCHANGED))
+            except Exception as error:  # torchvision raises RuntimeError for unreadable files
+                raise SpikelatentError(f"cannot read image {file}: {error}") from None
+        ids = np.array([f.stem for f in files])
+        return [im.float() / 255.0 for im in images], ids, "image files (uint8) / 255"
+    if not source.is_file():
+        raise SpikelatentError(f"images {source} not found (an .npy/.npz file or a folder)")
+    ids = None
+    try:
+        if source.suffix == ".npz":
+            with np.load(source, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                key = "images" if "images" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise SpikelatentError(
+                        f"{source} has arrays {keys}; name the images array 'images'"
+                    )
+                array = archive[key]
+                for id_key in ("stimulus", "stimulus_ids"):
+                    if id_key in keys:
+                        ids = archive[id_key]
+        elif source.suffix == ".npy":
+            array = np.load(source, allow_pickle=False)
+        else:
+            raise SpikelatentError(
+                f"images {source}: use an .npy or .npz array or a folder of image files"
+            )
+    except (ValueError, OSError) as error:
+        raise SpikelatentError(f"cannot read images {source}: {error}") from None
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
+        array = np.moveaxis(array, -1, 1)
+    if array.ndim != 4 or array.shape[1] not in (1, 3, 4) or array.shape[0] == 0:
+        raise SpikelatentError(
+            f"images {source} have shape {array.shape}; expected (N, H, W), (N, C, H, W) or "
+            "(N, H, W, C) with C in 1, 3, 4"
+        )
+    note = "as stored (float)"
+    if array.dtype == np.uint8:
+        array, note = array.astype(np.float32) / 255.0, "uint8 / 255"
+    elif array.dtype.kind not in "fiu":
+        raise SpikelatentError(f"images {source} must be numeric, got dtype {array.dtype}")
+    array = np.asarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise SpikelatentError(f"images {source} contain NaN or infinite values")
+    ids = np.arange(len(array)) if ids is None else np.asarray(ids)
+    if ids.shape != (len(array),) or len(np.unique(ids)) != len(ids):
+        raise SpikelatentError(
+            f"{source}: the stimulus ids must be {len(array)} unique values, one per image"
+        )
+    return list(torch.from_numpy(array)), ids, note
+
+
+def read_recorded_responses(
+    path: str | os.PathLike, stimulus_column: str | None = None
+) -> xr.DataArray:
+    """Recorded responses ``(trial, stimulus, unit)`` or ``(stimulus, unit)`` from a file.
+
+    ``.nwb``: :func:`spikelatent.nwb.stimuli.read_responses` (spike counts per trial). ``.npy``:
+    rank 3 (trial, stimulus, unit) or 2 (stimulus, unit), stimulus ids 0..N-1. ``.npz``: array
+    ``responses`` (or the only one) and optional ``stimulus`` ids. ``.nc``: a netCDF DataArray (or
+    a Dataset with ``responses``/``counts``) with named dims. NaN rows are refused.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise SpikelatentError(f"responses {source} not found")
+    suffix = source.suffix.lower()
+    if suffix not in RESPONSE_SUFFIXES:
+        raise SpikelatentError(
+            f"responses {source}: use an NWB file or an {', '.join(RESPONSE_SUFFIXES[1:])} array"
+        )
+    if suffix == ".nwb":
+        from spikelatent.nwb.stimuli import read_responses
+
+        responses = read_responses(source, stimulus_column)
+    else:
+        try:
+            if suffix == ".nc":
+                with xr.open_dataset(source) as dataset:
+                    dataset = dataset.load()
+                names = [n for n in ("responses", "counts") if n in dataset.data_vars]
+                if not names and len(dataset.data_vars) != 1:
+                    raise SpikelatentError(
+                        f"{source}: name the responses variable 'responses' or 'counts'"
+                    )
+                responses = dataset[names[0] if names else next(iter(dataset.data_vars))]
+            else:
+                ids = None
+                if suffix == ".npz":
+                    with np.load(source, allow_pickle=False) as archive:
+                        keys = list(archive.keys())
+                        key = (
+                            "responses"
+                            if "responses" in keys
+                            else (keys[0] if len(keys) == 1 else None)
+                        )
+                        if key is None:
+                            raise SpikelatentError(
+                                f"{source} has arrays {keys}; name the responses array 'responses'"
+                            )
+                        array = archive[key]
+                        ids = archive["stimulus"] if "stimulus" in keys else None
+                else:
+                    array = np.load(source, allow_pickle=False)
+                if array.ndim not in (2, 3):
+                    raise SpikelatentError(
+                        f"responses {source} have shape {array.shape}; expected (stimulus, unit) "
+                        "or (trial, stimulus, unit)"
+                    )
+                dims = ("stimulus", "unit") if array.ndim == 2 else ("trial", "stimulus", "unit")
+                responses = xr.DataArray(array, dims=dims, name="responses")
+                if ids is not None:
+                    responses = responses.assign_coords(stimulus=np.asarray(ids))
+        except (ValueError, OSError) as error:
+            if isinstance(error, SpikelatentError):
+                raise
+            raise SpikelatentError(f"cannot read responses {source}: {error}") from None
+        values = np.asarray(responses.values, dtype=np.float64)
+        if np.isnan(values).any():
+            rows = np.isnan(values).any(axis=-1)
+            raise SpikelatentError(
+                f"responses {source} have {int(rows.sum())} rows with NaN; drop those "
+                "stimuli/trials (or the units that were not observed) before comparing"
+            )
+    from spikelatent.analysis.similarity import responses_array
+
+    return responses_array(responses, f"responses {source.name}")
+
+
+def match_stimuli(
+    recorded_ids: np.ndarray, image_ids: np.ndarray, images_path: Any
+) -> tuple[np.ndarray, str]:
+    """Positions in the image list of every recorded stimulus id; refuses ids without an image.
+
+    Returns the positions and how ids were matched. Integer recorded ids against a folder whose
+    file names are not integers are read as positions in the sorted file list.
+    """
+    recorded_ids = np.asarray(recorded_ids)
+    image_ids = np.asarray(image_ids)
+    how = "stimulus ids = image ids"
+    if recorded_ids.dtype.kind in "iu" and image_ids.dtype.kind in "US":
+        if all(str(i).lstrip("-").isdigit() for i in image_ids):
+            image_ids = image_ids.astype(np.int64)
+        else:
+            image_ids = np.arange(len(image_ids))
+            how = "integer stimulus ids = positions in the name-sorted image files"
+    elif recorded_ids.dtype.kind in "US" and image_ids.dtype.kind in "iu":
+        recorded_ids = np.asarray([str(i) for i in recorded_ids])
+        image_ids = np.asarray([str(i) for i in image_ids])
+    lookup = {value: position for position, value in enumerate(image_ids.tolist())}
+    missing = [i for i in recorded_ids.tolist() if i not in lookup]
+    if len(missing) == len(recorded_ids):
+        raise SpikelatentError(
+            f"the recording and the images share no stimulus: recorded ids "
+            f"{_sample(recorded_ids)} vs image ids {_sample(image_ids)} ({images_path})"
+        )
+    if missing:
+        raise SpikelatentError(
+            f"stimuli do not match: {len(missing)} of {len(recorded_ids)} recorded stimulus ids "
+            f"have no image in {images_path} (e.g. {_sample(np.asarray(missing))}); pass the "
+            "images the recording showed, or select those trials first"
+        )
+    return np.asarray([lookup[i] for i in recorded_ids.tolist()]), how
+
+
+def _sample(values: np.ndarray, n: int = 3) -> str:
+    items = [str(v) for v in np.asarray(values).tolist()[:n]]
+    return "[" + ", ".join(items) + (", ...]" if len(values) > n else "]")
+
+
+def prepare_images(images: list[Any], image_shape: tuple[int, ...]) -> tuple[Any, str]:
+    """Stack the images into ``(N, C, H, W)`` for a model's input shape; resize/crop if needed.
+
+    Channels: RGB(A) -> grayscale (ITU-R 601-2 luma, alpha dropped) or grayscale repeated to RGB.
+    Size: resized (bilinear, antialiased) so the image covers H x W with its aspect ratio kept,
+    then centre-cropped to H x W. Returns the tensor and a description of the transform.
+    """
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    channels, height, width = (int(s) for s in image_shape)
+    steps: list[str] = []
+    out = []
+    for image in images:
+        if image.shape[0] == 4:
+            image = image[:3]
+        if image.shape[0] != channels:
+            image = F.rgb_to_grayscale(image) if channels == 1 else image.expand(channels, -1, -1)
+        h, w = image.shape[-2:]
+        if (h, w) != (height, width):
+            scale = max(height / h, width / w)
+            size = [max(height, round(h * scale)), max(width, round(w * scale))]
+            image = F.resize(image, size, antialias=True)
+            image = F.center_crop(image, [height, width])
+        out.append(image)
+    sources = {tuple(im.shape) for im in images}
+    if any(s[0] != channels for s in sources):
+        steps.append(
+            "RGB to grayscale (luma)"
+            if channels == 1
+            else f"grayscale repeated to {channels} channels"
+        )
+    if any(tuple(s[-2:]) != (height, width) for s in sources):
+        steps.append(
+            f"resized (bilinear, antialiased) to cover {height}x{width} keeping the aspect ratio, "
+            f"centre-cropped to {height}x{width}"
+        )
+    return torch.stack(out), "; ".join(steps) or "none (images already match the model's input)"
+
+
+# --------------------------------------------------------------------------- the workflow
+
+
+def _representation(model: Any, images: Any, ids: np.ndarray, n_trials: int, seed: int, progress):
+    """The model population (count models, with trials) or the posterior-mean responses."""
+    import spikelatent
+
+    if getattr(getattr(model, "latent", None), "is_count", False):
+        return spikelatent.population(
+            model, images, n_trials=n_trials, stimulus_ids=ids, seed=seed, progress=progress
+        )
+    transform = getattr(model, "transform", None)
+    if transform is not None:
+        return transform(images, stimulus=ids)
+    import torch
+
+    with torch.no_grad():
+        values = model.latent.mean(model.posterior(images)).reshape(len(images), -1).numpy()
+    return xr.DataArray(values, dims=("stimulus", "unit"), coords={"stimulus": ids})
+
+
+def _number(value: Any) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
+
+
+def _summary(result: xr.Dataset) -> dict[str, Any]:
+    keys = {
+        "rsa": [
+            "similarity",
+            "ci_low",
+            "ci_high",
+            "noise_ceiling_low",
+            "noise_ceiling_high",
+            "similarity_split",
+        ],
+    }
+    summary: dict[str, Any] = {
+        "rsa": {k: _number(result[f"rsa_{k}"]) for k in keys["rsa"] if f"rsa_{k}" in result},
+        "cka": _number(result["cka"]),
+        "cka_debiased": _number(result["cka_debiased"]),
+        "predictivity": {
+            k: _number(result[f"predictivity_{k}"])
+            for k in (
+                "median_r",
+                "median_r_ci_low",
+                "median_r_ci_high",
+                "median_r2",
+                "median_r_corrected",
+                "median_r2_corrected",
+                "median_r2_corrected_ci_low",
+                "median_r2_corrected_ci_high",
+                "n_units_reliable",
+            )
+            if f"predictivity_{k}" in result
+        },
+    }
+    statistics = {}
+    for name in result.data_vars:
+        if not name.startswith("stat_"):
+            continue
+        values = result[name]
+        for population in values["population"].values:
+            entry = values.sel(population=population)
+            statistics.setdefault(str(population), {})[name[5:]] = (
+                _number(entry.sel(quantile=0.5)) if "quantile" in entry.dims else _number(entry)
+            )
+    summary["statistics_median"] = statistics
+    return summary
+
+
+def similarity(
+    run_dirs: list[str | os.PathLike],
+    responses: str | os.PathLike,
+    images: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    stimulus_column: str | None = None,
+    metric: str = "correlation",
+    compare: str = "spearman",
+    n_trials: int = 20,
+    n_boot: int = 200,
+    folds: int = 5,
+    confidence: float = 0.95,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Compare every run's population with a recording; write json, markdown and figures.
+
+    Returns the report written to ``similarity.json`` (paths under ``"files"``).
+    """
+    from spikelatent.analysis.similarity import (
+        COMPARISONS,
+        METRICS,
+        compare_populations,
+        rank_models,
+    )
+    from spikelatent.checkpoints import load
+
+    if not run_dirs:
+        raise SpikelatentError("give at least one run directory")
+    if metric not in METRICS:
+        raise SpikelatentError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if compare not in COMPARISONS:
+        raise SpikelatentError(
+            f"unknown comparison {compare!r}; use one of {', '.join(COMPARISONS)}"
+        )
+    if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 2:
+        raise SpikelatentError(f"trials must be an integer >= 2; got {n_trials}")
+    # Read and check everything first: nothing is written on bad input.
+    recorded = read_recorded_responses(responses, stimulus_column)
+    image_list, image_ids, value_note = read_stimulus_images(images)
+    positions, matching = match_stimuli(recorded["stimulus"].values, image_ids, images)
+    shown = [image_list[p] for p in positions]
+    ids = recorded["stimulus"].values
+    models = {}
+    for run in run_dirs:
+        name = Path(run).resolve().name
+        if name in models:
+            name = f"{name}-{len(models)}"
+        models[name] = (Path(run), load(run))
+    out_dir = Path(out) if out is not None else Path(f"{responses}.similarity")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpikelatentError(f"--out {out_dir} is a file; give a folder")
+
+    results: dict[str, xr.Dataset] = {}
+    report: dict[str, Any] = {
+        "responses": str(responses),
+        "images": str(images),
+        "stimulus_matching": matching,
+        "image_values": value_note,
+        "recorded": {
+            "n_stimuli": int(recorded.sizes["stimulus"]),
+            "n_units": int(recorded.sizes["unit"]),
+            "n_trials": int(recorded.sizes.get("trial", 1)),
+            "stimulus_column": recorded.attrs.get("stimulus_column"),
+        },
+        "metric": metric,
+        "compare": compare,
+        "n_boot": int(n_boot),
+        "confidence": confidence,
+        "seed": int(seed),
+        "runs": {},
+    }
+    for name, (run, model) in models.items():
+        model_images, transform = prepare_images(shown, tuple(model.image_shape))
+        population = _representation(model, model_images, ids, int(n_trials), seed, progress)
+        result = compare_populations(
+            population,
+            recorded,
+            metric=metric,
+            compare=compare,
+            folds=folds,
+            n_boot=n_boot,
+            confidence=confidence,
+            seed=seed,
+        )
+        results[name] = result
+        report["runs"][name] = {
+            "run_dir": str(run),
+            "model": str(getattr(model, "variant", "")),
+            "stimulus_transform": transform,
+            "representation": "posterior mean rate"
+            if isinstance(population, xr.Dataset)
+            else str(population.attrs.get("quantity", "posterior mean")),
+            **_summary(result),
+        }
+    ranking = rank_models(results, confidence=confidence, seed=seed)
+    report["ranking"] = ranking
+
+    from spikelatent.plotting.similarity import plot_similarity
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for name, result in results.items():
+        figures.append(str(plot_similarity(result, out_dir / f"similarity_{name}.png", title=name)))
+    table = markdown_table(report)
+    files = {
+        "json": str(out_dir / "similarity.json"),
+        "markdown": str(out_dir / "similarity.md"),
+        "figures": figures,
+    }
+    report["files"] = files
+    write_text_atomic(files["markdown"], table)
+    write_json_atomic(files["json"], report)
+    return report
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The runs side by side (best of each column in bold) and the ranking statements."""
+    runs = report["runs"]
+    ranking = report["ranking"]
+    columns = {
+        "rsa": ("RSA (full data)", lambda r: r["rsa"].get("similarity")),
+        "rsa_split": ("RSA vs split halves", lambda r: r["rsa"].get("similarity_split")),
+        "cka": ("linear CKA", lambda r: r["cka"]),
+        "predictivity": (
+            "predictivity (noise-corr. EV)",
+            lambda r: r["predictivity"].get("median_r2_corrected"),
+        ),
+    }
+    best = {}
+    for key, (_, get) in columns.items():
+        values = {n: get(r) for n, r in runs.items() if get(r) is not None}
+        best[key] = max(values, key=values.get) if len(values) > 1 else None
+    conf = int(round(100 * report["confidence"]))
+    lines = [
+        f"# Model populations vs {Path(report['responses']).name}",
+        "",
+        f"{report['recorded']['n_stimuli']} shared stimuli, {report['recorded']['n_units']} recorded "
+        f"units, {report['recorded']['n_trials']} trials; RDM metric {report['metric']}, "
+        f"compared by {report['compare']}; [{conf} % bootstrap intervals].",
+        "",
+        "| run | model | " + " | ".join(label for label, _ in columns.values()) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    ceiling = None
+    for name, run in runs.items():
+        cells = []
+        rsa = run["rsa"]
+        pred = run["predictivity"]
+        texts = {
+            "rsa": _interval(rsa.get("similarity"), rsa.get("ci_low"), rsa.get("ci_high")),
+            "rsa_split": _interval(rsa.get("similarity_split"), None, None),
+            "cka": _interval(run["cka"], None, None),
+            "predictivity": _interval(
+                pred.get("median_r2_corrected"),
+                pred.get("median_r2_corrected_ci_low"),
+                pred.get("median_r2_corrected_ci_high"),
+            ),
+        }
+        for key in columns:
+            cells.append(f"**{texts[key]}**" if best[key] == name else texts[key])
+        lines.append(f"| {name} | {run['model']} | " + " | ".join(cells) + " |")
+        if rsa.get("noise_ceiling_low") is not None:
+            ceiling = (rsa["noise_ceiling_low"], rsa["noise_ceiling_high"])
+    lines.append("")
+    if ceiling is not None:
+        lines.append(
+            f"Noise ceiling of the RDM comparison (Nili et al. 2014, split halves of the trials): "
+            f"[{ceiling[0]:.3f}, {ceiling[1]:.3f}]; read it against 'RSA vs split halves'."
+        )
+    for key, statement in ranking.get("statements", {}).items():
+        lines.append(f"- {key}: {statement}")
+    lines.append("")
+    return "\n".join(lines)
