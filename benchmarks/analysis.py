@@ -84,7 +84,7 @@ def realistic_negbio_model(
 
     torch.manual_seed(seed)
     config = FitConfig(model="negbio", kl="ds", relax="ct", latent_dim=latent_dim, arch=arch)
-    model = VAE(config.to_dict(), image_shape=(1, 28, 28)).eval()
+    model = VAE(config, image_shape=(1, 28, 28)).eval()
     latent = model.latent
     with torch.no_grad():
         log_mean = torch.empty(latent_dim).uniform_(np.log(low), np.log(high))

@@ -60,8 +60,8 @@ def _mean_temperature(flags: list[str]) -> float | None:
     from spikelatent.config import TEMPERATURE_MODELS
     from spikelatent.model import linear_ramp
 
+    # The flags as `spikelatent fit` reads them (FitConfig.from_sources: preset < file < flags).
     config, _ = config_from_args(build_parser().parse_args(["fit", *flags]))
-    config = config.resolved()
     if config.model not in TEMPERATURE_MODELS:
         return None
     steps = 1000

@@ -29,7 +29,7 @@ def run(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    vae = VAE(FitConfig(model=args.model).resolved().to_dict(), (1, 28, 28), (0.0, 1.0))
+    vae = VAE(FitConfig(model=args.model), (1, 28, 28), (0.0, 1.0))
     parameters = list(vae.parameters())
     for parameter in parameters:
         parameter.grad = torch.randn_like(parameter) * 1e-3

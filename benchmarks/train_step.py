@@ -135,7 +135,7 @@ def build_model(args: argparse.Namespace, arch: str, model: str, kl: str, relax:
         arch=arch, latent_dim=args.latent_dim, batch_size=args.batch_size,
         beta=1.0, beta_start=1.0, seed=args.seed, **options,
     )
-    vae = VAE(config.resolved().to_dict(), IMAGE_SHAPE, (0.0, 1.0))
+    vae = VAE(config, IMAGE_SHAPE, (0.0, 1.0))
     vae._total_steps = 10_000  # schedules need it; both are flat here anyway
     return vae
 
@@ -237,7 +237,7 @@ class TimedModel:
             self.result["max_rate"] = float(mean_rate.max())
         self.optimizer = self.vae.configure_optimizers()["optimizer"]
         self.parameters = [p for p in self.vae.parameters() if p.requires_grad]
-        self.grad_clip = self.vae.config["grad_clip"]
+        self.grad_clip = self.vae.config.grad_clip
         state_bytes = sum(p.numel() * p.element_size() for p in self.parameters) * 4  # + grad, 2 moments
         self.result["state_mib"] = state_bytes / 2**20
         self.index = 0

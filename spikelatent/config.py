@@ -1,4 +1,10 @@
-"""Run configuration: every option of ``spikelatent fit``, validated, saved as ``config.yaml``.
+"""Run configuration: every option of ``spikelatent fit``, typed, validated, saved as ``config.yaml``.
+
+:class:`FitConfig` is the one home of the options: each field is declared with its default, its
+help text and the models it applies to (through :mod:`spikelatent.options`), and the command
+line, YAML files and the Python API all read it. :meth:`FitConfig.from_sources` merges the
+sources with their precedence (built-in defaults < a preset < a YAML file < explicit values);
+:meth:`FitConfig.resolved` fills the defaults that depend on other options and validates.
 
 A run directory's ``config.yaml`` holds the *resolved* configuration (defaults filled in),
 so ``spikelatent fit --config RUN_DIR/config.yaml`` repeats a run exactly.
@@ -6,19 +12,60 @@ so ``spikelatent fit --config RUN_DIR/config.yaml`` repeats a run exactly.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from spikelatent import options as opt
 from spikelatent._io import write_text_atomic
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import (
+    ARCHITECTURES,
+    COUNT_MODELS,
+    MODELS,
+    TEMPERATURE_MODELS,
+    Architecture,
+    Choice,
+    KLEstimator,
+    LRSchedule,
+    MCKLEstimator,
+    ModelName,
+    NBSampler,
+    Objective,
+    OptimizerName,
+    Option,
+    PosteriorLogits,
+    PriorInit,
+    Relaxation,
+    option,
+)
 
-MODELS = ("gaussian", "laplace", "categorical", "poisson", "negbio")
-ARCHITECTURES = ("linear", "mlp", "conv")
+__all__ = [
+    "ARCHITECTURES",
+    "COUNT_MODELS",
+    "MODELS",
+    "MODEL_SPECIFIC_OPTIONS",
+    "OPTION_CHOICES",
+    "TEMPERATURE_MODELS",
+    "FitConfig",
+    "available_presets",
+    "load_preset",
+    "read_yaml_options",
+]
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def available_presets() -> tuple[str, ...]:
+    """Names of the presets shipped with the package (``spikelatent/presets/*.yaml``)."""
+    return tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+
 
 # Epochs and batch size when none is given: the embedded digits set is tiny (1374 training
 # images), so it gets smaller batches (more optimizer steps) and more passes.
@@ -26,85 +73,234 @@ DEFAULT_EPOCHS = {"digits": 100, "synthetic": 5}
 DEFAULT_EPOCHS_OTHER = 50
 DEFAULT_BATCH_SIZE = {"digits": 32}
 DEFAULT_BATCH_SIZE_OTHER = 128
+#: The temperature after the anneal when none is given: 0.24 (the NegBio-VAE code's value at the
+#: end of its 200 epochs, measured best in analyses/ablation.py), 0.1 for categorical latents.
+DEFAULT_TEMPERATURE_END = 0.24
+DEFAULT_TEMPERATURE_END_CATEGORICAL = 0.1
+
+
+def _per_dataset(values: dict[str, int], other: int) -> str:
+    return ", ".join(f"{value} on {name}" for name, value in values.items()) + f", {other} otherwise"
+
+
+def _beta(text: str) -> float | str:
+    """``auto`` or a number (the flag type of --beta)."""
+    import argparse
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number; got {text!r}") from None
+
+
+def parse_devices(value: Any) -> Any:
+    """Lightning's ``devices`` from text: ``"2"`` -> 2, ``"0,1"`` -> [0, 1]; others unchanged."""
+    if isinstance(value, str) and value not in ("auto", "-1"):
+        if "," in value:
+            return [int(part) for part in value.split(",") if part.strip()]
+        if value.isdigit():
+            return int(value)
+    return value
+
+
+#: ``--encoder`` / ``--decoder``: an architecture for one side (default: ``--arch``'s).
+ENCODER = Choice(name="encoder", values=ARCHITECTURES, default=None,
+                 help="encoder architecture (overrides --arch)", unset="--arch")
+DECODER = Choice(name="decoder", values=ARCHITECTURES, default=None,
+                 help="decoder architecture (overrides --arch)", unset="--arch")
+PRESET = Choice(name="preset", values=available_presets(), default=None,
+                help="a published set of options; flags override it", unset="none")
+_TEMPERATURE = {"applies_to": TEMPERATURE_MODELS}
 
 
 @dataclass
 class FitConfig:
-    """Every setting of a training run. Units: learning rates per step, fractions of all steps."""
+    """Every setting of a training run. Units: learning rates per step, fractions of all steps.
+
+    ``FitConfig(preset=NAME, ...)`` fills the options left at their built-in defaults from the
+    preset; :meth:`from_sources` / :meth:`from_dict` apply it under the values given instead.
+    ``config[name]`` reads an option by name, as from ``config.yaml``'s mapping.
+    """
 
     # data
-    data: str = "digits"
-    data_dir: str | None = None
-    download: bool = False
-    val_fraction: float = 0.1
-    limit: int | None = None
-    num_workers: int = 0
+    data: str = option("digits", "dataset: digits (embedded), mnist, fashion-mnist, cifar16, "
+                                 "celeba64, synthetic")
+    data_dir: str | None = option(None, "folder holding the dataset files",
+                                  unset="$SPIKELATENT_DATA, then the cache")
+    download: bool = option(False, "download the dataset with torchvision when it is not found "
+                                   "(needs internet)")
+    val_fraction: float = option(0.1, "fraction of the training set held out for validation")
+    limit: int | None = option(None, "use at most this many training images (quick runs)",
+                               unset="all")
+    num_workers: int = option(0, "DataLoader worker processes")
     # model
-    model: str = "negbio"
-    kl: str = "ds"
-    relax: str = "ct"
-    nb_sampler: str = "gamma-poisson"
-    mc_samples: int = 5
-    categories: int = 8
-    arch: str = "conv"
-    encoder: str | None = None
-    decoder: str | None = None
-    latent_dim: int = 256
+    model: ModelName = opt.MODEL.field()
+    kl: KLEstimator = opt.KL.field()
+    relax: Relaxation = opt.RELAX.field()
+    nb_sampler: NBSampler = opt.NB_SAMPLER.field()
+    mc_samples: int = opt.MC_SAMPLES.field()
+    categories: int = opt.CATEGORIES.field()
+    arch: Architecture = opt.ARCH.field()
+    encoder: Architecture | None = ENCODER.field()
+    decoder: Architecture | None = DECODER.field()
+    latent_dim: int = opt.LATENT_DIM.field()
     # network options (conv only; None = the architecture's defaults, see docs/networks.md)
-    encoder_channels: list[int] | None = None
-    decoder_channels: list[int] | None = None
-    encoder_layer_norm: bool = True
-    decoder_unit_norm: bool = True
+    encoder_channels: list[int] | None = opt.ENCODER_CHANNELS.field()
+    decoder_channels: list[int] | None = opt.DECODER_CHANNELS.field()
+    encoder_layer_norm: bool = opt.ENCODER_LAYER_NORM.field()
+    decoder_unit_norm: bool = opt.DECODER_UNIT_NORM.field()
     # latent parameterization (count families)
-    prior_init: str = "unit"
-    posterior_logits: str = "absolute"
-    modulation_bound: float = 5.0
-    mc_kl: str = "samples"
-    gumbel_support: int | None = None
+    prior_init: PriorInit = opt.PRIOR_INIT.field()
+    posterior_logits: PosteriorLogits = opt.POSTERIOR_LOGITS.field()
+    modulation_bound: float = opt.MODULATION_BOUND.field()
+    mc_kl: MCKLEstimator = opt.MC_KL.field()
+    gumbel_support: int | None = opt.GUMBEL_SUPPORT.field()
     # objective and schedules (docs/training.md)
-    preset: str | None = None
-    objective: str = "sum"
-    beta: float | str = "auto"  # "auto": C * H / K (docs/training.md "Objective scale")
-    beta_start: float = 0.0
-    beta_hold_fraction: float = 0.0
-    beta_warmup_fraction: float = 0.25
-    temperature_start: float = 1.0
-    temperature_end: float | None = None  # None: 0.24, or 0.1 for categorical
-    temperature_anneal_fraction: float = 1.0
+    preset: str | None = PRESET.field()
+    objective: Objective = opt.OBJECTIVE.field()
+    beta: float | Literal["auto"] = option(
+        "auto", "KL weight; with --objective sum the weight on sum KL against SSE (beta = 2 "
+        "sigma^2); auto = C*H/K, the published code's weighting, e.g. 0.109 for 28x28 and 256 "
+        "units (docs/training.md 'Objective scale')", parse=_beta)
+    beta_start: float = option(0.0, "beta held during the first --beta-hold-fraction of steps")
+    beta_hold_fraction: float = option(0.0, "fraction of steps beta is held at --beta-start")
+    beta_warmup_fraction: float = option(0.25, "fraction of steps beta rises linearly to --beta")
+    temperature_start: float = option(1.0, "relaxation temperature at step 0", **_TEMPERATURE)
+    temperature_end: float | None = option(
+        None, "temperature after the anneal", **_TEMPERATURE,
+        unset=f"{DEFAULT_TEMPERATURE_END:g}; categorical {DEFAULT_TEMPERATURE_END_CATEGORICAL:g}")
+    temperature_anneal_fraction: float = option(
+        1.0, "fraction of steps over which the temperature anneals", **_TEMPERATURE)
     # optimisation
-    epochs: int | None = None
-    max_steps: int | None = None  # None: epochs alone set the length
-    max_minutes: float | None = None  # wall-clock limit; the schedules follow it (VAE.schedule_step)
-    batch_size: int | None = None  # None: 32 on digits, 128 otherwise
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    lr_min: float = 1e-5
-    warmup_fraction: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
+    epochs: int | None = option(None, "training epochs",
+                                unset=_per_dataset(DEFAULT_EPOCHS, DEFAULT_EPOCHS_OTHER))
+    max_steps: int | None = option(
+        None, "stop after this many optimizer steps, whichever comes first with --epochs; the "
+        "schedules follow the shorter length", unset="no step limit")
+    max_minutes: float | None = option(
+        None, "stop after this many minutes of training; the schedules then follow the minutes "
+        "used when they are further on than the steps done (VAE.schedule_step)",
+        unset="no time limit")
+    batch_size: int | None = option(
+        None, "images per optimizer step and device",
+        unset=_per_dataset(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE_OTHER))
+    optimizer: OptimizerName = opt.OPTIMIZER.field()
+    lr: float = option(1e-3, "peak learning rate")
+    lr_schedule: LRSchedule = opt.LR_SCHEDULE.field()
+    lr_min: float = option(1e-5, "learning rate at the end of the cosine decay")
+    warmup_fraction: float = option(0.0, "fraction of steps of linear learning-rate warm-up")
+    grad_clip: float = option(1.0, "gradient-norm clip, 0 = off")
+    seed: int = option(0, "random seed for weights, splits and sampling")
     # output and hardware (passed to Lightning)
-    out: str | None = None
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    data_options: dict = field(default_factory=dict)  # dataset-specific, e.g. {hflip: true}
+    out: str | None = option(None, "run directory", unset="runs/<data>-<model>-<time>")
+    accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu, ...")
+    devices: int | str | list[int] = option(
+        "auto", "Lightning devices: auto, N, or a list such as 0,1", parse=parse_devices)
+    strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")
+    num_nodes: int = option(1, "number of nodes for multi-node DDP")
+    precision: str = option("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed, ...")
+    data_options: dict = option({}, "dataset-specific options, e.g. {hflip: true}", flag=False)
+
+    def __post_init__(self) -> None:
+        self._canonicalize()
+        if self.preset is not None and self.preset in available_presets():
+            # Built directly (FitConfig(preset=...)): the preset fills the options left at their
+            # built-in defaults. from_dict / from_sources apply it under the values given instead.
+            for name, value in load_preset(self.preset).items():
+                if getattr(self, name) == _FIELD_DEFAULTS[name]:
+                    setattr(self, name, value)
+
+    def _canonicalize(self) -> None:
+        """Aliases (e.g. ``model: negbinomial`` of older files) replaced by the canonical value."""
+        for name, choice in _CHOICE_FIELDS.items():
+            setattr(self, name, choice.canonical(getattr(self, name)))
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        preset: str | None = None,
+        config_file: str | os.PathLike | None = None,
+        **overrides: Any,
+    ) -> FitConfig:
+        """The resolved configuration from a preset, a YAML file and explicit values.
+
+        Precedence: built-in defaults < the preset's values < the file's < ``overrides``. A
+        run's own ``config.yaml`` given as ``config_file`` repeats the run in a new directory
+        (its ``out`` is dropped unless ``out`` is given). ``data_options`` given here add to
+        the file's. This is what ``spikelatent fit`` does with ``--preset``, ``--config`` and
+        its flags::
+
+            config = FitConfig.from_sources(preset="paper", data="digits", epochs=3)
+        """
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            values = read_yaml_options(config_file)
+            path = Path(config_file)
+            path = path / "config.yaml" if path.is_dir() else path
+            saved_out = values.get("out")
+            if saved_out and "out" not in overrides and (
+                    Path(saved_out).resolve() == path.parent.resolve()):
+                values.pop("out")  # a run's own config.yaml: not on top of that run
+        if preset is not None:
+            values["preset"] = preset
+        for name, value in overrides.items():
+            if name == "data_options":
+                value = {**(values.get("data_options") or {}), **(value or {})}
+            values[name] = value
+        return cls.from_dict(values).resolved()
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FitConfig:
+        """A configuration from option: value pairs; a ``preset`` fills the options not given.
+
+        Precedence: built-in defaults < the preset's values < the values given here.
+        """
+        unknown = sorted(set(values) - set(_FIELD_DEFAULTS))
+        if unknown:
+            raise SpikelatentError(
+                f"unknown configuration option(s): {', '.join(unknown)}; "
+                f"see `spikelatent fit --help` for the options"
+            )
+        preset = values.get("preset")
+        merged = {**(load_preset(preset) if preset else {}), **values}
+        merged.pop("preset", None)
+        config = cls(**merged)
+        config.preset = preset  # after __init__: the preset sits under the values given
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> FitConfig:
+        """The configuration in a YAML file (or ``RUN_DIR/config.yaml``), its preset applied."""
+        return cls.from_dict(read_yaml_options(path))
+
+    @classmethod
+    def coerce(cls, config: FitConfig | Mapping[str, Any]) -> FitConfig:
+        """A resolved, validated configuration from a :class:`FitConfig` (resolved only if it
+        is not yet) or an option mapping (``config.yaml``, a checkpoint's hyper-parameters)."""
+        if not isinstance(config, FitConfig):
+            return cls.from_dict(dict(config)).resolved()
+        if not config.is_resolved:
+            return config.resolved()
+        config.validate()
+        return copy.copy(config)  # a copy, as resolved() gives: the caller's object stays theirs
+
+    # ------------------------------------------------------------------ resolving
+    @property
+    def is_resolved(self) -> bool:
+        """Whether the defaults that depend on other options are filled in (see :meth:`resolved`)."""
+        return None not in (self.encoder, self.decoder, self.epochs, self.batch_size,
+                            self.temperature_end)
 
     def resolved(self) -> FitConfig:
-        """A validated copy with every default filled in."""
-        config = dataclasses.replace(self)
-        if config.preset is not None and not getattr(self, "_preset_applied", False):
-            # Built directly (FitConfig(preset=...)): the preset fills the options left at
-            # their defaults. from_dict and the CLI apply it under the options given instead.
-            defaults = FitConfig()
-            for name, value in load_preset(config.preset).items():
-                if getattr(config, name) == getattr(defaults, name):
-                    setattr(config, name, value)
-        config._preset_applied = True
-        if config.model == "negbinomial":
-            config.model = "negbio"
+        """A validated copy with every default filled in (resolving twice changes nothing)."""
+        # copy.copy, not dataclasses.replace: __init__ would apply the preset a second time.
+        config = copy.copy(self)
+        config._canonicalize()
+        config.devices = parse_devices(config.devices)
         config.encoder = config.encoder or config.arch
         config.decoder = config.decoder or config.arch
         if config.epochs is None:
@@ -118,25 +314,10 @@ class FitConfig:
 
     def validate(self) -> None:
         """Raise a one-line :class:`SpikelatentError` for the first invalid option."""
-        choice = {
-            "model": MODELS,
-            "kl": ("ds", "mc", "series"),
-            "relax": ("ct", "gumbel"),
-            "arch": ARCHITECTURES,
-            **OPTION_CHOICES,
-        }
-        for name, allowed in choice.items():
-            if getattr(self, name) not in allowed:
-                raise SpikelatentError(
-                    f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}; "
-                    f"got {getattr(self, name)!r}"
-                )
-        for name in ("encoder", "decoder"):
+        for name, choice in _CHOICE_FIELDS.items():
             value = getattr(self, name)
-            if value is not None and value not in ARCHITECTURES:
-                raise SpikelatentError(
-                    f"--{name} must be one of {', '.join(ARCHITECTURES)}; got {value!r}"
-                )
+            if not (value is None and choice.default is None):
+                choice.check(value, flag=True)
         positive_ints = ("latent_dim", "batch_size", "mc_samples", "num_nodes", "epochs", "max_steps")
         for name in positive_ints:
             value = getattr(self, name)
@@ -187,10 +368,6 @@ class FitConfig:
         value = self.temperature_anneal_fraction
         if not _finite_number(value) or not 0 <= value <= 1:
             raise SpikelatentError(f"--temperature-anneal-fraction must be in [0, 1]; got {value!r}")
-        if self.preset is not None and self.preset not in available_presets():
-            raise SpikelatentError(
-                f"--preset must be one of {', '.join(available_presets())}; got {self.preset!r}"
-            )
         if self.max_minutes is not None and (
             not _finite_number(self.max_minutes) or self.max_minutes <= 0
         ):
@@ -257,42 +434,75 @@ class FitConfig:
         preset = load_preset(self.preset) if self.preset in available_presets() else {}
         if name in preset:
             return preset[name]
-        value = next(f for f in dataclasses.fields(FitConfig) if f.name == name).default
+        value = _FIELD_DEFAULTS[name]
         if name == "temperature_end" and value is None and self.temperature_end is not None:
             return default_temperature_end(self.model)
         return value
 
+    # ------------------------------------------------------------------ reading and writing
     def to_dict(self) -> dict[str, Any]:
-        """Every option as a plain dict (what ``config.yaml`` holds)."""
+        """Every option as a plain dict (what ``config.yaml`` and checkpoints hold)."""
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FitConfig:
-        """A configuration from option: value pairs; a ``preset`` fills the options not given.
-
-        Precedence: built-in defaults < the preset's values < the values given here.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SpikelatentError(
-                f"unknown configuration option(s): {', '.join(unknown)}; "
-                f"see `spikelatent fit --help` for the options"
-            )
-        preset = values.get("preset")
-        merged = {**(load_preset(preset) if preset else {}), **values}
-        config = cls(**merged)
-        config._preset_applied = True
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> FitConfig:
-        """The configuration in a YAML file (or ``RUN_DIR/config.yaml``), its preset applied."""
-        return cls.from_dict(read_yaml_options(path))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the configuration as YAML, atomically."""
         return write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    # Read access by name, as from config.yaml's mapping: config["lr"], dict(config). Code that
+    # read a run's configuration as a dict (model.config before it was typed) keeps working.
+    def __getitem__(self, name: str) -> Any:
+        if name not in _FIELD_DEFAULTS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def keys(self) -> Iterator[str]:
+        """The option names, in ``config.yaml``'s order (so ``dict(config)`` works)."""
+        return iter(_FIELD_DEFAULTS)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """An option's value by name, ``default`` for a name that is not an option."""
+        return getattr(self, name) if name in _FIELD_DEFAULTS else default
+
+
+def _flag_value(value: Any) -> str:
+    """A value as the user typed it (``2.0``, ``32,64``) for error messages."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _field_default(spec: dataclasses.Field) -> Any:
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+#: Each field's declared :class:`~spikelatent.options.Option` (help, choices, where it applies).
+FIELD_OPTIONS: dict[str, Option] = {
+    spec.name: spec.metadata["option"] for spec in dataclasses.fields(FitConfig)
+}
+for _name, _declared in FIELD_OPTIONS.items():  # the field's name is the option's name
+    if _declared.name != _name:
+        FIELD_OPTIONS[_name] = dataclasses.replace(_declared, name=_name)
+_FIELD_DEFAULTS: dict[str, Any] = {
+    spec.name: _field_default(spec) for spec in dataclasses.fields(FitConfig)
+}
+_CHOICE_FIELDS: dict[str, Choice] = {
+    name: declared for name, declared in FIELD_OPTIONS.items() if isinstance(declared, Choice)
+}
+#: Options with a fixed set of values, name -> the values (argparse choices; validation).
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    name: choice.values for name, choice in _CHOICE_FIELDS.items()
+}
+#: Options that only some models use: option -> (the models it applies to, the values of other
+#: options it needs). :meth:`FitConfig.validate` rejects such an option set away from its
+#: default for any other model, in one line. Built from the fields' declarations
+#: (``applies_to``, ``needs`` in :mod:`spikelatent.options`): a new one is declared there.
+MODEL_SPECIFIC_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    name: (declared.applies_to or MODELS, dict(declared.needs))
+    for name, declared in FIELD_OPTIONS.items()
+    if declared.applies_to is not None or declared.needs
+}
 
 
 def read_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
@@ -319,59 +529,10 @@ def read_yaml_options(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def default_temperature_end(model: str) -> float:
-    """The temperature after the anneal when none is given: 0.24 (the NegBio-VAE code's value at
-    the end of its 200 epochs, measured best in analyses/ablation.py), 0.1 for categorical."""
-    return 0.1 if model == "categorical" else 0.24
-
-
-#: Options with a fixed set of values (besides model, kl, relax and arch).
-OPTION_CHOICES: dict[str, tuple[str, ...]] = {
-    "prior_init": ("unit", "sparse"),
-    "posterior_logits": ("relative", "absolute"),
-    "mc_kl": ("samples", "gamma"),
-    "nb_sampler": ("gamma-poisson", "counting"),
-    "objective": ("sum", "published"),
-    "optimizer": ("adamax", "adam"),
-    "lr_schedule": ("cosine", "constant"),
-}
-PRESET_DIR = Path(__file__).parent / "presets"
-
-COUNT_MODELS = ("poisson", "negbio")
-#: Models whose training uses a relaxation temperature (Gaussian and Laplace do not).
-TEMPERATURE_MODELS = ("categorical", "poisson", "negbio")
-#: Options that only some models use: option -> (the models it applies to, the values of other
-#: options it needs). :meth:`FitConfig.validate` rejects such an option set away from its
-#: default for any other model, in one line. A new model-specific option is one more row.
-MODEL_SPECIFIC_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
-    "kl": (("negbio",), {}),
-    "relax": (COUNT_MODELS, {}),
-    "mc_samples": (("negbio",), {"kl": "mc"}),
-    "mc_kl": (("negbio",), {"kl": "mc"}),
-    "nb_sampler": (("negbio",), {}),
-    "categories": (("categorical",), {}),
-    "temperature_start": (TEMPERATURE_MODELS, {}),
-    "temperature_end": (TEMPERATURE_MODELS, {}),
-    "temperature_anneal_fraction": (TEMPERATURE_MODELS, {}),
-    "prior_init": (COUNT_MODELS, {}),
-    "posterior_logits": (("negbio",), {}),
-    "modulation_bound": (COUNT_MODELS, {}),
-    "gumbel_support": (COUNT_MODELS, {"relax": "gumbel"}),
-    "encoder_channels": (MODELS, {"encoder": "conv"}),
-    "encoder_layer_norm": (MODELS, {"encoder": "conv"}),
-    "decoder_channels": (MODELS, {"decoder": "conv"}),
-    "decoder_unit_norm": (MODELS, {"decoder": "conv"}),
-}
-
-
-def _flag_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def available_presets() -> tuple[str, ...]:
-    """Names of the presets shipped with the package (``spikelatent/presets/*.yaml``)."""
-    return tuple(sorted(path.stem for path in PRESET_DIR.glob("*.yaml")))
+    """The temperature after the anneal when none is given (see :data:`DEFAULT_TEMPERATURE_END`)."""
+    if model == "categorical":
+        return DEFAULT_TEMPERATURE_END_CATEGORICAL
+    return DEFAULT_TEMPERATURE_END
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -381,8 +542,7 @@ def load_preset(name: str) -> dict[str, Any]:
             f"--preset must be one of {', '.join(available_presets())}; got {name!r}"
         )
     values = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text()) or {}
-    known = {f.name for f in dataclasses.fields(FitConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(_FIELD_DEFAULTS))
     if unknown:  # a packaging error, not a user error
         raise SpikelatentError(f"preset {name!r} holds unknown options: {', '.join(unknown)}")
     return {**values, "preset": name}

@@ -10,7 +10,11 @@ draws relaxed (training) or hard (evaluation) samples and computes the KL term p
 | `laplace`     | L-VAE               | Laplace(loc, scale)                       | closed form          |
 | `categorical` | C-VAE               | groups x categories, Gumbel-softmax       | closed form, uniform |
 | `poisson`     | P-VAE               | Poisson(r * delta_r)                      | closed form          |
-| `negbinomial` | NegBio-VAE MC/DS-G/C | NB(r * delta_r, p * delta_p)             | `ds` closed / `mc`   |
+| `negbio`      | NegBio-VAE MC/DS-G/C | NB(r * delta_r, p * delta_p)             | `ds` closed / `mc`   |
+
+The family names are ``spikelatent fit --model``'s; every option's values and defaults come from
+:mod:`spikelatent.options`, so ``make_latent_family(name, K)`` builds what ``spikelatent fit``
+builds with the same options.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from torch.distributions import (
     kl_divergence,
 )
 
+from spikelatent import options
 from spikelatent.distributions import (
-    NB_SAMPLERS,
     NegativeBinomial,
     Poisson,
     kl_from_samples,
@@ -39,25 +43,13 @@ from spikelatent.distributions import (
     relaxed_poisson_gumbel_fixed_support,
 )
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import PAPER_MODELS, display_name
 
-FAMILIES = ("gaussian", "laplace", "categorical", "poisson", "negbinomial")
-#: The eight models of the paper, in the row order of its tables: display name (= ``VAE.variant``)
-#: → (``--model``, ``--kl``, ``--relax``) of ``spikelatent fit``. kl and relax only matter for negbio.
-PAPER_MODELS = {
-    "G-VAE": ("gaussian", "ds", "ct"),
-    "L-VAE": ("laplace", "ds", "ct"),
-    "C-VAE": ("categorical", "ds", "ct"),
-    "P-VAE": ("poisson", "ds", "ct"),
-    "NegBio-VAE MC-G": ("negbio", "mc", "gumbel"),
-    "NegBio-VAE MC-C": ("negbio", "mc", "ct"),
-    "NegBio-VAE DS-G": ("negbio", "ds", "gumbel"),
-    "NegBio-VAE DS-C": ("negbio", "ds", "ct"),
-}
+#: The eight models of the paper, in the row order of its tables (display names, = ``VAE.variant``);
+#: :data:`PAPER_MODELS` maps each to ``spikelatent fit``'s (``--model``, ``--kl``, ``--relax``).
 PAPER_MODEL_ORDER = tuple(PAPER_MODELS)
-KL_ESTIMATORS = ("ds", "mc", "series")
 #: Posterior mass the series KL leaves out in training (``--kl series``).
 TRAINING_SERIES_TOLERANCE = 1e-5
-RELAXATIONS = ("ct", "gumbel")
 
 # Soft limits (reference Poisson-VAE conventions): the posterior mean count is kept below
 # e^5 ~ 148 spikes per window, and log-modulations stay in a range where exp() is tame.
@@ -109,7 +101,7 @@ class LatentFamily(nn.Module):
     @property
     def variant(self) -> str:
         """Display name in the paper's notation, e.g. ``NegBio-VAE DS-C``."""
-        raise NotImplementedError
+        return display_name(self.name)
 
     def posterior(self, h: torch.Tensor) -> Distribution:
         """The posterior distribution from the encoder output ``h``, batch shape (batch, unit)."""
@@ -170,10 +162,6 @@ class GaussianLatent(LatentFamily):
     def encoder_outputs(self) -> int:
         return 2 * self.latent_dim
 
-    @property
-    def variant(self) -> str:
-        return "G-VAE"
-
     def posterior(self, h: torch.Tensor) -> Distribution:
         loc, log_scale = h.chunk(2, dim=-1)
         scale = torch.exp(soft_symmetric_clamp(log_scale, MAX_ABS_LOG_MODULATION))
@@ -204,10 +192,6 @@ class LaplaceLatent(GaussianLatent):
     name = "laplace"
     distribution_class = Laplace
 
-    @property
-    def variant(self) -> str:
-        return "L-VAE"
-
 
 class CategoricalLatent(LatentFamily):
     """C-VAE: ``groups`` independent one-hot codes of ``categories`` each, uniform prior.
@@ -228,10 +212,6 @@ class CategoricalLatent(LatentFamily):
         self.categories = int(categories)
         self.groups = latent_dim // categories
         self.register_buffer("_device_anchor", torch.zeros(()), persistent=False)
-
-    @property
-    def variant(self) -> str:
-        return "C-VAE"
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return h.reshape(*h.shape[:-1], self.groups, self.categories)
@@ -285,23 +265,17 @@ class PoissonLatent(LatentFamily):
     def __init__(
         self,
         latent_dim: int,
-        relax: str = "ct",
-        prior_init: str = "unit",
-        modulation_bound: float = MAX_ABS_LOG_MODULATION,
-        gumbel_support: int | None = None,
+        relax: str = options.RELAX.default,
+        prior_init: str = options.PRIOR_INIT.default,
+        modulation_bound: float = options.MODULATION_BOUND.default,
+        gumbel_support: int | None = options.GUMBEL_SUPPORT.default,
     ) -> None:
         super().__init__(latent_dim)
-        if relax not in RELAXATIONS:
-            raise SpikelatentError(f"relax must be one of {RELAXATIONS}; got {relax!r}")
-        self.relax = relax
+        self.relax = options.RELAX.check(relax)
         self.modulation_bound = _check_modulation_bound(modulation_bound)
         self.gumbel_support = gumbel_support
         # "unit": rate 1 (the NegBio-VAE code); "sparse": log r ~ U(-6, -2) (reference P-VAE).
         self.prior_log_rate = nn.Parameter(initial_prior_log_mean(latent_dim, prior_init))
-
-    @property
-    def variant(self) -> str:
-        return "P-VAE"
 
     def prior_rate(self) -> torch.Tensor:
         return torch.exp(soft_upper_clamp(self.prior_log_rate, MAX_LOG_RATE))
@@ -326,22 +300,15 @@ class PoissonLatent(LatentFamily):
         return posterior.rsample(relaxation=self.relax, temperature=temperature)
 
 
-PRIOR_INITS = ("unit", "sparse")
-MC_KL_ESTIMATORS = ("samples", "gamma")
-POSTERIOR_LOGITS = ("relative", "absolute")
-
-
 def initial_prior_log_mean(latent_dim: int, prior_init: str) -> torch.Tensor:
     """Starting log mean count of the prior per unit, (unit,).
 
     ``unit``: 0 (mean 1; the NegBio-VAE code's r = 1, p = 0.5 and Poisson rate 1);
     ``sparse``: U(-6, -2) (the reference Poisson VAE; measured to leave NB units silent).
     """
-    if prior_init == "unit":
-        return torch.zeros(latent_dim)
-    if prior_init == "sparse":
+    if options.PRIOR_INIT.check(prior_init) == "sparse":
         return torch.empty(latent_dim).uniform_(-6.0, -2.0)
-    raise SpikelatentError(f"prior_init must be one of {PRIOR_INITS}; got {prior_init!r}")
+    return torch.zeros(latent_dim)
 
 
 def _check_modulation_bound(bound: float) -> float:
@@ -361,45 +328,36 @@ class NegativeBinomialLatent(LatentFamily):
     on ``logit q``.
     """
 
-    name = "negbinomial"
+    name = "negbio"
     is_count = True
 
     def __init__(
         self,
         latent_dim: int,
-        kl: str = "ds",
-        relax: str = "ct",
-        mc_samples: int = 5,
-        prior_init: str = "unit",
-        posterior_logits: str = "relative",
-        modulation_bound: float = MAX_ABS_LOG_MODULATION,
-        mc_kl: str = "samples",
-        gumbel_support: int | None = None,
-        nb_sampler: str = "gamma-poisson",
+        kl: str = options.KL.default,
+        relax: str = options.RELAX.default,
+        mc_samples: int = options.MC_SAMPLES.default,
+        prior_init: str = options.PRIOR_INIT.default,
+        posterior_logits: str = options.POSTERIOR_LOGITS.default,
+        modulation_bound: float = options.MODULATION_BOUND.default,
+        mc_kl: str = options.MC_KL.default,
+        gumbel_support: int | None = options.GUMBEL_SUPPORT.default,
+        nb_sampler: str = options.NB_SAMPLER.default,
     ) -> None:
         super().__init__(latent_dim)
-        if nb_sampler not in NB_SAMPLERS:
-            raise SpikelatentError(f"nb_sampler must be one of {NB_SAMPLERS}; got {nb_sampler!r}")
+        nb_sampler = options.NB_SAMPLER.check(nb_sampler)
         if nb_sampler == "counting" and gumbel_support is not None:
             raise SpikelatentError(
                 "gumbel_support fixes the support of the Gamma-Poisson Gumbel step; drop it or use "
                 "nb_sampler='gamma-poisson'"
             )
         self.nb_sampler = nb_sampler
-        if mc_kl not in MC_KL_ESTIMATORS:
-            raise SpikelatentError(f"mc_kl must be one of {MC_KL_ESTIMATORS}; got {mc_kl!r}")
-        if posterior_logits not in POSTERIOR_LOGITS:
-            raise SpikelatentError(
-                f"posterior_logits must be one of {POSTERIOR_LOGITS}; got {posterior_logits!r}"
-            )
-        self.mc_kl = mc_kl
-        self.posterior_logits = posterior_logits
+        self.mc_kl = options.MC_KL.check(mc_kl)
+        self.posterior_logits = options.POSTERIOR_LOGITS.check(posterior_logits)
         self.modulation_bound = _check_modulation_bound(modulation_bound)
         self.gumbel_support = gumbel_support
-        if kl not in KL_ESTIMATORS:
-            raise SpikelatentError(f"kl must be one of {KL_ESTIMATORS}; got {kl!r}")
-        if relax not in RELAXATIONS:
-            raise SpikelatentError(f"relax must be one of {RELAXATIONS}; got {relax!r}")
+        kl = options.KL.check(kl)
+        relax = options.RELAX.check(relax)
         if int(mc_samples) != mc_samples or mc_samples < 1:
             raise SpikelatentError(f"mc_samples must be a positive integer; got {mc_samples}")
         self.kl_estimator = kl
@@ -422,7 +380,7 @@ class NegativeBinomialLatent(LatentFamily):
 
     @property
     def variant(self) -> str:
-        return f"NegBio-VAE {self.kl_estimator.upper()}-{'C' if self.relax == 'ct' else 'G'}"
+        return display_name(self.name, self.kl_estimator, self.relax)
 
     def prior_log_r(self) -> torch.Tensor:
         return soft_symmetric_clamp(self.prior_log_dispersion, MAX_ABS_LOG_MODULATION)
@@ -510,25 +468,26 @@ class NegativeBinomialLatent(LatentFamily):
 
 def make_latent_family(
     name: str,
-    latent_dim: int,
+    latent_dim: int = options.LATENT_DIM.default,
     *,
-    kl: str = "ds",
-    relax: str = "ct",
-    mc_samples: int = 5,
-    categories: int = 8,
-    prior_init: str = "unit",
-    posterior_logits: str = "relative",
-    modulation_bound: float = MAX_ABS_LOG_MODULATION,
-    mc_kl: str = "samples",
-    gumbel_support: int | None = None,
-    nb_sampler: str = "gamma-poisson",
+    kl: str = options.KL.default,
+    relax: str = options.RELAX.default,
+    mc_samples: int = options.MC_SAMPLES.default,
+    categories: int = options.CATEGORIES.default,
+    prior_init: str = options.PRIOR_INIT.default,
+    posterior_logits: str = options.POSTERIOR_LOGITS.default,
+    modulation_bound: float = options.MODULATION_BOUND.default,
+    mc_kl: str = options.MC_KL.default,
+    gumbel_support: int | None = options.GUMBEL_SUPPORT.default,
+    nb_sampler: str = options.NB_SAMPLER.default,
 ) -> LatentFamily:
-    """Build a latent family by name (``negbio`` is accepted for ``negbinomial``).
+    """Build a latent family by ``spikelatent fit --model`` name (``negbinomial`` and ``nb`` are
+    accepted for ``negbio``), with the same defaults as ``spikelatent fit`` (:mod:`spikelatent.options`).
 
     The count options (``prior_init``, ``modulation_bound``, ``gumbel_support``; for NB also
     ``posterior_logits`` and ``mc_kl``) are described in docs/training.md.
     """
-    name = {"negbio": "negbinomial", "nb": "negbinomial"}.get(name, name)
+    name = options.MODEL.canonical(name)
     if name == "gaussian":
         return GaussianLatent(latent_dim)
     if name == "laplace":
@@ -538,12 +497,10 @@ def make_latent_family(
     if name == "poisson":
         return PoissonLatent(latent_dim, relax=relax, prior_init=prior_init,
                              modulation_bound=modulation_bound, gumbel_support=gumbel_support)
-    if name == "negbinomial":
+    if name == "negbio":
         return NegativeBinomialLatent(
             latent_dim, kl=kl, relax=relax, mc_samples=mc_samples, prior_init=prior_init,
             posterior_logits=posterior_logits, modulation_bound=modulation_bound, mc_kl=mc_kl,
             gumbel_support=gumbel_support, nb_sampler=nb_sampler,
         )
-    raise SpikelatentError(
-        f"unknown model {name!r}; choose one of gaussian, laplace, categorical, poisson, negbio"
-    )
+    raise SpikelatentError(f"unknown model {name!r}; choose one of {', '.join(options.MODELS)}")

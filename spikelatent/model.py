@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +41,27 @@ class VAE(pl.LightningModule):
     Images are (batch, C, H, W) on the dataset's data range; latent codes are (batch, unit).
     Loss per image: sum of squared error over pixels + beta * KL summed over units,
     averaged over the batch (docs/architecture.md, "Training conventions").
+
+    ``config`` is a :class:`~spikelatent.config.FitConfig` (resolved here if it is not yet) or
+    an option mapping such as a run's ``config.yaml`` or a checkpoint's hyper-parameters;
+    ``VAE(FitConfig(), ...)`` builds the model ``spikelatent fit`` builds by default.
+    ``model.config`` is the resolved, typed configuration.
     """
 
     def __init__(
         self,
-        config: dict[str, Any],
+        config: FitConfig | Mapping[str, Any],
         image_shape: tuple[int, int, int],
         data_range: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__()
-        resolved = FitConfig.from_dict(config).resolved()
-        self.config = resolved.to_dict()
+        resolved = FitConfig.coerce(config)
+        self.config: FitConfig = resolved
         self.image_shape = tuple(int(s) for s in image_shape)
         self.data_range = (float(data_range[0]), float(data_range[1]))
+        # A plain dict in the checkpoint, so it loads with torch.load(weights_only=True).
         self.save_hyperparameters(
-            {"config": self.config, "image_shape": list(self.image_shape),
+            {"config": resolved.to_dict(), "image_shape": list(self.image_shape),
              "data_range": list(self.data_range)}
         )
         self.latent: LatentFamily = make_latent_family(
@@ -229,7 +236,7 @@ class VAE(pl.LightningModule):
 
     def _budget_step(self) -> int:
         """``total_steps`` times the fraction of the ``max_minutes`` budget used; 0 without one."""
-        minutes = self.config["max_minutes"]
+        minutes = self.config.max_minutes
         if self._trainer is None or not minutes:
             return 0
         timer = next((callback for callback in self._trainer.callbacks if isinstance(callback, Timer)), None)
@@ -241,17 +248,17 @@ class VAE(pl.LightningModule):
         """Linear anneal from temperature_start to temperature_end over the first fraction."""
         step = self.schedule_step() if step is None else step
         c = self.config
-        stop = int(c["temperature_anneal_fraction"] * self.total_steps)
-        return linear_ramp(step, 0, stop, c["temperature_start"], c["temperature_end"])
+        stop = int(c.temperature_anneal_fraction * self.total_steps)
+        return linear_ramp(step, 0, stop, c.temperature_start, c.temperature_end)
 
     def beta(self, step: int | None = None) -> float:
         """beta_start for the first hold fraction, then linear up to beta over the warm-up."""
         step = self.schedule_step() if step is None else step
         c = self.config
-        hold = int(c["beta_hold_fraction"] * self.total_steps)
-        stop = hold + int(c["beta_warmup_fraction"] * self.total_steps)
+        hold = int(c.beta_hold_fraction * self.total_steps)
+        stop = hold + int(c.beta_warmup_fraction * self.total_steps)
         final = self.final_beta
-        return linear_ramp(step, hold, stop, min(c["beta_start"], final), final)
+        return linear_ramp(step, hold, stop, min(c.beta_start, final), final)
 
     def _scheduled_learning_rate_factor(self, step: int) -> float:
         # LambdaLR counts its own steps; a run on a wall-clock budget may be further on.
@@ -260,13 +267,13 @@ class VAE(pl.LightningModule):
     def learning_rate_factor(self, step: int) -> float:
         """Linear warm-up then cosine decay from lr to lr_min, or constant (a factor of lr)."""
         c = self.config
-        warmup = max(1, int(c["warmup_fraction"] * self.total_steps))
+        warmup = max(1, int(c.warmup_fraction * self.total_steps))
         if step < warmup:
             return (step + 1) / warmup
-        if c["lr_schedule"] == "constant":
+        if c.lr_schedule == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
-        floor = c["lr_min"] / c["lr"]
+        floor = c.lr_min / c.lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     # ----------------------------------------------------------------- training
@@ -310,7 +317,7 @@ class VAE(pl.LightningModule):
         ``sum``: mean over the batch of SSE + beta * KL. ``published``: mean over the batch of
         SSE / (C * H) + beta * KL / K (the NegBio-VAE code; docs/training.md "Objective scale").
         """
-        if self.config["objective"] == "published":
+        if self.config.objective == "published":
             return (sse / self.published_sse_divisor + beta * kl / self.latent.latent_dim).mean()
         return (sse + beta * kl).mean()
 
@@ -337,13 +344,13 @@ class VAE(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.config
-        if c["optimizer"] == "adam":
+        if c.optimizer == "adam":
             # The fused kernel does the whole update in one pass: on the CPU 6.5x faster than the
             # per-tensor loop torch picks by default there (benchmarks/optimizer_step.py).
             fused = all(p.device.type in FUSED_ADAM_DEVICES for p in self.parameters()) or None
-            optimizer = torch.optim.Adam(self.parameters(), lr=c["lr"], betas=(0.9, 0.999), fused=fused)
+            optimizer = torch.optim.Adam(self.parameters(), lr=c.lr, betas=(0.9, 0.999), fused=fused)
         else:
-            optimizer = torch.optim.Adamax(self.parameters(), lr=c["lr"], betas=(0.9, 0.999))
+            optimizer = torch.optim.Adamax(self.parameters(), lr=c.lr, betas=(0.9, 0.999))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._scheduled_learning_rate_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

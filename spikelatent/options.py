@@ -31,6 +31,17 @@ from typing import Any, Literal, get_args
 
 from spikelatent.errors import SpikelatentError
 
+__all__ = [
+    "CHOICES",
+    "PAPER_MODELS",
+    "Choice",
+    "Option",
+    "display_name",
+    "format_value",
+    "option",
+    "parse_widths",
+]
+
 ModelName = Literal["gaussian", "laplace", "categorical", "poisson", "negbio"]
 KLEstimator = Literal["ds", "mc", "series"]
 Relaxation = Literal["ct", "gumbel"]
@@ -144,6 +155,17 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def parse_widths(text: str) -> list[int]:
+    """``32,64`` -> [32, 64]: the command-line form of the conv channel widths."""
+    import argparse
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 32,64; got {text!r}") from None
+
+
 # ----------------------------------------------------------------------------- model choices
 MODEL = Choice(
     name="model", values=get_args(ModelName), default="negbio", help="latent family",
@@ -220,10 +242,10 @@ GUMBEL_SUPPORT = Option(name="gumbel_support", default=None, applies_to=COUNT_MO
                         unset="adaptive, from a Poisson quantile")
 ENCODER_CHANNELS = Option(name="encoder_channels", default=None, needs={"encoder": "conv"},
                           help="conv encoder widths, one per stride-2 stage, e.g. 32,64",
-                          unset="docs/networks.md")
+                          unset="docs/networks.md", parse=parse_widths)
 DECODER_CHANNELS = Option(name="decoder_channels", default=None, needs={"decoder": "conv"},
                           help="conv decoder widths in encoder order, e.g. 64,128",
-                          unset="twice the encoder's")
+                          unset="twice the encoder's", parse=parse_widths)
 ENCODER_LAYER_NORM = Option(name="encoder_layer_norm", default=True, needs={"encoder": "conv"},
                             help="LayerNorm on the conv encoder's output")
 DECODER_UNIT_NORM = Option(name="decoder_unit_norm", default=True, needs={"decoder": "conv"},

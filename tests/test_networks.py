@@ -171,8 +171,9 @@ def test_conv_stage_resolutions(image_shape, encoder_maps, decoder_start):
 
 def test_conv_parameter_counts_match_hand_formula_and_stay_small():
     latent_dim, out_features = 256, 512
-    encoder = make_encoder("conv", (1, 28, 28), out_features)
-    decoder = make_decoder("conv", latent_dim, (1, 28, 28), "sigmoid")
+    # The plain networks (spikelatent fit's defaults add LayerNorm's 2 * 512 parameters)
+    encoder = make_encoder("conv", (1, 28, 28), out_features, layer_norm=False)
+    decoder = make_decoder("conv", latent_dim, (1, 28, 28), "sigmoid", unit_norm=False)
 
     def conv(cin, cout):  # 4x4 kernel + bias
         return cin * cout * 16 + cout

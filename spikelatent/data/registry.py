@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from spikelatent.config import FitConfig
 from spikelatent.data.base import ImageDataModule
 from spikelatent.data.builtin import (
     CelebA64DataModule,
@@ -121,21 +123,23 @@ def make_datamodule(
 
 
 def datamodule_from_config(
-    config: dict[str, Any], data_dir: str | os.PathLike[str] | None = None
+    config: FitConfig | Mapping[str, Any], data_dir: str | os.PathLike[str] | None = None
 ) -> ImageDataModule:
     """The data module of a run, built exactly as training built it (same split, limit, options).
 
-    ``config`` is a run's resolved configuration (``model.config`` or ``config.yaml``);
+    ``config`` is a run's configuration (``model.config``, a :class:`~spikelatent.config.FitConfig`
+    or the mapping in ``config.yaml``; defaults are filled in as ``spikelatent fit`` fills them);
     ``data_dir`` overrides where the files are looked for (the split does not depend on it).
     """
+    config = FitConfig.coerce(config)
     return make_datamodule(
-        config["data"],
-        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-        batch_size=int(config.get("batch_size") or 128),
-        seed=int(config.get("seed", 0)),
-        val_fraction=float(config.get("val_fraction", 0.1)),
-        num_workers=int(config.get("num_workers", 0)),
-        download=bool(config.get("download", False)),
-        limit=config.get("limit"),
-        **(config.get("data_options") or {}),
+        config.data,
+        data_dir=data_dir if data_dir is not None else config.data_dir,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        num_workers=config.num_workers,
+        download=config.download,
+        limit=config.limit,
+        **config.data_options,
     )

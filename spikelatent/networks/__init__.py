@@ -27,6 +27,12 @@ from spikelatent.networks._common import (
 from spikelatent.networks.conv import ConvDecoder, ConvEncoder, conv_plan, default_channels
 from spikelatent.networks.linear import LinearDecoder, LinearEncoder
 from spikelatent.networks.mlp import MLPDecoder, MLPEncoder
+from spikelatent.options import (
+    DECODER_CHANNELS,
+    DECODER_UNIT_NORM,
+    ENCODER_CHANNELS,
+    ENCODER_LAYER_NORM,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -45,16 +51,19 @@ __all__ = [
     "output_activation_for",
 ]
 
-# Options each architecture accepts, with their defaults.
+# Options each architecture accepts, with their defaults; the conv ones are spikelatent fit's
+# (spikelatent.options), so make_encoder/make_decoder build what the command line builds.
 ENCODER_OPTIONS: dict[str, dict[str, Any]] = {
     "linear": {"weight_norm": False},
     "mlp": {"hidden": 512, "activation": "silu"},
-    "conv": {"channels": None, "layer_norm": False},
+    "conv": {"channels": ENCODER_CHANNELS.default,
+             "layer_norm": ENCODER_LAYER_NORM.default},
 }
 DECODER_OPTIONS: dict[str, dict[str, Any]] = {
     "linear": {},
     "mlp": {"hidden": 512, "activation": "silu"},
-    "conv": {"channels": None, "unit_norm": False},
+    "conv": {"channels": DECODER_CHANNELS.default,
+             "unit_norm": DECODER_UNIT_NORM.default},
 }
 _ENCODERS = {"linear": LinearEncoder, "mlp": MLPEncoder, "conv": ConvEncoder}
 _DECODERS = {"linear": LinearDecoder, "mlp": MLPDecoder, "conv": ConvDecoder}
@@ -78,7 +87,8 @@ def make_encoder(
             (28, 16, 32, 64, ...).
         out_features: numbers per image (the latent family's ``encoder_outputs``).
         **options: linear: ``weight_norm=False``; mlp: ``hidden=512, activation="silu"``;
-            conv: ``channels=None`` (one width per stride-2 stage), ``layer_norm=False``.
+            conv: ``channels=None`` (one width per stride-2 stage), ``layer_norm=True``
+            (see :data:`ENCODER_OPTIONS`).
 
     Raises:
         SpikelatentError: unknown arch or option, bad shape or size.
@@ -111,7 +121,8 @@ def make_decoder(
         output_activation: ``"sigmoid"`` (data on [0, 1]), ``"tanh"`` (data on [-1, 1]) or
             ``"identity"`` (whitened data); :func:`output_activation_for` picks it from a range.
         **options: mlp: ``hidden=512, activation="silu"``; conv: ``channels=None``,
-            ``unit_norm=False`` (unit-L2-norm columns in the first layer, no ReLU after it).
+            ``unit_norm=True`` (unit-L2-norm columns in the first layer, no ReLU after it;
+            see :data:`DECODER_OPTIONS`).
 
     Raises:
         SpikelatentError: unknown arch, activation or option, bad shape or size.

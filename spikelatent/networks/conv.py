@@ -16,6 +16,7 @@ from torch import nn
 
 from spikelatent.errors import SpikelatentError
 from spikelatent.networks._common import check_input, check_positive_int, make_output_activation
+from spikelatent.options import DECODER_UNIT_NORM, ENCODER_LAYER_NORM
 
 KERNEL_SIZE, STRIDE, PADDING = 4, 2, 1
 LOW_RESOLUTION_SIDES = (4, 7)
@@ -84,7 +85,7 @@ class ConvEncoder(nn.Module):
         image_shape: ``(C, H, W)``; C is the input channel count (1 grey, 3 RGB).
         out_features: numbers emitted per image.
         channels: width of each stride-2 stage (default from :func:`default_channels`).
-        layer_norm: apply LayerNorm to the output (off by default).
+        layer_norm: apply LayerNorm to the output (on by default, as in ``spikelatent fit``).
     """
 
     arch = "conv"
@@ -94,7 +95,7 @@ class ConvEncoder(nn.Module):
         image_shape: tuple[int, int, int],
         out_features: int,
         channels: Sequence[int] | None = None,
-        layer_norm: bool = False,
+        layer_norm: bool = ENCODER_LAYER_NORM.default,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
@@ -148,7 +149,7 @@ class ConvDecoder(nn.Module):
         image_shape: tuple[int, int, int],
         output_activation: str,
         channels: Sequence[int] | None = None,
-        unit_norm: bool = False,
+        unit_norm: bool = DECODER_UNIT_NORM.default,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ def default_run_dir(config: FitConfig) -> Path:
     return Path("runs") / f"{config.data}-{variant}-{stamp}"
 
 
-def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool = True) -> Path:
+def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: bool = True) -> Path:
     """Train a model and return its run directory.
 
     ``config.out`` is the run directory (default ``runs/<data>-<model>-<time>``). With
@@ -220,9 +221,7 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     ``checkpoints/{last,best}.ckpt`` and the figures ``reconstructions.png``,
     ``samples.png`` and ``loss_curves.png``.
     """
-    if isinstance(config, dict):
-        config = FitConfig.from_dict(config)
-    config = config.resolved()
+    config = FitConfig.coerce(config)
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     config.out = str(run_dir)
     last_checkpoint = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -237,9 +236,9 @@ def fit(config: FitConfig | dict[str, Any], resume: bool = False, progress: bool
     # Everything is checked before anything is written (a failed resume leaves the run as it was).
     checkpoint = read_resumable_checkpoint(last_checkpoint, config.epochs) if resume else None
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = datamodule_from_config(config.to_dict())
+    datamodule = datamodule_from_config(config)
     datamodule.setup("fit")
-    model = VAE(config.to_dict(), datamodule.image_shape, datamodule.data_range)
+    model = VAE(config, datamodule.image_shape, datamodule.data_range)
     if checkpoint is not None:
         _load_weights(model, checkpoint, last_checkpoint)
         del checkpoint
