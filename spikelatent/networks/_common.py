@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from spikelatent._checks import check_int
 from spikelatent.errors import SpikelatentError
 from spikelatent.options import ARCHITECTURES
 
@@ -39,15 +39,7 @@ def check_arch(arch: Any) -> str:
 
 def check_positive_int(value: Any, name: str) -> int:
     """Return ``value`` as an int if it is a positive integer (bools and floats are refused)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        integer = operator.index(value)  # ints, numpy integers, 0-d integer tensors
-    except TypeError:
-        raise SpikelatentError(f"{name} must be a positive integer, got {value!r}") from None
-    if integer <= 0:
-        raise SpikelatentError(f"{name} must be a positive integer (>= 1), got {integer}")
-    return integer
+    return check_int(value, name, minimum=1)
 
 
 def check_image_shape(image_shape: Any) -> tuple[int, int, int]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -26,13 +25,18 @@ from typing import Any
 
 import torch
 
-from spikelatent import __version__, options
-from spikelatent._io import write_text_atomic
-from spikelatent.data import datamodule_from_config
+from spikelatent import __version__, options, plotting
+from spikelatent._checks import check_int
+from spikelatent._io import json_number, write_text_atomic
+from spikelatent.checkpoints import checkpoint_path, load
+from spikelatent.config import read_yaml_options
+from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.inference import reconstruct_images
 from spikelatent.latents import PAPER_MODEL_ORDER
+from spikelatent.metrics import generation_metrics, make_feature_extractor, reconstruction_metrics
+from spikelatent.metrics.features import resolve_feature_kind
 
-SPLITS = ("train", "val", "test")
 METRICS_FILE = "metrics.json"
 EVALUATIONS_FILE = "evaluations.csv"
 COMPARISON_MARKDOWN = "comparison.md"
@@ -87,34 +91,6 @@ def _append_csv_row(path: Path, row: dict[str, Any]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def _load_model(run_dir: Path) -> Any:
-    import spikelatent
-
-    return spikelatent.load(run_dir)
-
-
-@torch.no_grad()
-def _reconstruct(
-    model: Any, images: torch.Tensor, mode: str, batch_size: int, seed: int
-) -> torch.Tensor:
-    """Reconstructions of ``images`` in batches; the sampling is seeded (global RNG restored)."""
-    device = next(model.parameters()).device
-    cuda_devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        parts = [
-            model.reconstruct(images[start : start + batch_size].to(device), mode=mode).cpu()
-            for start in range(0, images.shape[0], batch_size)
-        ]
-    return torch.cat(parts)
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpikelatentError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
-
-
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -167,29 +143,22 @@ def evaluate_run(
         ``kid_mean``, ``kid_std``, ``features`` (which extractor produced FID/KID) and
         provenance (model name, dataset, split, sample counts, checkpoint, version, time).
     """
-    from spikelatent import plotting
-    from spikelatent.metrics import (
-        generation_metrics,
-        make_feature_extractor,
-        reconstruction_metrics,
-    )
-    from spikelatent.metrics.features import resolve_feature_kind
-
     run_dir = Path(run_dir)
     if split not in SPLITS:
         raise SpikelatentError(f"--split must be one of {', '.join(SPLITS)}; got {split!r}")
-    _check_positive_int("--n-samples", n_samples, minimum=2)
-    _check_positive_int("--batch-size", batch_size)
+    check_int(n_samples, "--n-samples", 2)
+    check_int(batch_size, "--batch-size", 1)
     if not run_dir.is_dir():
         raise CheckpointError(
             f"no run directory at {run_dir}; train one with `spikelatent fit --out {run_dir}`"
         )
+    checkpoint_path(run_dir)  # a folder that is not a run is named as such, before anything else
     # The extractor choice is checked before the (slow) model and data loading.
     feature_kind = resolve_feature_kind(features)
     extractor = make_feature_extractor("inception") if feature_kind == "inception" else None
 
     device = _resolve_device(device)
-    model = _load_model(run_dir).to(device)
+    model = load(run_dir).to(device)
     config = dict(model.config)
     datamodule = datamodule_from_config(config, data_dir)
     images, _ = datamodule.split_tensors(split)
@@ -203,8 +172,8 @@ def evaluate_run(
         "dataset": str(config["data"]),
         "split": split,
     }
-    recon_sample = _reconstruct(model, images, "sample", batch_size, seed)
-    recon_map = _reconstruct(model, images, "mean", batch_size, seed)
+    recon_sample = reconstruct_images(model, images, "sample", batch_size, seed)
+    recon_map = reconstruct_images(model, images, "mean", batch_size, seed)
     sample_metrics = reconstruction_metrics(images, recon_sample, data_range, batch_size=batch_size)
     map_metrics = reconstruction_metrics(images, recon_map, data_range, batch_size=batch_size)
     metrics.update(
@@ -299,14 +268,6 @@ def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     return metrics
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def rank_marks(values: Sequence[float | None], lower_is_better: bool) -> list[str]:
     """``"best"``, ``"second"`` or ``""`` per value (ties share a rank; missing values get none)."""
     distinct = sorted({v for v in values if v is not None}, reverse=not lower_is_better)
@@ -332,14 +293,14 @@ def comparison_table(entries: Sequence[tuple[str, dict[str, Any]]]) -> str:
     lines = [header, "|---|" + "---:|" * len(TABLE_COLUMNS)]
     cells: list[list[str]] = [[name] for name, _ in entries]
     for _, key, lower in TABLE_COLUMNS:
-        values = [_number(metrics.get(key)) for _, metrics in entries]
+        values = [json_number(metrics.get(key)) for _, metrics in entries]
         for index, (value, mark) in enumerate(zip(values, rank_marks(values, lower), strict=True)):
             if value is None:
                 cells[index].append("–")
                 continue
             text = f"{value:.4f}"
             if key == "kid_mean":
-                std = _number(entries[index][1].get("kid_std"))
+                std = json_number(entries[index][1].get("kid_std"))
                 text += f" ± {std:.4f}" if std is not None else ""
             cells[index].append(_format_cell(text, mark))
     lines += ["| " + " | ".join(row) + " |" for row in cells]
@@ -364,8 +325,6 @@ def _ordered_entries(
 
 def _run_preset(run_dir: Path) -> str:
     """The ``--preset`` a run was trained with (``none``: the defaults and flags alone)."""
-    from spikelatent.config import read_yaml_options
-
     try:
         return str(read_yaml_options(run_dir).get("preset") or "none")
     except SpikelatentError:
@@ -394,11 +353,9 @@ def compare_runs(
     ``n_images`` images of the split and each model's sample reconstructions of them).
     Returns the path of ``comparison.md``.
     """
-    from spikelatent import plotting
-
     if not run_dirs:
         raise SpikelatentError("compare needs at least one run directory")
-    _check_positive_int("n_images", n_images)
+    check_int(n_images, "n_images", 1)
     paths = [Path(run_dir) for run_dir in run_dirs]
     all_metrics = [read_metrics(path) for path in paths]
     for key, what in (
@@ -462,11 +419,11 @@ def compare_runs(
     write_text_atomic(out_dir / COMPARISON_CSV, buffer.getvalue())
 
     # One figure: the same test images reconstructed by every model.
-    models = [(name, _load_model(run_dir)) for name, run_dir, _ in entries]
+    models = [(name, load(run_dir)) for name, run_dir, _ in entries]
     datamodule = datamodule_from_config(dict(models[0][1].config), data_dir)
     images, _ = datamodule.split_tensors(str(first["split"]))
     inputs = images[:n_images]
-    rows = {name: _reconstruct(model, inputs, "sample", n_images, seed) for name, model in models}
+    rows = {name: reconstruct_images(model, inputs, "sample", n_images, seed) for name, model in models}
     plotting.save_model_comparison(
         rows,
         inputs,
