@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -312,3 +314,208 @@ def test_compare_populations_side_by_side():
     alone = compare_populations(pop, unrelated, n_boot=0)
     assert alone.attrs["shared_stimuli"] == 0
     assert "rsa_similarity" not in alone and "stat_fano_factor" in alone
+
+
+# --------------------------------------------------------------------------- NWB plumbing and CLI
+
+
+def test_responses_by_stimulus_groups_trials_in_time_order():
+    from spikelatent.nwb.stimuli import responses_by_stimulus
+
+    counts = xr.DataArray(
+        np.arange(10).reshape(5, 2),
+        dims=("trial", "unit"),
+        coords={
+            "image_id": ("trial", ["b", "a", "b", "a", "b"]),
+            "start_time": ("trial", [0.0, 1.0, 2.0, 3.0, 4.0]),
+        },
+    )
+    responses = responses_by_stimulus(counts)
+    assert responses.dims == ("trial", "stimulus", "unit")
+    assert list(responses["stimulus"].values) == ["a", "b"]
+    # 'a' was shown twice (rows 1, 3), 'b' three times (rows 0, 2, 4): NaN pads a's third repeat.
+    np.testing.assert_array_equal(responses.sel(stimulus="b").values, [[0, 1], [4, 5], [8, 9]])
+    np.testing.assert_array_equal(responses.sel(stimulus="a").values[:2], [[2, 3], [6, 7]])
+    assert np.isnan(responses.sel(stimulus="a").values[2]).all()
+    with pytest.raises(SpikelatentError, match="no column 'frame_id'"):
+        responses_by_stimulus(counts, "frame_id")
+    with pytest.raises(SpikelatentError, match="no stimulus column"):
+        responses_by_stimulus(counts.drop_vars("image_id"))
+
+
+def test_synthetic_recording_round_trip(tmp_path):
+    """Counts read back from the NWB file sum to the spikes written, grouped per stimulus."""
+    from spikelatent.nwb.stimuli import read_responses, write_synthetic_recording
+
+    images = np.random.default_rng(0).random((6, 4, 4))
+    rate = write_synthetic_recording(tmp_path / "rec.nwb", images, n_units=5, n_trials=30)
+    responses = read_responses(tmp_path / "rec.nwb")
+    assert responses.shape == (30, 6, 5) and responses.attrs["stimulus_column"] == "stimulus_index"
+    np.testing.assert_array_equal(responses["stimulus"].values, np.arange(6))
+    mean = responses.mean("trial").values
+    # Means of 30 NB draws (r = 3): within 5 standard errors of the true rates.
+    standard_error = np.sqrt((rate.values + rate.values**2 / 3) / 30)
+    assert np.all(np.abs(mean - rate.values) < 5 * standard_error)
+
+
+def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.random((n, size // 4, size // 4))
+    return np.kron(base, np.ones((4, 4))).astype(np.float32)  # blocky, smooth enough to resize
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> dict:
+    from spikelatent.cli import main
+    from spikelatent.nwb.stimuli import write_synthetic_recording
+
+    root = tmp_path_factory.mktemp("similarity")
+    run = root / "nb"
+    code = main(
+        [
+            "fit",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--limit",
+            "200",
+            "--latent-dim",
+            "8",
+            "--out",
+            str(run),
+        ]
+    )
+    assert code == 0
+    images = _images(24, 28)
+    np.save(root / "images.npy", images)
+    write_synthetic_recording(root / "rec.nwb", images, n_units=12, n_trials=6)
+    return {"root": root, "run": run, "images": images}
+
+
+def test_similarity_cli_writes_json_table_and_figures(digits_run, capsys):
+    import json
+
+    from spikelatent.cli import main
+
+    root = digits_run["root"]
+    out = root / "out"
+    arguments = [
+        "similarity",
+        str(digits_run["run"]),
+        str(digits_run["run"]),
+        "--responses",
+        str(root / "rec.nwb"),
+        "--images",
+        str(root / "images.npy"),
+        "--out",
+        str(out),
+        "--n-boot",
+        "20",
+        "--trials",
+        "4",
+        "--no-progress",
+    ]
+    assert main(arguments) == 0
+    report = json.loads((out / "similarity.json").read_text())
+    assert report["recorded"] == {
+        "n_stimuli": 24,
+        "n_units": 12,
+        "n_trials": 6,
+        "stimulus_column": "stimulus_index",
+    }
+    first = report["runs"]["nb"]
+    assert -1 <= first["rsa"]["similarity"] <= 1
+    assert first["rsa"]["noise_ceiling_low"] <= first["rsa"]["noise_ceiling_high"]
+    assert first["stimulus_transform"].startswith("none")
+    # The same run twice: identical scores, so no order is claimed.
+    assert report["ranking"]["pairs"] and not any(
+        p["separated"] for p in report["ranking"]["pairs"]
+    )
+    table = (out / "similarity.md").read_text()
+    assert "| nb |" in table and "**" in table and "Noise ceiling" in table
+    assert len(report["files"]["figures"]) == 2
+    for figure in report["files"]["figures"]:
+        assert Path(figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_similarity_cli_resizes_other_image_sizes(digits_run):
+    import json
+
+    from spikelatent.cli import main
+
+    root = digits_run["root"]
+    np.save(root / "large.npy", _images(24, 56))
+    out = root / "resized"
+    assert (
+        main(
+            [
+                "similarity",
+                str(digits_run["run"]),
+                "--responses",
+                str(root / "rec.nwb"),
+                "--images",
+                str(root / "large.npy"),
+                "--out",
+                str(out),
+                "--n-boot",
+                "0",
+                "--trials",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    transform = json.loads((out / "similarity.json").read_text())["runs"]["nb"][
+        "stimulus_transform"
+    ]
+    assert "resized" in transform and "28x28" in transform
+
+
+def _bad(digits_run, capsys, tmp_path, responses, images) -> str:
+    from spikelatent.cli import main
+
+    out = tmp_path / "never"
+    code = main(
+        [
+            "similarity",
+            str(digits_run["run"]),
+            "--responses",
+            str(responses),
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(error.splitlines()) == 1
+    assert not out.exists()
+    return error
+
+
+def test_similarity_cli_refuses_stimuli_that_do_not_match(digits_run, capsys, tmp_path):
+    images = tmp_path / "fewer.npy"
+    np.save(images, digits_run["images"][:20])  # the recording shows 24
+    error = _bad(digits_run, capsys, tmp_path, digits_run["root"] / "rec.nwb", images)
+    assert "stimuli do not match: 4 of 24" in error
+
+
+def test_similarity_cli_refuses_nan_rows(digits_run, capsys, tmp_path):
+    responses = np.random.default_rng(0).poisson(3.0, size=(4, 24, 6)).astype(float)
+    responses[1, 5] = np.nan
+    np.save(tmp_path / "responses.npy", responses)
+    error = _bad(
+        digits_run, capsys, tmp_path, tmp_path / "responses.npy", digits_run["root"] / "images.npy"
+    )
+    assert "NaN" in error
+
+
+def test_similarity_cli_refuses_no_shared_stimulus(digits_run, capsys, tmp_path):
+    images = tmp_path / "other.npz"
+    np.savez(images, images=digits_run["images"], stimulus=np.arange(1000, 1024))
+    error = _bad(digits_run, capsys, tmp_path, digits_run["root"] / "rec.nwb", images)
+    assert "share no stimulus" in error
