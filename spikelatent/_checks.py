@@ -1,8 +1,11 @@
-"""The one integer check behind every user-facing integer option (one-line errors)."""
+"""Checks shared across layers, each written once: integer options and pixel ranges
+(one-line :class:`~spikelatent.errors.SpikelatentError` messages)."""
 
 from __future__ import annotations
 
+import math
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 from spikelatent.errors import SpikelatentError
@@ -24,3 +27,18 @@ def check_int(value: Any, name: str, minimum: int | None = None, owner: str | No
     if minimum is not None and integer < minimum:
         raise SpikelatentError(f"{prefix}{name} must be an integer{bound}; got {value!r}")
     return integer
+
+
+def check_data_range(data_range: Sequence[float]) -> tuple[float, float]:
+    """A ``(low, high)`` pixel range as floats, finite with ``low < high``, or a one-line error."""
+    try:
+        low, high = (float(value) for value in data_range)
+    except (TypeError, ValueError):
+        raise SpikelatentError(
+            f"data_range must be two numbers (low, high) such as (0, 1) or (-1, 1); got {data_range!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise SpikelatentError(
+            f"data_range must be finite with low < high, such as (0, 1) or (-1, 1); got {data_range!r}"
+        )
+    return low, high

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +9,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.regression import MeanSquaredError
 
+from spikelatent._checks import check_data_range
 from spikelatent.errors import SpikelatentError
 
 # SSIM settings of Wang et al. (2004), the convention of skimage and torchmetrics alike:
@@ -21,19 +21,6 @@ SSIM_SIGMA = 1.5
 # 28 x 28 images lets padding artefacts weigh in on 59% of the pixels. We take torchmetrics' map and
 # average it over skimage's valid region.
 SSIM_BORDER = (SSIM_KERNEL_SIZE - 1) // 2
-
-
-def check_data_range(data_range: Sequence[float]) -> tuple[float, float]:
-    """Validate a ``(low, high)`` pixel range and return it as floats."""
-    try:
-        low, high = (float(value) for value in data_range)
-    except (TypeError, ValueError):
-        raise SpikelatentError(
-            f"data_range must be a pair (low, high) such as (0, 1) or (-1, 1); got {data_range!r}"
-        ) from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise SpikelatentError(f"data_range must satisfy low < high (finite); got {data_range!r}")
-    return low, high
 
 
 def to_unit_range(images: torch.Tensor, data_range: Sequence[float]) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torchvision.utils
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from spikelatent._checks import check_data_range
 from spikelatent.errors import SpikelatentError
 from spikelatent.plotting.save import DPI, save_figure
 
@@ -40,27 +41,13 @@ TARGET_IMAGE_WIDTH_PX = 800  # default pixel_scale aims the image part near this
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_data_range(data_range: Sequence[float]) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in data_range)
-    except (TypeError, ValueError):
-        raise SpikelatentError(
-            f"data_range must be two numbers (low, high) such as (0, 1) or (-1, 1); got {data_range!r}"
-        ) from None
-    if not (math.isfinite(low) and math.isfinite(high) and high > low):
-        raise SpikelatentError(
-            f"data_range must be finite with low < high, such as (0, 1) or (-1, 1); got {data_range!r}"
-        )
-    return low, high
-
-
 def _to_unit_images(images: Any, data_range: Sequence[float], what: str = "images") -> torch.Tensor:
     """``(N, C, H, W)`` float tensor on [0, 1]: values clamped to ``data_range`` and rescaled.
 
     Accepts a torch tensor or numpy array of shape ``(N, C, H, W)`` with C in {1, 3}, or
     ``(N, H, W)`` for grey images.
     """
-    low, high = _check_data_range(data_range)
+    low, high = check_data_range(data_range)
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.asarray(images))
     if not isinstance(images, torch.Tensor):
