@@ -358,12 +358,12 @@ def test_counting_summary_lines_show_its_numbers():
     by_unit = binned.values.reshape(-1, 5)
     by_hand = np.mean(by_unit.var(0, ddof=1) / by_unit.mean(0))
     assert fano["window"][0] == 0.05 and fano["population_mean"][0] == pytest.approx(by_hand)
-    noise = summary.numbers["noise_correlation"]
+    noise = summary.numbers["total_correlation"]  # trials but no stimuli: total, not noise
     assert summary.lines() == [
         "Fano factor by window (mean over units): " + ", ".join(
             f"{w:g} s: {_three(f)}" for w, f in zip(fano["window"], fano["population_mean"],
                                                    strict=True)),
-        f"noise correlation: mean {_three(noise['mean'])} (shuffle control "
+        f"spontaneous (total) correlation: mean {_three(noise['mean'])} (shuffle control "
         f"[{_three(noise['shuffle_mean_ci'][0])}, {_three(noise['shuffle_mean_ci'][1])}]); "
         f"participation ratio "
         f"{_three(summary.numbers['dimensionality']['participation_ratio_total'])}",

@@ -42,7 +42,8 @@ def test_analyze_a_file_without_trials_writes_the_analyses(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "intervals session" in printed and "no trials table" in printed
     report = json.loads((out / "analysis.json").read_text())
-    for name in ("fano_by_window.png", "mean_variance.png", "noise_correlations.png"):
+    # No stimuli: the correlations are spontaneous (total) ones and are named so.
+    for name in ("fano_by_window.png", "mean_variance.png", "total_correlations.png"):
         assert (out / name).read_bytes().startswith(PNG_SIGNATURE), name
         assert name in report["files"]
     assert report["intervals"] == "session" and report["n_units"] == 6
@@ -57,7 +58,11 @@ def test_analyze_a_file_without_trials_writes_the_analyses(tmp_path, capsys):
         expected = np.mean([c.var(ddof=1) / c.mean() for c in by_hand])
         assert population_mean == pytest.approx(expected, rel=1e-9)
     assert report["recording"]["mean_matched_fano"] == {"skipped": "needs trials (an intervals table)"}
-    noise = report["recording"]["noise_correlation"]
+    assert report["recording"]["correlation_kind"] == "total"
+    assert "noise_correlation" not in report["recording"]
+    assert "participation_ratio_noise" not in report["recording"]["dimensionality"]
+    assert "spontaneous (total) correlation: mean" in printed
+    noise = report["recording"]["total_correlation"]
     assert noise["n_pairs"] == 15 and noise["shuffle_mean_ci"][0] < noise["shuffle_mean_ci"][1]
 
 
@@ -73,7 +78,36 @@ def test_analyze_a_file_with_trials_default_output_folder(tmp_path):
     for low, high in zip(matched["ci_low"], matched["ci_high"], strict=True):
         assert low < 1.15 and high > 0.85
     assert report["recording"]["signal_correlation"]["mean"] is not None
+    # A stimulus column: noise correlations around each stimulus's mean, named so.
+    assert report["recording"]["correlation_kind"] == "noise"
+    assert "participation_ratio_noise" in report["recording"]["dimensionality"]
+    assert (out / "noise_correlations.png").read_bytes().startswith(PNG_SIGNATURE)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_analyze_one_epoch_analyses_the_bins_within_it(tmp_path, capsys):
+    from pynwb.testing.mock.file import mock_NWBFile
+
+    rng = np.random.default_rng(2)
+    nwbfile = mock_NWBFile()
+    trains = [np.sort(rng.uniform(0, 120, rng.poisson(rate * 120))) for rate in (5.0, 12.0, 30.0)]
+    for times in trains:
+        nwbfile.add_unit(spike_times=times)
+    nwbfile.add_epoch(start_time=0.0, stop_time=120.0, tags=["wake"])
+    with NWBHDF5IO(str(tmp_path / "one.nwb"), "w") as io:
+        io.write(nwbfile)
+    out = tmp_path / "out"
+    arguments = ["analyze", str(tmp_path / "one.nwb"), "--bin-size", "0.1", "--intervals", "epochs"]
+    assert main([*arguments, "--out", str(out)]) == 0
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["intervals"] == "epochs" and report["n_bins"] == 1200
+    recording = report["recording"]
+    assert recording["single_interval"].startswith("one interval")
+    assert max(recording["fano_by_window"]["window"]) <= 40  # a third of the epoch, as a session
+    expected = np.mean([np.histogram(t, np.arange(1201) * 0.1)[0].var(ddof=1)
+                        / np.histogram(t, np.arange(1201) * 0.1)[0].mean() for t in trains])
+    assert recording["fano_by_window"]["population_mean"][0] == pytest.approx(expected, rel=1e-9)
+    assert recording["correlation_kind"] == "total"
 
 
 @pytest.mark.parametrize(

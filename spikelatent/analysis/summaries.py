@@ -276,6 +276,12 @@ class CountingSummary:
     #: :func:`~spikelatent.analysis.noise_correlations`' result.
     noise: xr.Dataset
 
+    @property
+    def correlation_kind(self) -> str:
+        """``"noise"`` (fluctuations around each stimulus's mean) or ``"total"`` (no stimuli:
+        spontaneous/total count correlations, slow drift included)."""
+        return self.numbers.get("correlation_kind", "noise")
+
     def lines(self) -> list[str]:
         """The Fano-by-window and correlation lines ``spikelatent analyze FILE.nwb`` prints."""
         fano = self.numbers["fano_by_window"]
@@ -283,11 +289,13 @@ class CountingSummary:
             f"{window:g} s: {format_number(value)}"
             for window, value in zip(fano["window"], fano["population_mean"], strict=True)
         )
-        noise = self.numbers["noise_correlation"]
+        kind = self.correlation_kind
+        noise = self.numbers[f"{kind}_correlation"]
         low, high = noise["shuffle_mean_ci"]
+        label = "noise correlation" if kind == "noise" else "spontaneous (total) correlation"
         return [
             f"Fano factor by window (mean over units): {curve}",
-            f"noise correlation: mean {format_number(noise['mean'])} (shuffle control "
+            f"{label}: mean {format_number(noise['mean'])} (shuffle control "
             f"[{format_number(low)}, {format_number(high)}]); participation ratio "
             f"{format_number(self.numbers['dimensionality']['participation_ratio_total'])}",
         ]
@@ -306,9 +314,19 @@ def counting_summary(
     and signal correlations of the counts per trial (per window of about 1 s for a session),
     participation ratios and the pooled mean–variance slope. ``binned.attrs["bin_size"]`` is the
     bin width in seconds; ``windows`` the counting windows in seconds (default
-    :func:`default_windows`).
+    :func:`default_windows`). A single interval (e.g. ``--intervals epochs`` of a one-epoch file)
+    is analysed like a session: bins within it.
+
+    Without stimuli (no ``stimulus`` dim or ``stimulus`` coordinate along ``trial``) nothing but
+    the overall mean is removed before correlating, so the numbers are named for what they are:
+    ``total_correlation`` (spontaneous/total count correlation, slow drift included) instead of
+    ``noise_correlation``, and only the total participation ratio (a "noise" one would equal it);
+    ``correlation_kind`` says which.
     """
     bin_size = float(binned.attrs["bin_size"])
+    single_interval = "trial" in binned.dims and binned.sizes["trial"] == 1
+    if single_interval:
+        binned = binned.isel(trial=0, drop=True)
     session = "trial" not in binned.dims
     length = binned.sizes["time"] * bin_size
     windows = windows or default_windows(bin_size, length, session)
@@ -358,9 +376,16 @@ def counting_summary(
             }
         except SpikelatentError as error:
             numbers["mean_matched_fano"] = {"skipped": str(error)}
+    if single_interval:
+        numbers["single_interval"] = "one interval: analysed as the bins within it"
+    conditions = "stimulus" in per_trial.dims or (
+        "stimulus" in per_trial.coords and per_trial["stimulus"].dims == ("trial",)
+    )
+    kind = "noise" if conditions else "total"
+    numbers["correlation_kind"] = kind
     noise = noise_correlations(per_trial, n_shuffles=n_shuffles, seed=seed)
     upper = np.triu_indices(per_trial.sizes["unit"], 1)
-    numbers["noise_correlation"] = {
+    numbers[f"{kind}_correlation"] = {
         "mean": json_number(noise["mean_noise_correlation"]),
         "shuffle_mean_ci": [
             json_number(noise["shuffle_mean_ci_low"]),
@@ -369,6 +394,12 @@ def counting_summary(
         "n_pairs": int(np.isfinite(noise["noise_correlation"].values[upper]).sum()),
         "n_samples": int(noise["n_samples"]),
         "n_shuffles": n_shuffles,
+        "what": (
+            "noise correlation: counts per trial centred (z-scored) on each stimulus's mean"
+            if conditions
+            else "spontaneous (total) correlation: no stimuli, counts per window × unit centred "
+            "on their overall mean only, so slow drift and shared rate changes are included"
+        ),
     }
     try:
         signal = signal_correlations(per_trial)
@@ -376,13 +407,15 @@ def counting_summary(
     except SpikelatentError as error:
         numbers["signal_correlation"] = {"skipped": str(error)}
     dimensionality: dict[str, Any] = {}
-    for kind in ("total", "noise"):
-        ratio = participation_ratio(per_trial, kind=kind, n_boot=50, seed=seed)
-        dimensionality[f"participation_ratio_{kind}"] = json_number(ratio["participation_ratio"])
-        dimensionality[f"participation_ratio_{kind}_ci"] = [
+    for ratio_kind in ("total", "noise") if conditions else ("total",):
+        ratio = participation_ratio(per_trial, kind=ratio_kind, n_boot=50, seed=seed)
+        dimensionality[f"participation_ratio_{ratio_kind}"] = json_number(ratio["participation_ratio"])
+        dimensionality[f"participation_ratio_{ratio_kind}_ci"] = [
             json_number(ratio["ci_low"]),
             json_number(ratio["ci_high"]),
         ]
+    if not conditions:
+        dimensionality["note"] = "no stimuli: only the total participation ratio (a noise one would equal it)"
     dimensionality["n_units"] = int(per_trial.sizes["unit"])
     numbers["dimensionality"] = dimensionality
     return CountingSummary(numbers, fano, noise)

@@ -113,8 +113,13 @@ def plot_mean_variance(
     axis.plot(line, line, color="black", linestyle="--", linewidth=1, label="Poisson: var = mean")
     axis.set_xscale("log")
     axis.set_yscale("log")
-    axis.set_xlabel(f"mean count over {over}")
-    axis.set_ylabel(f"variance over {over}")
+    if "pooled_over" in statistics.attrs:  # fano_factor_by_window: one point per window × cell
+        axis.set_xlabel("mean count per counting window")
+        axis.set_ylabel("variance per counting window")
+        axis.set_title("one point per " + " × ".join(statistics["mean"].dims), fontsize="small")
+    else:
+        axis.set_xlabel(f"mean count over {over}")
+        axis.set_ylabel(f"variance over {over}")
     axis.legend(frameon=False)
     return save_figure(figure, path)
 
@@ -242,10 +247,14 @@ def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_w
 
 
 def plot_noise_correlations(
-    result: xr.Dataset, path: str | os.PathLike = "noise_correlations.png", bins: int = 40
+    result: xr.Dataset,
+    path: str | os.PathLike = "noise_correlations.png",
+    bins: int = 40,
+    kind: str = "noise",
 ) -> Path:
     """Histogram of the pairwise noise correlations (pairs i < j) with the shuffle control's
-    interval of the mean (result of ``noise_correlations``)."""
+    interval of the mean (result of ``noise_correlations``). ``kind="total"`` labels them as
+    spontaneous (total) correlations: counts without stimuli, of which only the mean was removed."""
     if not isinstance(result, xr.Dataset) or "noise_correlation" not in result:
         raise SpikelatentError("plot_noise_correlations needs the Dataset of noise_correlations")
     matrix = result["noise_correlation"].values
@@ -266,7 +275,11 @@ def plot_noise_correlations(
             label="shuffle control, mean CI",
         )
     axis.axvline(0.0, color="black", linestyle="--", linewidth=1)
-    axis.set_xlabel("noise correlation (Pearson)")
+    if kind == "noise":
+        axis.set_xlabel("noise correlation (Pearson)")
+    else:
+        axis.set_xlabel("spontaneous (total) correlation (Pearson)")
+        axis.set_title("no stimuli: window × unit counts, slow drift included", fontsize="small")
     axis.set_ylabel("unit pairs")
     axis.legend(frameon=False)
     return save_figure(figure, path)

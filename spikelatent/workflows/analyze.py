@@ -100,7 +100,9 @@ class _Figures:
 
     def counting(self, summary: CountingSummary) -> None:
         self.draw("fano_by_window.png", plotting.plot_fano_by_window, summary.fano_by_window)
-        self.draw("noise_correlations.png", plotting.plot_noise_correlations, summary.noise)
+        kind = summary.correlation_kind  # "total" without stimuli: not noise correlations
+        self.draw(f"{kind}_correlations.png", plotting.plot_noise_correlations, summary.noise,
+                  kind=kind)
 
     def lines(self) -> list[str]:
         return [f"figure {name} skipped: {reason}" for name, reason in self.skipped.items()]
@@ -136,7 +138,7 @@ def analyze_recording(
         intervals used, ``recording`` (the counting-window analyses,
         :func:`~spikelatent.analysis.summaries.counting_summary`) and ``files``. Writes
         ``analysis.json``, ``fano_by_window.png``, ``mean_variance.png`` and
-        ``noise_correlations.png`` atomically.
+        ``noise_correlations.png`` (``total_correlations.png`` without stimuli) atomically.
     """
     source = Path(path)
     out_dir = Path(out) if out is not None else source.with_name(source.name + ".analysis")
