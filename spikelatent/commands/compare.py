@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: building the CLI parser must not load torch
+    # (`spikelatent --version` stays fast)
     from spikelatent.workflows.evaluate import compare_runs
 
     path = compare_runs(args.run_dirs, args.out, data_dir=args.data_dir, n_images=args.n_images)

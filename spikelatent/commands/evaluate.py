@@ -72,6 +72,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: building the CLI parser must not load torch
+    # (`spikelatent --version` stays fast)
     from spikelatent.workflows.evaluate import evaluate_run
 
     metrics = evaluate_run(

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, T
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
+from spikelatent import plotting
 from spikelatent._io import atomic_path, write_text_atomic
 from spikelatent.checkpoints import (
     CHECKPOINT_DIR,
@@ -319,8 +320,6 @@ def _steps_per_epoch(datamodule: Any) -> int:
 def write_figures(run_dir: Path, datamodule: Any, n: int = 10) -> None:
     """Reconstructions (inputs, a posterior sample, the posterior mean), prior samples (hard
     counts) and loss curves, as PNG in the run directory."""
-    from spikelatent import plotting
-
     model = load(run_dir)
     images, _ = datamodule.split_tensors("val")
     inputs = images[:n]
@@ -337,4 +336,3 @@ def write_figures(run_dir: Path, datamodule: Any, n: int = 10) -> None:
                              title=f"{model.variant}: samples from the prior")
     if (run_dir / "metrics.csv").exists():
         plotting.save_loss_curves(run_dir / "metrics.csv", run_dir / "loss_curves.png")
-
