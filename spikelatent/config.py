@@ -157,6 +157,13 @@ class FitConfig:
     modulation_bound: float = opt.MODULATION_BOUND.field()
     mc_kl: MCKLEstimator = opt.MC_KL.field()
     gumbel_support: int | None = opt.GUMBEL_SUPPORT.field()
+    # hierarchical model (negbio-hierarchical, docs/hierarchical.md)
+    scales: int = opt.SCALES.field()
+    groups: list[int] = opt.GROUPS.field()
+    hierarchy_channels: list[int] = opt.HIERARCHY_CHANNELS.field()
+    latent_channels: list[int] = opt.LATENT_CHANNELS.field()
+    free_bits: float = opt.FREE_BITS.field()
+    kl_balance: opt.KLBalance = opt.KL_BALANCE.field()
     # objective and schedules (docs/training.md)
     preset: str | None = PRESET.field()
     objective: Objective = opt.OBJECTIVE.field()
@@ -309,6 +316,10 @@ class FitConfig:
             config.batch_size = DEFAULT_BATCH_SIZE.get(config.data, DEFAULT_BATCH_SIZE_OTHER)
         if config.temperature_end is None:
             config.temperature_end = default_temperature_end(config.model)
+        if config.model == opt.HIERARCHICAL_MODEL and config.kl == "ds":
+            # Both NB parameters change at every group: no dispersion sharing; the unset
+            # --kl means the hierarchical default (docs/hierarchical.md "The KL").
+            config.kl = opt.HIERARCHICAL_KL_ESTIMATORS[0]
         config.validate()
         return config
 
@@ -399,12 +410,38 @@ class FitConfig:
                 raise SpikelatentError(
                     f"{name} must be true or false; got {getattr(self, name)!r}"
                 )
+        self._validate_hierarchical()
         if self.model == "categorical" and self.latent_dim % self.categories:
             raise SpikelatentError(
                 f"categorical model: --latent-dim ({self.latent_dim}) must be divisible by "
                 f"--categories ({self.categories})"
             )
         self.check_options_apply()
+
+    def _validate_hierarchical(self) -> None:
+        """The hierarchical model's own options (one-line errors)."""
+        if not isinstance(self.scales, int) or isinstance(self.scales, bool) or self.scales < 1:
+            raise SpikelatentError(f"--scales must be a positive integer; got {self.scales!r}")
+        for name in ("groups", "hierarchy_channels", "latent_channels"):
+            values = getattr(self, name)
+            if (not isinstance(values, (list, tuple)) or len(values) not in (1, self.scales)
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                               for v in values)):
+                raise SpikelatentError(
+                    f"--{name.replace('_', '-')} takes one positive integer or one per scale "
+                    f"(--scales {self.scales}), e.g. 4,4; got {values!r}")
+        if not _finite_number(self.free_bits) or self.free_bits < 0:
+            raise SpikelatentError(f"--free-bits must be a finite number >= 0; got {self.free_bits!r}")
+        if self.model != opt.HIERARCHICAL_MODEL:
+            return
+        if self.kl not in opt.HIERARCHICAL_KL_ESTIMATORS:
+            raise SpikelatentError(
+                f"--kl {self.kl} does not apply to --model {self.model} (both NB parameters change "
+                f"at every group); choose --kl {' or --kl '.join(opt.HIERARCHICAL_KL_ESTIMATORS)}")
+        if self.objective != "sum":
+            raise SpikelatentError(
+                f"--objective {self.objective} does not apply to --model {self.model}; drop it "
+                f"(its loss is SSE + beta * KL summed over groups)")
 
     def check_options_apply(self) -> None:
         """A one-line error for an option set (away from its default) that the chosen model

@@ -88,6 +88,8 @@ def default_spatial_sizes(image_size: tuple[int, int], n_scales: int) -> list[tu
 
 def _per_scale(name: str, value: int | Sequence[int], n_scales: int) -> list[int]:
     values = [value] * n_scales if isinstance(value, int) else list(value)
+    if len(values) == 1:  # one value for every scale
+        values = values * n_scales
     if len(values) != n_scales or not all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
     ):

@@ -15,8 +15,10 @@ from torch.distributions import Distribution
 
 from spikelatent.config import FitConfig
 from spikelatent.errors import SpikelatentError
+from spikelatent.hierarchical import HierarchicalNB
 from spikelatent.latents import LatentFamily, make_latent_family
 from spikelatent.networks import make_decoder, make_encoder, output_activation_for
+from spikelatent.options import HIERARCHICAL_MODEL
 
 #: Devices with a fused Adam kernel in every torch we support (>= 2.9); elsewhere the default loop.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
@@ -64,31 +66,40 @@ class VAE(pl.LightningModule):
             {"config": resolved.to_dict(), "image_shape": list(self.image_shape),
              "data_range": list(self.data_range)}
         )
-        self.latent: LatentFamily = make_latent_family(
-            resolved.model,
-            resolved.latent_dim,
-            kl=resolved.kl,
-            relax=resolved.relax,
-            nb_sampler=resolved.nb_sampler,
-            mc_samples=resolved.mc_samples,
-            categories=resolved.categories,
-            prior_init=resolved.prior_init,
-            posterior_logits=resolved.posterior_logits,
-            modulation_bound=resolved.modulation_bound,
-            mc_kl=resolved.mc_kl,
-            gumbel_support=resolved.gumbel_support,
-        )
-        self.encoder = make_encoder(
-            resolved.encoder, self.image_shape, self.latent.encoder_outputs,
-            **_network_options(resolved, "encoder"),
-        )
         # The decoder's output follows the data range: sigmoid on [0, 1], tanh on [-1, 1], linear
         # for whitened patches and other data whose range is only their observed span.
         activation = output_activation_for(self.data_range)
-        self.decoder = make_decoder(
-            resolved.decoder, resolved.latent_dim, self.image_shape, output_activation=activation,
-            **_network_options(resolved, "decoder"),
-        )
+        #: negbio-hierarchical: one module holds the bottom-up encoder, the latent groups and the
+        #: decoder (their passes interleave), in ``latent``; it answers the latent family's
+        #: questions (docs/hierarchical.md).
+        self.hierarchical = resolved.model == HIERARCHICAL_MODEL
+        if self.hierarchical:
+            self.latent: LatentFamily | HierarchicalNB = HierarchicalNB.from_config(
+                resolved, self.image_shape, activation)
+            self.encoder = self.decoder = None
+        else:
+            self.latent = make_latent_family(
+                resolved.model,
+                resolved.latent_dim,
+                kl=resolved.kl,
+                relax=resolved.relax,
+                nb_sampler=resolved.nb_sampler,
+                mc_samples=resolved.mc_samples,
+                categories=resolved.categories,
+                prior_init=resolved.prior_init,
+                posterior_logits=resolved.posterior_logits,
+                modulation_bound=resolved.modulation_bound,
+                mc_kl=resolved.mc_kl,
+                gumbel_support=resolved.gumbel_support,
+            )
+            self.encoder = make_encoder(
+                resolved.encoder, self.image_shape, self.latent.encoder_outputs,
+                **_network_options(resolved, "encoder"),
+            )
+            self.decoder = make_decoder(
+                resolved.decoder, resolved.latent_dim, self.image_shape,
+                output_activation=activation, **_network_options(resolved, "decoder"),
+            )
         # --objective published: the NegBio-VAE code's ((y - x)**2).sum(-1).mean() + beta *
         # kl.mean() sums the squared error over the last image axis only, i.e. SSE / (C * H)
         # per image for image-shaped outputs (a flattened output for linear/mlp: SSE / 1),
@@ -96,10 +107,11 @@ class VAE(pl.LightningModule):
         channels, height, _ = self.image_shape
         self.published_sse_divisor = channels * height if resolved.decoder == "conv" else 1
         #: The KL weight after the warm-up. ``--beta auto``: the published NegBio-VAE weighting,
-        #: beta = 1 on its objective, i.e. C * H / K on the sum objective.
+        #: beta = 1 on its objective, i.e. C * H / K on the sum objective; the published
+        #: hierarchical code's beta = 1 is on the sum objective.
         if resolved.beta != "auto":
             self.final_beta = float(resolved.beta)
-        elif resolved.objective == "published":
+        elif resolved.objective == "published" or self.hierarchical:
             self.final_beta = 1.0
         else:
             self.final_beta = channels * height / resolved.latent_dim
@@ -112,25 +124,40 @@ class VAE(pl.LightningModule):
         return self.latent.variant
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw encoder output, (batch, encoder_outputs)."""
+        """Raw encoder output, (batch, encoder_outputs); negbio-hierarchical: the read-out
+        features (its encoder output is one feature map per group)."""
+        if self.hierarchical:
+            return self.latent.features(x)
         return self.encoder(x)
 
     def posterior(self, x: torch.Tensor) -> Distribution:
-        """q(z | x) with batch shape (batch, unit) (for categorical: (batch, group, category))."""
+        """q(z | x) with batch shape (batch, unit) (for categorical: (batch, group, category)).
+
+        negbio-hierarchical: every unit's posterior given the groups above it at their posterior
+        means, with those conditional priors as ``.prior`` (``HierarchicalNB.flat_posterior``).
+        """
+        if self.hierarchical:
+            return self.latent.flat_posterior(x)
         return self.latent.posterior(self.encode(x))
 
     def prior(self) -> Distribution:
-        """p(z), batch shape (unit,)."""
+        """p(z), batch shape (unit,); negbio-hierarchical: along the prior-mean pass."""
+        if self.hierarchical:
+            return self.latent.flat_prior()
         return self.latent.prior()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images (batch, C, H, W) from latent codes (batch, unit)."""
+        if self.hierarchical:
+            return self.latent.decode_counts(z)
         return self.decoder(z)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, mode: str = "sample") -> torch.Tensor:
         """Reconstructions: ``sample`` = hard counts (count families) / a posterior sample,
         ``mean`` = decode the posterior mean ("MAP" in the paper's tables)."""
+        if self.hierarchical and mode in ("sample", "mean"):
+            return self.latent(x, mode="hard" if mode == "sample" else "mean")[0]
         posterior = self.posterior(x)
         if mode == "sample":
             z = self.latent.sample(posterior)
@@ -142,12 +169,17 @@ class VAE(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
-        """``n`` images decoded from hard samples of the prior, (n, C, H, W)."""
+        """``n`` images decoded from hard samples of the prior, (n, C, H, W) (hierarchical:
+        ancestral sampling from the top-down priors)."""
+        if self.hierarchical:
+            return self.latent.sample_prior(n)[0]
         return self.decode(self.latent.sample_prior(n))
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Linear read-out features (docs/architecture.md): the encoder's output, (batch, features)."""
+        if self.hierarchical:
+            return self.latent.features(x)
         return self.latent.features(self.encode(x))
 
     @torch.no_grad()
@@ -194,9 +226,12 @@ class VAE(pl.LightningModule):
         chunks = []
         for start in range(0, len(x), int(batch_size)):
             batch = x[start:start + int(batch_size)].to(device)
-            hidden = self.encode(batch)
-            values = (self.latent.mean(self.latent.posterior(hidden)) if kind == "rate"
-                      else self.latent.features(hidden))
+            if self.hierarchical:
+                values = self.posterior(batch).mean if kind == "rate" else self.features(batch)
+            else:
+                hidden = self.encode(batch)
+                values = (self.latent.mean(self.latent.posterior(hidden)) if kind == "rate"
+                          else self.latent.features(hidden))
             chunks.append(values.reshape(len(batch), -1).cpu())
         self.train(was_training)
         values = torch.cat(chunks) if chunks else torch.empty((0, self.latent.latent_dim))
@@ -279,6 +314,8 @@ class VAE(pl.LightningModule):
     # ----------------------------------------------------------------- training
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if self.hierarchical:
+            return self._hierarchical_step(x, stage)
         posterior = self.posterior(x)
         temperature = self.temperature() if (stage == "train" and self.latent.uses_temperature) else 0.0
         if stage == "train":
@@ -307,6 +344,40 @@ class VAE(pl.LightningModule):
                 self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
                 self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
         if stage == "train":
+            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
+            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
+        return loss
+
+    def _hierarchical_step(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """negbio-hierarchical: relaxed posterior pass in training, exact counts otherwise; the
+        loss is SSE + beta * (free-bits, balanced) KL summed over groups; KL and the fraction
+        of units that fire are logged per level (``{stage}/kl_level{g}``)."""
+        train = stage == "train"
+        temperature = self.temperature() if train else 0.0
+        reconstruction, result = self.latent(x, mode="relaxed" if train else "hard",
+                                             temperature=temperature)
+        sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
+        kl = result.kl.sum(-1)
+        beta = self.beta() if train else self.final_beta
+        loss = (sse + beta * self.latent.training_kl(result.kl)).mean()
+        if train and not torch.isfinite(loss):
+            raise TrainingDivergedError(self._divergence_message(sse, kl))
+        log = {"on_step": train, "on_epoch": True, "batch_size": x.shape[0], "sync_dist": True}
+        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
+        self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/mse", sse.mean() / x[0].numel(), **log)
+        for level, level_kl in enumerate(result.kl.mean(0)):
+            self.log(f"{stage}/kl_level{level}", level_kl, **log)
+        if not train:
+            with torch.no_grad():
+                z = self.latent.flatten(result.counts)
+                self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
+                self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
+                for level, counts in enumerate(result.counts):
+                    self.log(f"{stage}/active_fraction_level{level}",
+                             (counts > 0).any(0).float().mean(), **log)
+        else:
             self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
             self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
         return loss

@@ -42,7 +42,7 @@ __all__ = [
     "parse_widths",
 ]
 
-ModelName = Literal["gaussian", "laplace", "categorical", "poisson", "negbio"]
+ModelName = Literal["gaussian", "laplace", "categorical", "poisson", "negbio", "negbio-hierarchical"]
 KLEstimator = Literal["ds", "mc", "series"]
 Relaxation = Literal["ct", "gumbel"]
 NBSampler = Literal["gamma-poisson", "counting"]
@@ -53,11 +53,18 @@ MCKLEstimator = Literal["samples", "gamma"]
 Objective = Literal["sum", "published"]
 OptimizerName = Literal["adamax", "adam"]
 LRSchedule = Literal["cosine", "constant"]
+KLBalance = Literal["uniform", "scale"]
 
+#: The hierarchical NB-VAE (spatial NB groups with top-down priors, docs/hierarchical.md).
+HIERARCHICAL_MODEL = "negbio-hierarchical"
 #: Models with count latents (Poisson and negative binomial).
-COUNT_MODELS: tuple[str, ...] = ("poisson", "negbio")
+COUNT_MODELS: tuple[str, ...] = ("poisson", "negbio", HIERARCHICAL_MODEL)
+#: Single-layer count models (one latent vector of ``latent_dim`` units).
+SINGLE_LAYER_COUNT_MODELS: tuple[str, ...] = ("poisson", "negbio")
+#: Models with negative-binomial latents.
+NB_MODELS: tuple[str, ...] = ("negbio", HIERARCHICAL_MODEL)
 #: Models whose training uses a relaxation temperature (Gaussian and Laplace do not).
-TEMPERATURE_MODELS: tuple[str, ...] = ("categorical", "poisson", "negbio")
+TEMPERATURE_MODELS: tuple[str, ...] = ("categorical", "poisson", "negbio", HIERARCHICAL_MODEL)
 ALL_MODELS: tuple[str, ...] = get_args(ModelName)
 
 
@@ -171,11 +178,13 @@ MODEL = Choice(
     name="model", values=get_args(ModelName), default="negbio", help="latent family",
     aliases={"negbinomial": "negbio", "nb": "negbio"},
     paper={"gaussian": "G-VAE", "laplace": "L-VAE", "categorical": "C-VAE", "poisson": "P-VAE",
-           "negbio": "NegBio-VAE"},
+           "negbio": "NegBio-VAE", HIERARCHICAL_MODEL: "HNB-VAE"},
+    meanings={HIERARCHICAL_MODEL: "spatial NB latent groups with top-down priors "
+                                  "(docs/hierarchical.md)"},
 )
 KL = Choice(
-    name="kl", values=get_args(KLEstimator), default="ds", applies_to=("negbio",),
-    help="NegBio KL estimator",
+    name="kl", values=get_args(KLEstimator), default="ds", applies_to=NB_MODELS,
+    help="NegBio KL estimator (negbio-hierarchical: mc or series, default series)",
     meanings={"ds": "dispersion sharing (closed form)", "mc": "Monte Carlo",
               "series": "exact truncated series (own posterior dispersion, as mc, no samples)"},
     paper={"ds": "DS", "mc": "MC", "series": "SERIES"},
@@ -187,7 +196,7 @@ RELAX = Choice(
     paper={"ct": "C", "gumbel": "G"},
 )
 NB_SAMPLER = Choice(
-    name="nb_sampler", values=get_args(NBSampler), default="gamma-poisson", applies_to=("negbio",),
+    name="nb_sampler", values=get_args(NBSampler), default="gamma-poisson", applies_to=NB_MODELS,
     help="NegBio relaxed sampler",
     meanings={"gamma-poisson": "Gamma draw then relaxed Poisson (the paper)",
               "counting": "NB counting process / Gumbel over the NB pmf, no Gamma"},
@@ -197,7 +206,8 @@ ARCH = Choice(
     help="encoder and decoder architecture",
 )
 PRIOR_INIT = Choice(
-    name="prior_init", values=get_args(PriorInit), default="unit", applies_to=COUNT_MODELS,
+    name="prior_init", values=get_args(PriorInit), default="unit",
+    applies_to=SINGLE_LAYER_COUNT_MODELS,
     help="count prior start",
     meanings={"unit": "NB r 1, p 0.5 (mean 1, Fano 2), Poisson rate 1",
               "sparse": "mean e^U(-6,-2)"},
@@ -230,14 +240,15 @@ LR_SCHEDULE = Choice(
 )
 
 # ----------------------------------------------------------------------------- model sizes
-LATENT_DIM = Option(name="latent_dim", default=256, help="number of latent units K")
-MC_SAMPLES = Option(name="mc_samples", default=5, applies_to=("negbio",), needs={"kl": "mc"},
+LATENT_DIM = Option(name="latent_dim", default=256, help="number of latent units K",
+                    applies_to=tuple(m for m in get_args(ModelName) if m != HIERARCHICAL_MODEL))
+MC_SAMPLES = Option(name="mc_samples", default=5, applies_to=NB_MODELS, needs={"kl": "mc"},
                     help="Monte Carlo samples S for --kl mc")
 CATEGORIES = Option(name="categories", default=8, applies_to=("categorical",),
                     help="categories per group for --model categorical")
 MODULATION_BOUND = Option(name="modulation_bound", default=5.0, applies_to=COUNT_MODELS,
                           help="soft bound on the encoder's outputs |u|")
-GUMBEL_SUPPORT = Option(name="gumbel_support", default=None, applies_to=COUNT_MODELS,
+GUMBEL_SUPPORT = Option(name="gumbel_support", default=None, applies_to=SINGLE_LAYER_COUNT_MODELS,
                         needs={"relax": "gumbel"}, help="fixed Gumbel support 0..N",
                         unset="adaptive, from a Poisson quantile")
 ENCODER_CHANNELS = Option(name="encoder_channels", default=None, needs={"encoder": "conv"},
@@ -252,10 +263,33 @@ DECODER_UNIT_NORM = Option(name="decoder_unit_norm", default=True, needs={"decod
                            help="conv decoder's first layer with unit-L2-norm columns per latent "
                                 "unit and no nonlinearity after it")
 
+# ----------------------------------------------------------------------------- hierarchical model
+_HIERARCHICAL = {"applies_to": (HIERARCHICAL_MODEL,)}
+SCALES = Option(name="scales", default=2, help="negbio-hierarchical: grids, each half the next "
+                "finer one, the finest half the image", **_HIERARCHICAL)
+GROUPS = Option(name="groups", default=[2], parse=parse_widths, **_HIERARCHICAL,
+                help="negbio-hierarchical: latent groups per scale, one value or one per scale "
+                     "coarse to fine, e.g. 4,4")
+HIERARCHY_CHANNELS = Option(name="hierarchy_channels", default=[32], parse=parse_widths,
+                            help="negbio-hierarchical: feature channels per scale",
+                            **_HIERARCHICAL)
+LATENT_CHANNELS = Option(name="latent_channels", default=[4], parse=parse_widths,
+                         help="negbio-hierarchical: NB count channels per group, per scale",
+                         **_HIERARCHICAL)
+FREE_BITS = Option(name="free_bits", default=0.0, **_HIERARCHICAL,
+                   help="negbio-hierarchical: nats per group and image the KL term leaves free")
+KL_BALANCE = Choice(
+    name="kl_balance", values=get_args(KLBalance), default="uniform", **_HIERARCHICAL,
+    help="negbio-hierarchical KL weights",
+    meanings={"uniform": "every group 1", "scale": "1 / (groups at its scale)"},
+)
+#: KL estimators of the hierarchical model; its unset ``--kl`` (``ds``) means the first.
+HIERARCHICAL_KL_ESTIMATORS: tuple[str, ...] = ("series", "mc")
+
 #: Every option with a fixed set of values, by name.
 CHOICES: Mapping[str, Choice] = _frozen({choice.name: choice for choice in (
     MODEL, KL, RELAX, NB_SAMPLER, ARCH, PRIOR_INIT, POSTERIOR_LOGITS, MC_KL, OBJECTIVE,
-    OPTIMIZER, LR_SCHEDULE)})
+    OPTIMIZER, LR_SCHEDULE, KL_BALANCE)})
 
 # Plain tuples for the layers below the configuration (distributions, networks, latents).
 MODELS: tuple[str, ...] = MODEL.values
@@ -274,8 +308,10 @@ def display_name(model: str, kl: str = KL.default, relax: str = RELAX.default) -
     model = MODEL.canonical(str(model).lower())
     if model not in MODEL.paper:
         return model or "unknown model"
-    if model != "negbio":
+    if model not in NB_MODELS:
         return MODEL.paper[model]
+    if model == HIERARCHICAL_MODEL and KL.canonical(kl) == "ds":
+        kl = HIERARCHICAL_KL_ESTIMATORS[0]
     kl_name = KL.paper.get(KL.canonical(kl), str(kl).upper())
     relax_name = RELAX.paper.get(RELAX.canonical(relax), str(relax).upper())
     return f"{MODEL.paper[model]} {kl_name}-{relax_name}"
