@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("spikelatent.checkpoints", "load"),
     "VAE": ("spikelatent.model", "VAE"),
-    "fit": ("spikelatent.workflows.fit", "fit"),
+    "fit": ("spikelatent.workflows.fit", "fit_model"),  # returns the trained model
     "FitConfig": ("spikelatent.config", "FitConfig"),
     "population": ("spikelatent.populations", "population"),
     "make_datamodule": ("spikelatent.data", "make_datamodule"),

@@ -105,6 +105,17 @@ def parse_devices(value: Any) -> Any:
     return value
 
 
+def _size(text: str) -> int | str:
+    """``32`` -> 32, ``32x48`` kept as text (the flag type of --image-size and --crop)."""
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+#: ``--whiten``: the whitening of natural-image data (docs/data.md "Natural-image patches").
+WHITEN = Choice(name="whiten", values=("none", "fourier", "zca"), default=None,
+                help="whitening of the images or patches", unset="none; natural-patches fourier",
+                meanings={"none": "none", "fourier": "per image, the inverse 1/f amplitude with "
+                          "a low-pass roll-off", "zca": "ZCA of the training patches"})
+
 #: ``--encoder`` / ``--decoder``: an architecture for one side (default: ``--arch``'s).
 ENCODER = Choice(name="encoder", values=ARCHITECTURES, default=None,
                  help="encoder architecture (overrides --arch)", unset="--arch")
@@ -126,7 +137,8 @@ class FitConfig:
 
     # data
     data: str = option("digits", "dataset: digits (embedded), mnist, fashion-mnist, cifar16, "
-                                 "celeba64, synthetic")
+                                 "celeba64, synthetic, natural-patches (embedded), or a PATH: a "
+                                 "folder of images, .npy, .npz, .h5:DATASET (docs/data.md)")
     data_dir: str | None = option(None, "folder holding the dataset files",
                                   unset="$SPIKELATENT_DATA, then the cache")
     download: bool = option(False, "download the dataset with torchvision when it is not found "
@@ -135,6 +147,33 @@ class FitConfig:
     limit: int | None = option(None, "use at most this many training images (quick runs)",
                                unset="all")
     num_workers: int = option(0, "DataLoader worker processes")
+    # your own images and natural-image patches (docs/data.md); None = the data set's default
+    image_size: int | str | None = option(
+        None, "resize to S x S or HxW (scale to cover, center-crop); folders, arrays, digits",
+        unset="the images' own size", parse=_size)
+    crop: int | str | None = option(None, "center-crop S x S or HxW before resizing (folders, "
+                                    "arrays)", unset="none", parse=_size)
+    grayscale: bool | None = option(None, "one luma channel (folders, arrays)",
+                                    unset="off; natural-patches on")
+    test_fraction: float | None = option(
+        None, "share of the images carved as the test split when the data have none",
+        unset="0.15; natural-patches 0.2")
+    patches: int | None = option(None, "random S x S patches from every image (folders, arrays, "
+                                 "natural-patches)", unset="whole images; natural-patches 16")
+    patches_per_image: int | None = option(None, "patches per image with --patches",
+                                           unset="100; natural-patches 2000")
+    log_intensity: bool | None = option(None, "log(x + 0.01) of the intensities first",
+                                        unset="off; natural-patches on")
+    whiten: Literal["none", "fourier", "zca"] | None = WHITEN.field()
+    whiten_cutoff: float | None = option(None, "roll-off of --whiten fourier as a fraction of "
+                                         "Nyquist, 0 = none", unset="0.8")
+    contrast_normalize: bool | None = option(None, "each image or patch minus its mean, divided "
+                                             "by its s.d.", unset="off")
+    # recorded by `spikelatent fit` (not options): where the data came from, and their range
+    data_source: dict | None = option(None, "recorded: path, file count and SHA-256 of the "
+                                      "data; --resume refuses other data", flag=False)
+    data_range: list[float] | None = option(None, "recorded: the (low, high) range of the data",
+                                            flag=False)
     # model
     model: ModelName = opt.MODEL.field()
     kl: KLEstimator = opt.KL.field()

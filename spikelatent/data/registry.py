@@ -22,6 +22,11 @@ from spikelatent.data.natural import NaturalPatchesDataModule
 from spikelatent.data.paths import is_data_path, path_datamodule_class
 from spikelatent.errors import SpikelatentError
 
+#: Configuration fields that are data-module options (docs/data.md "Your own images").
+SOURCE_OPTION_FIELDS = ("image_size", "crop", "grayscale", "test_fraction", "patches",
+                        "patches_per_image", "log_intensity", "whiten", "whiten_cutoff",
+                        "contrast_normalize")
+
 #: Registry of the built-in datasets, name → ``ImageDataModule`` subclass.
 DATASETS: dict[str, type[ImageDataModule]] = {
     module.name: module
@@ -132,6 +137,9 @@ def datamodule_from_config(
     ``data_dir`` overrides where the files are looked for (the split does not depend on it).
     """
     config = FitConfig.coerce(config)
+    # The image-source options (--image-size, --patches, ...) set in the run; None = the
+    # data set's own default, so they reach only the data modules that were given them.
+    source_options = {name: config[name] for name in SOURCE_OPTION_FIELDS if config[name] is not None}
     return make_datamodule(
         config.data,
         data_dir=data_dir if data_dir is not None else config.data_dir,
@@ -141,5 +149,5 @@ def datamodule_from_config(
         num_workers=config.num_workers,
         download=config.download,
         limit=config.limit,
-        **config.data_options,
+        **{**source_options, **config.data_options},
     )

@@ -33,7 +33,8 @@ from spikelatent.checkpoints import (
     read_resumable_checkpoint,
 )
 from spikelatent.config import FitConfig
-from spikelatent.data import datamodule_from_config
+from spikelatent.data import DATASETS, datamodule_from_config
+from spikelatent.data.paths import path_label
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.model import VAE
 
@@ -210,7 +211,7 @@ class EpochLines(Callback):
 def default_run_dir(config: FitConfig) -> Path:
     variant = config.model if config.model != "negbio" else f"negbio-{config.kl}-{config.relax}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.data}-{variant}-{stamp}"
+    return Path("runs") / f"{data_label(config.data)}-{variant}-{stamp}"
 
 
 def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: bool = True) -> Path:
@@ -239,6 +240,7 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = datamodule_from_config(config)
     datamodule.setup("fit")
+    _record_data(config, datamodule, resume)
     model = VAE(config, datamodule.image_shape, datamodule.data_range)
     if checkpoint is not None:
         _load_weights(model, checkpoint, last_checkpoint)
@@ -297,6 +299,46 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     if trainer.is_global_zero:
         write_figures(run_dir, datamodule)
     return run_dir
+
+
+def _record_data(config: FitConfig, datamodule: Any, resume: bool) -> None:
+    """Write the data's range and, for your own images, their source (path, file count,
+    SHA-256) into the configuration; a resumed run whose data no longer hash the same stops."""
+    record = getattr(datamodule, "source_record", None) or None
+    if record is not None:
+        record = {key: record[key] for key in ("kind", "path", "files", "dataset", "sha256")
+                  if record.get(key) is not None}
+    recorded = config.data_source or {}
+    if resume and recorded.get("sha256") and record and record.get("sha256") != recorded["sha256"]:
+        raise SpikelatentError(
+            f"cannot resume: the data at {record.get('path')} changed since the run started "
+            f"(SHA-256 {record['sha256'][:12]}..., the run's {recorded['sha256'][:12]}...); "
+            f"resume with the original data, or start a new run with --out NEW_DIR"
+        )
+    config.data_source = record
+    config.data_range = [float(value) for value in datamodule.data_range]
+
+
+def fit_model(config: FitConfig | Mapping[str, Any] | None = None, *, resume: bool = False,
+              progress: bool = True, **options: Any) -> VAE:
+    """Train and return the trained model (best checkpoint, eval mode): ``spikelatent.fit``.
+
+    For notebooks: ``model = spikelatent.fit(data="stimuli/", epochs=20, out="runs/mine")``;
+    keywords are ``spikelatent fit``'s options (:class:`~spikelatent.config.FitConfig` fields)
+    and override those of ``config``. ``model.run_dir`` is the run directory (see :func:`fit`).
+    """
+    values = FitConfig.coerce(config).to_dict() if config is not None else {}
+    run_dir = fit(FitConfig.from_sources(**{**values, **options}), resume=resume,
+                  progress=progress)
+    model = load(run_dir)
+    model.run_dir = run_dir
+    return model
+
+
+def data_label(data: str) -> str:
+    """A short name of ``--data`` for run directories: the name, or a path's last part."""
+    key = str(data).strip().lower().replace("_", "-")
+    return key if key in DATASETS else path_label(data)
 
 
 def _load_weights(model: VAE, checkpoint: dict[str, Any], path: Path) -> None:
