@@ -141,6 +141,23 @@ def test_read_counts_honours_the_units_observation_intervals(tmp_path):
     assert int(fano["n_samples"].sel(unit=counts["unit"][1]).squeeze()) == 30
 
 
+def test_correlations_skip_unobserved_time_in_the_data_and_the_shuffle_control():
+    from spikelatent.analysis import noise_correlations
+
+    rng = np.random.default_rng(4)
+    shared = rng.poisson(3.0, (400, 1))
+    counts = (rng.poisson(2.0, (400, 3)) + shared).astype(np.float64)
+    gappy = counts.copy()
+    gappy[100:180, 0] = np.nan  # unit 0 not observed there
+    data = xr.DataArray(gappy, dims=("trial", "unit"))
+    result = noise_correlations(data, n_shuffles=50, seed=0)
+    keep = np.isfinite(gappy).all(axis=1)
+    np.testing.assert_allclose(result["noise_correlation"].values, np.corrcoef(counts[keep].T), atol=1e-12)
+    assert int(result["n_samples"]) == 320
+    assert np.all(np.isfinite(result["shuffle_ci_low"].values))  # every pair has a null
+    assert float(result["shuffle_mean_ci_low"]) < 0.15 < float(result["mean_noise_correlation"])
+
+
 def test_population_fano_ci_is_a_bootstrap_inside_the_range():
     # Few cells with a heavy tail: a t interval across cells goes below zero here.
     rng = np.random.default_rng(3)

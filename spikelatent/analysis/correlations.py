@@ -138,12 +138,15 @@ def noise_correlations(
         rng = np.random.default_rng(seed)
         n_unit = values.shape[-1]
         null = np.empty((int(n_shuffles), n_unit, n_unit), dtype=np.float32)
-        # Padded (NaN) trials sort last, so a shuffle only moves real trials among themselves.
-        padding = np.where(np.isfinite(values), 0.0, 2.0)
+        # Rows with a missing value (padded trials, or time a unit was not observed) sort last for
+        # every unit, so a shuffle only moves complete rows among themselves; the first
+        # n_valid rows of each condition are then the complete ones.
+        padding = np.where(valid, 0.0, 2.0)[..., None]
+        first = np.arange(values.shape[0])[:, None] < valid.sum(axis=0)[None, :]
         for s in range(int(n_shuffles)):
             order = np.argsort(rng.random(values.shape) + padding, axis=0)
             shuffled = np.take_along_axis(residual, order, axis=0)
-            null[s] = _correlation(shuffled[valid])
+            null[s] = _correlation(shuffled[first])
         tail = (1 - confidence) / 2
         low, high = np.nanquantile(null, [tail, 1 - tail], axis=0)
         exceed = (np.abs(null) >= np.abs(observed)[None]).sum(axis=0)
