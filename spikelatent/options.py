@@ -327,3 +327,7 @@ PAPER_MODELS: dict[str, tuple[str, str, str]] = {
         ("negbio", "ds", "gumbel"), ("negbio", "ds", "ct"),
     )
 }
+
+#: The data splits every data module offers, in this order (``--split`` of evaluate and
+#: analyze, ``--stimuli SPLIT:START:STOP`` of export-nwb).
+SPLITS: tuple[str, ...] = ("train", "val", "test")

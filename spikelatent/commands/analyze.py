@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import SPLITS
 
 #: Options for an NWB file only and for a run directory only, with their defaults. They are
 #: parsed as None when not given, so an option of the other kind is refused, not ignored.
@@ -55,7 +56,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("test", "val", "train"),
+        choices=SPLITS,
         help="stimuli: the first N images of this split; also the held-out set of the shattering "
         f"read-outs (default {RUN_DEFAULTS['split']})",
     )

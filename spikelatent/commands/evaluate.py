@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spikelatent.options import SPLITS
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--split",
         default="test",
-        choices=("test", "val", "train"),
+        choices=SPLITS,
         help="real images (default test)",
     )
     parser.add_argument(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spikelatent.errors import SpikelatentError
+from spikelatent.options import SPLITS
 
 # Heavy modules (torch, xarray, pynwb, the data package) are imported inside the functions that
 # use them, not at the top: the CLI imports every command module to build its parser, and
@@ -28,8 +29,6 @@ DEFAULT_TRIALS = 10
 
 def parse_stimuli(text: str) -> tuple[str, int, int]:
     """Parse ``SPLIT:START:STOP`` (e.g. ``test:0:1000``) into (split, start, stop), 0 <= start < stop."""
-    from spikelatent.data import SPLITS
-
     match = re.fullmatch(r"\s*(\w+):(\d+):(\d+)\s*", text)
     if not match:
         raise SpikelatentError(f"--stimuli {text!r} must read SPLIT:START:STOP, e.g. test:0:1000")

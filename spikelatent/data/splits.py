@@ -12,8 +12,9 @@ import json
 
 import numpy as np
 
-#: The three splits every data module offers, in this order.
-SPLITS = ("train", "val", "test")
+from spikelatent.options import SPLITS
+
+__all__ = ["SPLITS", "TEST_SPLIT_SEED", "carve", "indices_digest"]
 
 #: Seed of the fixed test split for datasets without an official one (digits, synthetic), so runs
 #: with different ``seed`` values are evaluated on the same test images.
