@@ -19,6 +19,13 @@ from spikelatent.analysis.overdispersion import (
     nb_vs_poisson_lrt,
     overdispersion_test,
 )
+from spikelatent.analysis.receptive_fields import (
+    encoder_fields,
+    fit_gabor,
+    gabor_fraction,
+    generative_fields,
+    receptive_fields,
+)
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
 from spikelatent.analysis.similarity import (
     compare_populations,
@@ -57,6 +64,11 @@ __all__ = [
     "noise_correlations",
     "overdispersion_test",
     "participation_ratio",
+    "receptive_fields",
+    "generative_fields",
+    "encoder_fields",
+    "fit_gabor",
+    "gabor_fraction",
     "population_sparsity",
     "population_statistics",
     "rank_models",
