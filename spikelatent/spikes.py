@@ -256,15 +256,20 @@ def count_spikes(
             )
         else:
             counts[unit] = _bin_unit(ticks, edges, n_bins)
-    missing = np.zeros(counts.shape, dtype=bool)
+    n_spikes, n_unobserved = int(counts.sum()), 0
+    unobserved = {}  # unit -> (window, bin) mask, only for units with missing time
     for unit, intervals in enumerate(observed or ()):
         if intervals is not None:
-            missing[unit] = ~_observed_bins(intervals, edges)
-    n_spikes = int(counts[~missing].sum())
-    if missing.any():
+            mask = ~_observed_bins(intervals, edges)
+            if mask.any():
+                unobserved[unit] = mask
+    if unobserved:
         counts = counts.astype(np.float64)
-        counts[missing] = np.nan
-    all_attrs["n_unobserved"] = int(missing.sum())
+        for unit, mask in unobserved.items():
+            n_spikes -= int(counts[unit][mask].sum())
+            n_unobserved += int(mask.sum())
+            counts[unit][mask] = np.nan
+    all_attrs["n_unobserved"] = n_unobserved
     if bin_size is None:
         data = counts[:, :, 0].T
         dims: tuple[str, ...] = (window_dim or "trial", "unit")
