@@ -130,3 +130,58 @@ def test_the_counts_alone_determine_the_reconstruction():
     draws = model.sample_counts(torch.rand(3, 1, 8, 8), 4)
     assert draws.shape == (4, 3, model.latent_dim)
     assert torch.equal(draws, draws.round()) and bool((draws >= 0).all())
+
+
+# ----------------------------------------------------------------------------- through the CLI
+TINY_FLAGS = ["--data", "digits", "--model", "negbio-hierarchical", "--limit", "64",
+              "--batch-size", "32", "--groups", "1", "--hierarchy-channels", "8",
+              "--latent-channels", "2", "--seed", "3", "--no-progress"]
+
+
+def _rows(run_dir) -> list[dict[str, str]]:
+    import csv
+
+    return list(csv.DictReader((run_dir / "metrics.csv").open()))
+
+
+def test_a_tiny_hierarchical_model_trains_through_the_cli_and_resumes(tmp_path, monkeypatch):
+    from spikelatent.cli import main
+    from spikelatent.workflows import fit as fit_workflow
+
+    straight = tmp_path / "straight"
+    assert main(["fit", *TINY_FLAGS, "--epochs", "2", "--out", str(straight)]) == 0
+    rows = _rows(straight)
+    assert len(rows) == 2 and all(np.isfinite(float(row["val_loss"])) for row in rows)
+
+    def crash(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+    resumed = tmp_path / "resumed"
+    with monkeypatch.context() as patch:
+        patch.setattr(fit_workflow.EpochMetricsCSV, "on_train_epoch_start", crash, raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            main(["fit", *TINY_FLAGS, "--epochs", "2", "--out", str(resumed)])
+    assert len(_rows(resumed)) == 1
+    assert main(["fit", "--resume", str(resumed), "--no-progress"]) == 0
+    for row_a, row_b in zip(rows, _rows(resumed), strict=True):
+        for column in ("train_loss", "val_loss", "val_kl", "val_mse", "val_active_fraction"):
+            assert float(row_a[column]) == pytest.approx(float(row_b[column]), rel=1e-4, abs=1e-6)
+
+    import spikelatent
+
+    model = spikelatent.load(straight)
+    assert model.variant == "HNB-VAE SERIES-C" and model.config.kl == "series"
+    images = torch.rand(3, 1, 28, 28)
+    assert model.generate(4).shape == (4, 1, 28, 28)
+    assert model.reconstruct(images, "mean").shape == (3, 1, 28, 28)
+    pop = spikelatent.population(model, images, labels=[0, 1, 2], n_trials=4, seed=0)
+    coords = model.latent.unit_coordinates()
+    assert pop.sizes["unit"] == model.latent.latent_dim == 2 * 7 * 7 + 2 * 14 * 14
+    for name in ("level", "scale", "group", "channel", "y", "x"):
+        assert pop[name].dims == ("unit",)
+        assert np.array_equal(pop[name].values, coords[name])
+    assert pop["counts"].dims == ("trial", "stimulus", "unit")
+    per_level = pop["counts"].groupby("level").sum()
+    assert per_level.sizes["level"] == 2
+    assert int(per_level.sum()) == int(pop["counts"].sum())
+    assert pop["prior_rate"].sizes["unit"] == pop.sizes["unit"]
