@@ -47,8 +47,10 @@ EPOCH_COLUMNS = (
 STAGE_COLUMNS = EPOCH_COLUMNS[2:-5]
 #: Collapse guard: below this KL per image (nats) the posterior barely depends on the image...
 COLLAPSE_KL_NATS = 1.0
-#: ...or fewer than this fraction of the count units fire at all in a validation pass.
+#: ...or fewer than this fraction of the count units fire at all in a validation pass...
 COLLAPSE_ACTIVE_FRACTION = 0.1
+#: ...or (negbio-hierarchical) a level's KL per image is below this (nats).
+COLLAPSE_LEVEL_KL_NATS = 0.1
 
 
 class CollapseGuard(Callback):
@@ -81,13 +83,24 @@ class CollapseGuard(Callback):
         active = metrics.get("val/active_fraction")
         low_kl = kl is not None and float(kl) < COLLAPSE_KL_NATS
         dead = active is not None and float(active) < COLLAPSE_ACTIVE_FRACTION
-        self.collapsed = low_kl or dead
+        # negbio-hierarchical logs val/kl_level{g}: a level whose KL is ~0 carries no information
+        # (the usual failure of hierarchical VAEs), even when the other levels do.
+        level_kl = {int(key.removeprefix("val/kl_level")): float(value)
+                    for key, value in metrics.items() if key.startswith("val/kl_level")}
+        dead_levels = sorted(level for level, value in level_kl.items()
+                             if value < COLLAPSE_LEVEL_KL_NATS)
+        self.collapsed = low_kl or dead or bool(dead_levels)
         if self.collapsed and not self.warned and trainer.is_global_zero:
             self.warned = True
-            found = (f"KL {float(kl):.3g} nats/image" if low_kl else
-                     f"only {float(active):.0%} of units active")
-            warnings.warn(collapse_message(found, trainer.current_epoch), CollapseWarning,
-                          stacklevel=1)
+            if low_kl:
+                found = f"KL {float(kl):.3g} nats/image"
+            elif dead:
+                found = f"only {float(active):.0%} of units active"
+            else:
+                found = (f"level(s) {', '.join(map(str, dead_levels))} of {len(level_kl)} carry "
+                         f"under {COLLAPSE_LEVEL_KL_NATS:g} nats/image")
+            warnings.warn(collapse_message(found, trainer.current_epoch, bool(level_kl)),
+                          CollapseWarning, stacklevel=1)
 
 
 class CollapseWarning(UserWarning):
@@ -96,11 +109,12 @@ class CollapseWarning(UserWarning):
     one_line = True  # the CLI prints it as one line of advice
 
 
-def collapse_message(found: str, epoch: int) -> str:
+def collapse_message(found: str, epoch: int, hierarchical: bool = False) -> str:
+    remedy = ("--free-bits (e.g. --free-bits 0.5)" if hierarchical else "--prior-init unit")
     return (
         f"posterior collapse at epoch {epoch}: {found} — the decoder ignores the latent code "
         f"(reconstructions become the mean image); try a smaller --beta (e.g. --beta 0.1), "
-        f"--prior-init unit, or a longer --beta-warmup-fraction"
+        f"{remedy}, or a longer --beta-warmup-fraction"
     )
 
 
