@@ -43,14 +43,17 @@ from spikelatent.analysis.sparsity import (
     population_sparsity,
     treves_rolls_sparsity,
 )
+from spikelatent.analysis.timecourse import aligned_counts, firing_rate, sliding_fano_factor
 
 __all__ = [
     "active_units",
+    "aligned_counts",
     "balanced_splits",
     "compare_populations",
     "dissimilarity_matrix",
     "empirical_fano_factor",
     "fano_factor_by_window",
+    "firing_rate",
     "few_shot",
     "fraction_zero",
     "fragmentation_prediction",
@@ -75,6 +78,7 @@ __all__ = [
     "rsa",
     "shattering_dimensionality",
     "signal_correlations",
+    "sliding_fano_factor",
     "treves_rolls_sparsity",
     "trials_by_stimulus",
 ]
