@@ -264,3 +264,29 @@ def test_loss_curves_errors(tmp_path):
             save_loss_curves(bad, tmp_path / "loss.png")
         assert "\n" not in str(caught.value)
     assert not (tmp_path / "loss.png").exists()
+
+
+def test_every_figure_goes_through_one_save_helper_one_dpi_checked_suffix(tmp_path):
+    """Image grids, loss curves and population figures: the same dpi in the PNG header, and a
+    suffix matplotlib cannot write is one line, with nothing left on disk."""
+    from PIL import Image
+
+    sparsity = np.random.default_rng(0).uniform(0, 1, size=50)
+    written = [
+        save_image_grid(torch.rand(4, 1, 6, 6), tmp_path / "grid.png"),
+        save_loss_curves({"epoch": [0, 1], "train_loss": [2.0, 1.0]}, tmp_path / "loss.png"),
+        plotting.plot_sparsity(tmp_path / "sparsity.png", lifetime=sparsity),
+    ]
+    for path in written:
+        with Image.open(path) as image:
+            # PNG stores whole pixels per metre: 120 dpi reads back as 119.99
+            assert image.info["dpi"] == pytest.approx((plotting.DPI, plotting.DPI), abs=0.05)
+    for draw in (
+        lambda path: save_image_grid(torch.rand(4, 1, 6, 6), path),
+        lambda path: save_loss_curves({"epoch": [0], "train_loss": [1.0]}, path),
+        lambda path: plotting.plot_sparsity(path, lifetime=sparsity),
+    ):
+        with pytest.raises(SpikelatentError, match="give it one of the suffixes") as caught:
+            draw(tmp_path / "figure.notaformat")
+        assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "loss.png", "sparsity.png"]
