@@ -321,7 +321,11 @@ def test_static_attributes_are_known_before_any_file_is_read():
         "digits": ((1, 28, 28), (0.0, 1.0), 10),
         "synthetic": ((1, 28, 28), (0.0, 1.0), 10),
     }
-    assert set(DATASETS) == set(expected)
+    # natural-patches' data range is the observed span of its whitened patches (set by setup)
+    assert set(DATASETS) == set(expected) | {"natural-patches"}
+    patches = make_datamodule("natural-patches")
+    assert (patches.image_shape, patches.num_classes, patches.class_names) == (
+        (1, 16, 16), 1, ["unlabelled"])
     for name, (shape, data_range, classes) in expected.items():
         data = make_datamodule(name, data_dir="/nonexistent")
         assert (data.name, data.image_shape, data.data_range, data.num_classes) == (

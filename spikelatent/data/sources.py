@@ -98,6 +98,8 @@ class SourceDataModule(ImageDataModule):
 
     # The test split is made here, by image, so the base class sees an "official" test pool.
     has_official_test = True
+    num_classes = 1
+    class_names = [UNLABELLED]
     OPTIONS = SOURCE_OPTIONS
     #: Defaults a subclass may change (natural patches: grey, log, whitened 16x16 patches).
     DEFAULTS: dict[str, Any] = {}
