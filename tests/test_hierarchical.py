@@ -185,3 +185,19 @@ def test_a_tiny_hierarchical_model_trains_through_the_cli_and_resumes(tmp_path, 
     assert per_level.sizes["level"] == 2
     assert int(per_level.sum()) == int(pop["counts"].sum())
     assert pop["prior_rate"].sizes["unit"] == pop.sizes["unit"]
+
+
+def test_the_collapse_guard_names_a_silent_level():
+    from types import SimpleNamespace
+
+    from spikelatent.workflows.fit import CollapseGuard, CollapseWarning
+
+    metrics = {"val/kl": torch.tensor(5.0), "val/active_fraction": torch.tensor(0.5),
+               "val/kl_level0": torch.tensor(4.99), "val/kl_level1": torch.tensor(0.01)}
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics=metrics,
+                              is_global_zero=True, current_epoch=3)
+    module = SimpleNamespace(beta=lambda: 1.0, final_beta=1.0)
+    guard = CollapseGuard()
+    with pytest.warns(CollapseWarning, match=r"level\(s\) 1 of 2.*--free-bits"):
+        guard.on_validation_epoch_end(trainer, module)
+    assert guard.collapsed
