@@ -103,7 +103,7 @@ def responses_array(x: Any, what: str = "responses") -> xr.DataArray:
         )
     dims = ("trial", "stimulus", "unit") if "trial" in x.dims else ("stimulus", "unit")
     x = x.transpose(*dims)
-    if x.dtype.kind not in "uifb" or x.dtype.kind == "b":
+    if x.dtype.kind not in "uif":
         raise SpikelatentError(f"{what}: responses must be numeric, got dtype {x.dtype}")
     values = np.asarray(x.values, dtype=np.float64)
     if np.isinf(values).any():
@@ -853,13 +853,16 @@ def _distribution(values: np.ndarray) -> np.ndarray:
     return np.quantile(finite, _QUANTILES) if finite.size else np.full(len(_QUANTILES), np.nan)
 
 
-def population_statistics(counts: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
+def population_statistics(counts: Any) -> xr.Dataset:
     """Summary distributions of a ``(trial, stimulus, unit)`` population of non-negative responses.
 
-    Returns quantiles (0.05, 0.25, 0.5, 0.75, 0.95) of the per-cell Fano factor, the per-unit
-    mean–variance log-log slope, lifetime (per unit) and population (per stimulus) sparsity, the
-    noise correlations (pairs i < j), and the participation ratio of the trial-averaged responses
-    (signal) and of the trial fluctuations (noise) as one number each.
+    Returns:
+        Dataset with quantiles (``quantile`` = 0.05, 0.25, 0.5, 0.75, 0.95) of ``fano_factor``
+        (per (stimulus, unit) cell), ``mean_variance_slope`` (per unit, log-log),
+        ``lifetime_sparsity`` (per unit), ``population_sparsity`` (per stimulus) and
+        ``noise_correlation`` (pairs i < j); scalars ``participation_ratio_signal`` (of the trial
+        means) and ``participation_ratio_noise`` (of the trial fluctuations), ``n_units``,
+        ``n_stimuli``.
     """
     from spikelatent import analysis
 
@@ -869,57 +872,37 @@ def population_statistics(counts: Any, *, seed: int = 0) -> dict[str, np.ndarray
     fano = analysis.empirical_fano_factor(counts, over="trial")
     slope = analysis.mean_variance_relation(counts, over="trial", across="stimulus")["slope"]
     noise = analysis.noise_correlations(counts, n_shuffles=0)["noise_correlation"].values
-    upper = noise[np.triu_indices_from(noise, k=1)]
     mean = _mean_response(counts)
-    return {
-        "fano_factor": _distribution(fano["fano_factor"].values),
-        "mean_variance_slope": _distribution(slope.values),
-        "lifetime_sparsity": _distribution(analysis.lifetime_sparsity(mean, average=None).values),
-        "population_sparsity": _distribution(
-            analysis.population_sparsity(mean, average=None).values
-        ),
-        "noise_correlation": _distribution(upper),
-        "participation_ratio_signal": np.array(
-            [
-                float(
-                    analysis.participation_ratio(counts, kind="signal", n_boot=0)[
-                        "participation_ratio"
-                    ]
-                )
-            ]
-        ),
-        "participation_ratio_noise": np.array(
-            [
-                float(
-                    analysis.participation_ratio(counts, kind="noise", n_boot=0)[
-                        "participation_ratio"
-                    ]
-                )
-            ]
-        ),
-        "n_units": np.array([counts.sizes["unit"]]),
-        "n_stimuli": np.array([counts.sizes["stimulus"]]),
+    distributions = {
+        "fano_factor": fano["fano_factor"].values,
+        "mean_variance_slope": slope.values,
+        "lifetime_sparsity": analysis.lifetime_sparsity(mean, average=None).values,
+        "population_sparsity": analysis.population_sparsity(mean, average=None).values,
+        "noise_correlation": noise[np.triu_indices_from(noise, k=1)],
     }
+    data: dict[str, Any] = {
+        name: ("quantile", _distribution(values)) for name, values in distributions.items()
+    }
+    for kind in ("signal", "noise"):
+        ratio = analysis.participation_ratio(counts, kind=kind, n_boot=0)["participation_ratio"]
+        data[f"participation_ratio_{kind}"] = float(ratio)
+    data["n_units"] = counts.sizes["unit"]
+    data["n_stimuli"] = counts.sizes["stimulus"]
+    return xr.Dataset(data, coords={"quantile": list(_QUANTILES)})
 
 
-def _statistics_dataset(stats: dict[str, dict[str, np.ndarray] | None]) -> xr.Dataset:
-    """Statistics of several populations along ``population`` (NaN where one has none)."""
-    names = list(stats)
+def _statistics_dataset(stats: dict[str, xr.Dataset | None]) -> xr.Dataset:
+    """Statistics of several populations along ``population`` (NaN where one has none), prefixed
+    ``stat_``."""
     template = next((s for s in stats.values() if s is not None), None)
-    data: dict[str, Any] = {}
-    for key, example in (template or {}).items():
-        rows = np.asarray(
-            [
-                stats[n][key] if stats[n] is not None else np.full(len(example), np.nan)
-                for n in names
-            ],
-            dtype=np.float64,
-        )
-        if rows.shape[1] == len(_QUANTILES):
-            data[f"stat_{key}"] = (("population", "quantile"), rows)
-        else:
-            data[f"stat_{key}"] = ("population", rows[:, 0])
-    return xr.Dataset(data, coords={"population": names, "quantile": list(_QUANTILES)})
+    if template is None:
+        return xr.Dataset()
+    filled = [
+        (s if s is not None else xr.full_like(template.astype(np.float64), np.nan))
+        for s in stats.values()
+    ]
+    combined = xr.concat(filled, dim="population").assign_coords(population=list(stats))
+    return combined.rename({name: f"stat_{name}" for name in combined.data_vars})
 
 
 def compare_populations(
@@ -1011,13 +994,13 @@ def compare_populations(
             result[f"predictivity_{name}"] = value
     if statistics:
 
-        def stats_or_none(x: Any) -> dict[str, np.ndarray] | None:
+        def stats_or_none(x: Any) -> xr.Dataset | None:
             if x is None:
                 return None
             x = responses_array(x)
             if "trial" not in x.dims or x.sizes["trial"] < 2 or np.nanmin(x.values) < 0:
                 return None
-            return population_statistics(x, seed=seed)
+            return population_statistics(x)
 
         result = result.merge(
             _statistics_dataset(
