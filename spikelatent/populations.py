@@ -19,8 +19,6 @@ from spikelatent.distributions import NegativeBinomial
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import check_bin_size, count_spikes, spike_times
 
-COUNT_DTYPES = (np.uint16, np.uint32, np.uint64)
-
 
 def _as_images(images: Any, image_shape: tuple[int, ...]) -> torch.Tensor:
     tensor = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
@@ -83,7 +81,7 @@ def population(
     Returns:
         ``xarray.Dataset`` with dims ``stimulus``, ``unit`` (and ``trial``):
         ``rate``, ``dispersion``, ``prob``, ``variance``, ``fano_factor`` (stimulus, unit; spikes
-        per unit window), ``counts`` (trial, stimulus, unit; unsigned integers),
+        per unit window), ``counts`` (trial, stimulus, unit; int64),
         ``prior_rate``, ``prior_dispersion``, ``prior_fano_factor`` (unit); coords ``label``
         (stimulus) and ``unit``; attrs naming model, variant, dataset and checkpoint.
     """
@@ -110,7 +108,8 @@ def population(
     device = next(model.parameters()).device
     statistics = {name: np.empty((n_stimuli, n_units), np.float32)
                   for name in ("rate", "dispersion", "prob", "variance", "fano_factor")}
-    counts = np.zeros((n_trials, n_stimuli, n_units), COUNT_DTYPES[0]) if n_trials else None
+    # int64, safe for arithmetic (counts - 1 is -1 where a count is 0); gzip keeps the file small.
+    counts = np.zeros((n_trials, n_stimuli, n_units), np.int64) if n_trials else None
     was_training = model.training
     model.eval()
     bar = tqdm(total=n_stimuli, desc="population", unit="stim",
@@ -129,10 +128,10 @@ def population(
                 if counts is not None and hasattr(latent, "sample_counts"):
                     # Hierarchical: each trial is one exact ancestral draw of every level.
                     batch_counts = latent.sample_counts(images[start:stop].to(device), n_trials)
-                    counts = _store(counts, batch_counts, start, stop)
+                    counts[:, start:stop] = batch_counts.cpu().numpy()
                 elif counts is not None:
                     batch_counts = posterior.sample((n_trials,))  # exact: Gamma then Poisson
-                    counts = _store(counts, batch_counts, start, stop)
+                    counts[:, start:stop] = batch_counts.cpu().numpy()
                 bar.update(stop - start)
     finally:
         bar.close()
@@ -178,19 +177,6 @@ def population(
         dataset["binned_counts"] = binned.drop_vars(["trial", "stimulus", "unit", "label"], errors="ignore")
         dataset["binned_counts"].attrs = dict(binned.attrs)
     return dataset
-
-
-def _store(counts: np.ndarray, batch: torch.Tensor, start: int, stop: int) -> np.ndarray:
-    """Write a batch into the compact count array, widening its dtype only if a count needs it."""
-    values = batch.cpu().numpy()
-    high = values.max(initial=0)
-    for dtype in COUNT_DTYPES:
-        if high <= np.iinfo(dtype).max:
-            break
-    if np.iinfo(dtype).max > np.iinfo(counts.dtype).max:
-        counts = counts.astype(dtype)
-    counts[:, start:stop] = values.astype(counts.dtype)
-    return counts
 
 
 def binned_counts(

@@ -66,7 +66,9 @@ def test_negbio_population_matches_the_nb_formulas():
     np.testing.assert_allclose(pop.prior_fano_factor.values, 1 / expected["prior_p"], rtol=1e-5)
     np.testing.assert_allclose(pop.prior_rate.values, st.nbinom.mean(r, expected["prior_p"]), rtol=1e-5)
     assert pop.counts.dims == ("trial", "stimulus", "unit")
-    assert pop.counts.dtype.kind == "u" and pop.counts.dtype.itemsize <= 4
+    assert pop.counts.dtype == np.int64  # safe for arithmetic: no wrap-around below zero
+    zero = pop.counts.values == 0
+    assert zero.any() and np.all((pop.counts - 1).values[zero] == -1)
     assert list(pop.label.values) == [0, 1, 2, 1, 0]
 
     # Empirical Fano factor over 2000 trials lies within its 99.9% CI of 1/q. The CI of the sample
