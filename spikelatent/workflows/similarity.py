@@ -287,34 +287,36 @@ def _number(value: Any) -> float | None:
     return number if np.isfinite(number) else None
 
 
+_RSA_KEYS = (
+    "similarity",
+    "ci_low",
+    "ci_high",
+    "noise_ceiling_low",
+    "noise_ceiling_high",
+    "similarity_split",
+)
+_PREDICTIVITY_KEYS = (
+    "median_r",
+    "median_r_ci_low",
+    "median_r_ci_high",
+    "median_r2",
+    "median_r_corrected",
+    "median_r2_corrected",
+    "median_r2_corrected_ci_low",
+    "median_r2_corrected_ci_high",
+    "n_units_reliable",
+)
+
+
 def _summary(result: xr.Dataset) -> dict[str, Any]:
-    keys = {
-        "rsa": [
-            "similarity",
-            "ci_low",
-            "ci_high",
-            "noise_ceiling_low",
-            "noise_ceiling_high",
-            "similarity_split",
-        ],
-    }
+    """The JSON numbers of one compare_populations result (medians of the statistics)."""
     summary: dict[str, Any] = {
-        "rsa": {k: _number(result[f"rsa_{k}"]) for k in keys["rsa"] if f"rsa_{k}" in result},
+        "rsa": {k: _number(result[f"rsa_{k}"]) for k in _RSA_KEYS if f"rsa_{k}" in result},
         "cka": _number(result["cka"]),
         "cka_debiased": _number(result["cka_debiased"]),
         "predictivity": {
             k: _number(result[f"predictivity_{k}"])
-            for k in (
-                "median_r",
-                "median_r_ci_low",
-                "median_r_ci_high",
-                "median_r2",
-                "median_r_corrected",
-                "median_r2_corrected",
-                "median_r2_corrected_ci_low",
-                "median_r2_corrected_ci_high",
-                "n_units_reliable",
-            )
+            for k in _PREDICTIVITY_KEYS
             if f"predictivity_{k}" in result
         },
     }
