@@ -76,6 +76,20 @@ def test_touching_intervals_from_pynapple_keep_every_bin():
     np.testing.assert_array_equal(binned.values[:, :, 0], expected)
 
 
+def test_from_pynapple_over_the_time_support_equals_pynapple_count():
+    nap = pytest.importorskip("pynapple")
+    from spikelatent.pynapple_bridge import from_pynapple
+
+    rng = np.random.default_rng(6)
+    group = nap.TsGroup({k: nap.Ts(t=np.sort(rng.uniform(0.3, 87.7, 900))) for k in (1, 4, 9)})
+    for bin_size in (0.01, 1.0):
+        ours = from_pynapple(group, bin_size=bin_size)  # no epochs: the group's time support
+        theirs = group.count(bin_size)
+        assert ours.sizes["time"] <= len(theirs) <= ours.sizes["time"] + 1  # pynapple keeps a partial bin
+        np.testing.assert_allclose(ours["time"].values, theirs.t[: ours.sizes["time"]], atol=1e-9)
+        np.testing.assert_array_equal(ours.values, np.asarray(theirs.values)[: ours.sizes["time"]])
+
+
 def test_whole_session_bins_stop_at_the_recording_end():
     times = [np.array([0.2, 5.5, 1087.0, 1087.35])]
     start, stop = recording_span(times)
