@@ -9,7 +9,9 @@ Layouts (recursive; PNG, JPEG, TIFF, BMP and the rest of torchvision's ``IMG_EXT
   otherwise ``test_fraction`` of the images is carved as the test split (fixed seed 0).
 
 Hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are skipped. Every image file
-must decode (one line names the one that does not).
+must decode (one line names the one that does not). The images are listed in a fixed random
+order (seed 0), so the first N images of a split cover every class; ``stimulus_names`` gives each
+one's file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torchvision.datasets.folder import make_dataset
 from tqdm.auto import tqdm
 
@@ -26,6 +29,8 @@ from spikelatent.data.sources import RawImages, RawSource, SourceDataModule, fil
 from spikelatent.errors import SpikelatentError
 
 _READABLE = "PNG, JPEG, TIFF, BMP, PPM/PGM, WebP"
+#: Seed of the fixed order in which a folder's images are listed (see ``_read``).
+ORDER_SEED = 0
 
 
 def _visible(path: Path) -> bool:
@@ -122,6 +127,11 @@ class ImageFolderDataModule(SourceDataModule):
         digest = files_digest(all_files, self.path)
         pools = []
         for (files, labels, _), root in zip(scanned, roots, strict=True):
+            # A fixed random order (seed 0), not the class-sorted file order: analyses take the
+            # first N images of a split, which must cover every class.
+            order = np.random.default_rng(ORDER_SEED).permutation(len(files))
+            files = [files[i] for i in order]
+            labels = None if labels is None else [labels[i] for i in order]
             images = [decode_image_file(path, digest) for path in
                       tqdm(files, desc=f"reading {root}", disable=None, leave=False)]
             names = [str(path.relative_to(self.path)) for path in files]
