@@ -33,6 +33,7 @@ from spikelatent.options import (
     Architecture,
     Choice,
     KLEstimator,
+    LoggerName,
     LRSchedule,
     MCKLEstimator,
     ModelName,
@@ -247,6 +248,7 @@ class FitConfig:
     strategy: str = option("auto", "Lightning strategy: auto, ddp, ddp_spawn, fsdp, ...")
     num_nodes: int = option(1, "number of nodes for multi-node DDP")
     precision: str = option("32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed, ...")
+    logger: list[LoggerName] = opt.LOGGER.field()
     data_options: dict = option({}, "dataset-specific options, e.g. {hflip: true}", flag=False)
 
     def __post_init__(self) -> None:
@@ -349,6 +351,7 @@ class FitConfig:
         config.devices = parse_devices(config.devices)
         config.encoder = config.encoder or config.arch
         config.decoder = config.decoder or config.arch
+        config.logger = ["csv", *(name for name in config.logger if name != "csv")]
         if config.epochs is None:
             config.epochs = DEFAULT_EPOCHS.get(config.data, DEFAULT_EPOCHS_OTHER)
         if config.batch_size is None:

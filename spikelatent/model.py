@@ -344,8 +344,10 @@ class VAE(pl.LightningModule):
                 self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
                 self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
         if stage == "train":
-            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
-            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
+            # For metrics.csv; loggers get them from its rows (spikelatent.loggers.log_epoch_row).
+            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True,
+                     logger=False)
+            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss
 
     def _hierarchical_step(self, x: torch.Tensor, stage: str) -> torch.Tensor:
@@ -378,8 +380,10 @@ class VAE(pl.LightningModule):
                     self.log(f"{stage}/active_fraction_level{level}",
                              (counts > 0).any(0).float().mean(), **log)
         else:
-            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True)
-            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True)
+            # For metrics.csv; loggers get them from its rows (spikelatent.loggers.log_epoch_row).
+            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True,
+                     logger=False)
+            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss
 
     def objective(self, sse: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:

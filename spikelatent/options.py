@@ -53,6 +53,7 @@ MCKLEstimator = Literal["samples", "gamma"]
 Objective = Literal["sum", "published"]
 OptimizerName = Literal["adamax", "adam"]
 LRSchedule = Literal["cosine", "constant"]
+LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow"]
 KLBalance = Literal["uniform", "scale"]
 
 #: The hierarchical NB-VAE (spatial NB groups with top-down priors, docs/hierarchical.md).
@@ -79,7 +80,8 @@ class Option:
     ``applies_to``: the models that use it (None: every model); ``needs``: values of other
     options it needs (e.g. ``{"kl": "mc"}``). Set away from its default on any other model or
     without those values, ``FitConfig.validate`` rejects it in one line. ``unset`` says what a
-    ``None`` default means (for ``--help``); ``parse`` turns the flag's text into a value.
+    ``None`` default means (for ``--help``); ``parse`` turns the flag's text into a value;
+    ``multiple``: the value is a list, the flag repeatable (``--logger a --logger b``).
     """
 
     name: str = ""
@@ -90,6 +92,7 @@ class Option:
     unset: str | None = None
     parse: Callable[[str], Any] | None = None
     flag: bool = True  # False: only in config.yaml / Python (no command-line flag)
+    multiple: bool = False
 
     @property
     def flag_name(self) -> str:
@@ -126,15 +129,22 @@ class Choice(Option):
     paper: Mapping[str, str] = field(default_factory=_frozen)
 
     def canonical(self, value: Any) -> Any:
-        """``value`` with an alias replaced by the value it stands for."""
+        """``value`` with an alias replaced by the value it stands for (``multiple``: a list of
+        canonical values, each once; a single string becomes a one-item list)."""
+        if self.multiple and isinstance(value, (str, list, tuple)):
+            items = [value] if isinstance(value, str) else list(value)
+            return list(dict.fromkeys(self.aliases.get(v, v) if isinstance(v, str) else v
+                                      for v in items))
         return self.aliases.get(value, value) if isinstance(value, str) else value
 
-    def check(self, value: Any, flag: bool = False) -> str:
+    def check(self, value: Any, flag: bool = False) -> Any:
         """The canonical value, or a one-line error naming the option (``--flag`` if ``flag``)."""
         value = self.canonical(value)
-        if value not in self.values:
-            name = self.flag_name if flag else self.name
-            raise SpikelatentError(f"{name} must be one of {', '.join(self.values)}; got {value!r}")
+        for item in value if self.multiple and isinstance(value, list) else [value]:
+            if not isinstance(item, str) or item not in self.values:
+                name = self.flag_name if flag else self.name
+                raise SpikelatentError(
+                    f"{name} must be one of {', '.join(self.values)}; got {item!r}")
         return value
 
     def help_text(self) -> str:
@@ -143,7 +153,7 @@ class Choice(Option):
         text = f"{self.help}: {described}" if described else self.help
         if self.default is None:
             return f"{text} (default: {self.unset})" if self.unset else text
-        return f"{text} (default {self.default})"
+        return f"{text} (default {format_value(self.default)})"
 
 
 def option(default: Any, help: str, **settings: Any) -> Any:
@@ -239,6 +249,15 @@ LR_SCHEDULE = Choice(
               "constant": "warm-up then constant"},
 )
 
+LOGGER = Choice(
+    name="logger", values=get_args(LoggerName), default=["csv"], multiple=True,
+    help="experiment logger, repeatable; the logs live in the run directory",
+    meanings={"csv": "metrics.csv (always written)",
+              "tensorboard": "RUN/tensorboard/ (extra: tensorboard)",
+              "wandb": "Weights & Biases, RUN/wandb/ (extra: wandb; WANDB_MODE=offline works)",
+              "mlflow": "MLflow, RUN/mlruns/ (extra: mlflow)"},
+)
+
 # ----------------------------------------------------------------------------- model sizes
 LATENT_DIM = Option(name="latent_dim", default=256, help="number of latent units K",
                     applies_to=tuple(m for m in get_args(ModelName) if m != HIERARCHICAL_MODEL))
@@ -289,7 +308,7 @@ HIERARCHICAL_KL_ESTIMATORS: tuple[str, ...] = ("series", "mc")
 #: Every option with a fixed set of values, by name.
 CHOICES: Mapping[str, Choice] = _frozen({choice.name: choice for choice in (
     MODEL, KL, RELAX, NB_SAMPLER, ARCH, PRIOR_INIT, POSTERIOR_LOGITS, MC_KL, OBJECTIVE,
-    OPTIMIZER, LR_SCHEDULE, KL_BALANCE)})
+    OPTIMIZER, LR_SCHEDULE, LOGGER, KL_BALANCE)})
 
 # Plain tuples for the layers below the configuration (distributions, networks, latents).
 MODELS: tuple[str, ...] = MODEL.values

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from spikelatent._checks import check_int
 from spikelatent.analysis._layout import (
     as_dataarray,
     group_along,
@@ -115,10 +116,11 @@ def noise_correlations(
         (unit, other_unit: central interval of the shuffled correlations) and ``p_value``
         (two-sided shuffle p-value); scalars ``mean_noise_correlation`` (over pairs i < j) and
         ``shuffle_mean_ci_low``/``shuffle_mean_ci_high``; ``n_samples`` (trial × condition rows).
+        Pairs with a unit whose counts never vary (a silent unit) are NaN throughout, without a
+        warning (attrs ``undefined_pairs``).
     """
     _check_probability(confidence, "confidence")
-    if int(n_shuffles) != n_shuffles or n_shuffles < 0:
-        raise SpikelatentError(f"n_shuffles must be an integer >= 0; got {n_shuffles}")
+    n_shuffles = check_int(n_shuffles, "n_shuffles", minimum=0)
     values, unit = trial_condition_unit(counts, over, group_by)
     if values.shape[0] < 2:
         raise SpikelatentError(f"noise correlations need at least 2 entries along {over!r}")
@@ -148,14 +150,20 @@ def noise_correlations(
             shuffled = np.take_along_axis(residual, order, axis=0)
             null[s] = _correlation(shuffled[first])
         tail = (1 - confidence) / 2
-        low, high = np.nanquantile(null, [tail, 1 - tail], axis=0)
+        # A pair with a unit whose residuals never vary (e.g. a unit that never fires) has no
+        # correlation in any shuffle: its interval and p-value are NaN by design (attrs say so),
+        # and the quantiles are taken only over the pairs that have one.
+        defined = np.isfinite(null).any(axis=0) & np.isfinite(observed)
+        low = np.full(observed.shape, np.nan)
+        high = np.full(observed.shape, np.nan)
+        if defined.any():
+            low[defined], high[defined] = np.nanquantile(null[:, defined], [tail, 1 - tail], axis=0)
         exceed = (np.abs(null) >= np.abs(observed)[None]).sum(axis=0)
+        p_value = np.where(defined, (1 + exceed) / (1 + int(n_shuffles)), np.nan)
         null_means = np.array([_upper_mean(m.astype(np.float64)) for m in null])
         data["shuffle_ci_low"] = _pairs(unit, low, "shuffle_ci_low", {})
         data["shuffle_ci_high"] = _pairs(unit, high, "shuffle_ci_high", {})
-        data["p_value"] = _pairs(
-            unit, (1 + exceed) / (1 + int(n_shuffles)), "p_value", {"test": "shuffle, two-sided"}
-        )
+        data["p_value"] = _pairs(unit, p_value, "p_value", {"test": "shuffle, two-sided"})
         data["shuffle_mean_ci_low"] = xr.DataArray(float(np.quantile(null_means, tail)))
         data["shuffle_mean_ci_high"] = xr.DataArray(float(np.quantile(null_means, 1 - tail)))
     return xr.Dataset(
@@ -166,6 +174,9 @@ def noise_correlations(
             "n_shuffles": int(n_shuffles),
             "confidence": confidence,
             "control": "trials permuted independently per unit within each condition",
+            "undefined_pairs": "NaN correlation, shuffle interval and p-value for a pair with a "
+                               "unit whose counts never vary around its condition means "
+                               "(e.g. a unit that never fires)",
         },
     )
 

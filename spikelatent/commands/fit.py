@@ -28,8 +28,8 @@ def _flag_type(name: str) -> Any:
     declared = FIELD_OPTIONS[name]
     if declared.parse is not None:
         return declared.parse
-    if isinstance(declared, Choice):
-        return declared.canonical  # aliases (e.g. --model negbinomial) become their value
+    if isinstance(declared, Choice):  # an alias (e.g. --model negbinomial) becomes its value
+        return lambda text: declared.aliases.get(text, text)
     hint = typing.get_type_hints(FitConfig)[name]
     scalars = [t for t in typing.get_args(hint) or (hint,) if t in _SCALAR_TYPES]
     return scalars[0] if scalars else str
@@ -59,6 +59,7 @@ def register(subparsers: Any) -> None:
                                 default=argparse.SUPPRESS, help=help_text)
             continue
         parser.add_argument(flag, type=_flag_type(name), choices=CHOICES.get(name),
+                            action="append" if declared.multiple else "store",
                             default=argparse.SUPPRESS, help=help_text,
                             metavar=None if name in CHOICES else name.upper())
     parser.add_argument("--data-option", action="append", metavar="KEY=VALUE", default=[],

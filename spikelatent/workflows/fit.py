@@ -36,6 +36,14 @@ from spikelatent.config import FitConfig
 from spikelatent.data import DATASETS, datamodule_from_config
 from spikelatent.data.paths import path_label
 from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.loggers import (
+    FinalSummary,
+    ImageGrids,
+    check_logger_extras,
+    finish_loggers,
+    log_epoch_row,
+    make_loggers,
+)
 from spikelatent.model import VAE
 
 EPOCH_COLUMNS = (
@@ -174,6 +182,7 @@ class EpochMetricsCSV(Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         write_text_atomic(self.path, buffer.getvalue())
+        log_epoch_row(trainer, row)  # --logger: the same numbers, under the same names
 
 
 class LastEpochCheckpoint(Checkpoint):
@@ -250,6 +259,7 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     if not resume and run_dir.exists() and not run_dir.is_dir():
         raise SpikelatentError(f"--out {run_dir} is a file; choose a folder for the run")
     # Everything is checked before anything is written (a failed resume leaves the run as it was).
+    check_logger_extras(config.logger)
     checkpoint = read_resumable_checkpoint(last_checkpoint, config.epochs) if resume else None
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = datamodule_from_config(config)
@@ -268,6 +278,7 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.yaml")
     write_text_atomic(run_dir / "splits.json", json.dumps(datamodule.describe_splits(), indent=1))
+    loggers = make_loggers(config.logger, run_dir)  # inside the run directory (docs/training.md)
 
     checkpoint_callback = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
@@ -286,6 +297,11 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
         callbacks.append(EpochProgressBar(refresh_rate=max(1, _steps_per_epoch(datamodule) // 20)))
     elif progress:
         callbacks.append(EpochLines())
+    if loggers:
+        validation_images, _ = datamodule.split_tensors("val", count=256)
+        callbacks += [ImageGrids(validation_images, datamodule.data_range),
+                      FinalSummary(validation_images)]
+    steps_per_epoch = _steps_per_epoch(datamodule)
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         max_steps=config.max_steps or -1,
@@ -299,7 +315,9 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
         default_root_dir=run_dir,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
-        logger=False,
+        logger=loggers or False,
+        # Lightning's step-level logs at most every 50 steps, and at least once per epoch.
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
         enable_progress_bar=interactive,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -310,6 +328,7 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(model, datamodule=datamodule,
                     ckpt_path=str(last_checkpoint) if resume else None, weights_only=True)
+    finish_loggers(loggers)
     if trainer.is_global_zero:
         write_figures(run_dir, datamodule)
     return run_dir

@@ -1,0 +1,98 @@
+"""``spikelatent fit --logger``: Lightning's TensorBoard / W&B loggers inside the run directory,
+holding the numbers of metrics.csv and the resolved hyper-parameters; a missing extra is one line."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spikelatent.cli import main
+from spikelatent.config import FitConfig
+
+TINY = ["--data", "digits", "--limit", "160", "--latent-dim", "8", "--arch", "mlp",
+        "--no-progress"]
+
+
+def _scalars(folder: Path) -> tuple[dict[str, dict[int, float]], object]:
+    """Every scalar tag of the TensorBoard event files in ``folder``: tag -> {step: value}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    scalars = {tag: {event.step: event.value for event in accumulator.Scalars(tag)}
+               for tag in accumulator.Tags()["scalars"]}
+    return scalars, accumulator
+
+
+def test_tensorboard_holds_the_metrics_csv_numbers_and_the_hyperparameters(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = tmp_path / "run"
+    assert main(["fit", *TINY, "--epochs", "2", "--logger", "tensorboard", "--out", str(out)]) == 0
+    scalars, accumulator = _scalars(out / "tensorboard")
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2
+    for column in ("val_mse", "train_loss", "val_kl", "temperature", "beta", "lr"):
+        logged = scalars[column]
+        expected = {int(row["step"]): float(row[column]) for row in rows}
+        assert logged.keys() == expected.keys(), column
+        for step, value in expected.items():  # float32 in the event file
+            assert math.isclose(logged[step], value, rel_tol=1e-6, abs_tol=1e-9), (column, step)
+    assert {"summary/active_units", "summary/median_fano_factor", "summary/kl_per_image"} <= set(scalars)
+    assert 0 <= scalars["summary/active_units"][int(rows[-1]["step"])] <= 8
+    assert {"reconstructions", "samples"} <= set(accumulator.Tags()["images"])
+    # The resolved configuration, in TensorBoard's hparams plugin (and Lightning's hparams.yaml).
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    resolved = FitConfig.from_yaml(out / "config.yaml")
+    assert hparams["config/lr"].number_value == pytest.approx(resolved.lr)
+    assert hparams["config/model"].string_value == "negbio"
+    assert hparams["config/batch_size"].number_value == resolved.batch_size
+    saved = yaml.safe_load((out / "tensorboard" / "hparams.yaml").read_text())
+    assert saved["config"] == resolved.to_dict()
+
+
+def test_a_resumed_run_continues_the_same_logger_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    assert main(["fit", *TINY, "--epochs", "1", "--logger", "wandb", "--out", str(out)]) == 0
+    run_id = (out / "wandb" / "spikelatent-run-id").read_text().strip()
+    first = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(first) == 1 and first[0].name.endswith(run_id)
+    assert main(["fit", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(run.name.endswith(run_id) for run in runs)
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    import spikelatent.loggers
+
+    real = spikelatent.loggers.importlib.util.find_spec
+    monkeypatch.setattr(spikelatent.loggers.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    out = tmp_path / "run"
+    assert main(["fit", *TINY, "--epochs", "1", "--logger", "mlflow", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--logger mlflow needs the mlflow package" in err and "spikelatent[mlflow]" in err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_logger_is_a_repeatable_flag_and_a_yaml_key(tmp_path):
+    from spikelatent.cli import build_parser
+    from spikelatent.commands.fit import config_from_args
+
+    args = build_parser().parse_args(["fit", "--logger", "wandb", "--logger", "tensorboard"])
+    assert config_from_args(args)[0].logger == ["csv", "wandb", "tensorboard"]
+    (tmp_path / "run.yaml").write_text("logger: tensorboard\n")
+    assert FitConfig.from_yaml(tmp_path / "run.yaml").resolved().logger == ["csv", "tensorboard"]
+    assert FitConfig().resolved().logger == ["csv"]
+    with pytest.raises(Exception, match="--logger must be one of csv, tensorboard, wandb, mlflow"):
+        FitConfig(logger=["neptune"]).resolved()
