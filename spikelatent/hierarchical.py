@@ -342,6 +342,7 @@ class HierarchicalNB(nn.Module):
     # ------------------------------------------------------------------ sizes and coordinates
     @property
     def n_groups(self) -> int:
+        """Number of latent groups (levels), all scales together."""
         return len(self.group_scales)
 
     def group_shape(self, group: int) -> tuple[int, int, int]:
