@@ -201,3 +201,29 @@ def test_the_collapse_guard_names_a_silent_level():
     with pytest.warns(CollapseWarning, match=r"level\(s\) 1 of 2.*--free-bits"):
         guard.on_validation_epoch_end(trainer, module)
     assert guard.collapsed
+
+
+def test_options_presets_and_bad_input():
+    from spikelatent.cli import main
+    from spikelatent.config import FitConfig
+    from spikelatent.errors import SpikelatentError
+
+    config = FitConfig(model="negbio-hierarchical").resolved()
+    assert (config.kl, config.scales, config.groups) == ("series", 2, [2])
+    paper = FitConfig(preset="hnb-paper").resolved()
+    assert (paper.model, paper.kl, paper.mc_samples) == ("negbio-hierarchical", "mc", 5)
+    assert (paper.groups, paper.hierarchy_channels, paper.latent_channels) == ([4, 4], [64, 32], [16, 16])
+    assert (paper.batch_size, paper.epochs, paper.lr) == (64, 300, 1e-3)
+    model = HierarchicalNB.from_config(paper, (1, 28, 28))
+    assert model.group_sizes == [16 * 7 * 7] * 4 + [16 * 14 * 14] * 4
+    for bad, message in ((dict(objective="published"), "--objective published"),
+                         (dict(groups=[1, 2, 3]), "--groups"),
+                         (dict(latent_dim=64), "--latent-dim"),
+                         (dict(free_bits=-1.0), "--free-bits")):
+        with pytest.raises(SpikelatentError, match=message):
+            FitConfig(model="negbio-hierarchical", **bad).resolved()
+    with pytest.raises(SpikelatentError, match="--scales 3 does not apply to --model negbio"):
+        FitConfig(model="negbio", scales=3).resolved()
+    with pytest.raises(SpikelatentError, match="halve"):
+        HierarchicalNB((1, 8, 8), scales=4)
+    assert main(["fit", "--model", "negbio-hierarchical", "--groups", "1,2,3", "--epochs", "1"]) == 2
