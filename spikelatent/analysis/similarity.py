@@ -19,6 +19,7 @@ stable stimulus id) and refuses when fewer than three are shared.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -354,10 +355,16 @@ def _bootstrap(
     Pairs of a stimulus with its own copy (distance 0 by construction) are left out, as rsatoolbox's
     pattern bootstrap does.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
-    out = np.empty(n_boot)
+    # All resamples drawn first, in order: the result does not depend on the threads below.
+    multiplicities = [
+        np.bincount(rng.integers(0, n_stimuli, n_stimuli), minlength=n_stimuli).astype(np.int32)
+        for _ in range(n_boot)
+    ]
     rows, cols = rows.astype(np.int32), cols.astype(np.int32)
     if compare == "spearman":
         sorted_x, sorted_y = _SortedPairs(x, rows, cols), _SortedPairs(y, rows, cols)
@@ -365,26 +372,30 @@ def _bootstrap(
         inverse_y = np.empty_like(sorted_y.order)
         inverse_y[sorted_y.order] = np.arange(len(y))
         y_in_x_order = inverse_y[sorted_x.order]
-    for b in tqdm(
-        range(n_boot),
-        desc="bootstrap",
-        leave=False,
-        disable=None if progress is None else not progress,
-    ):
-        draws = rng.integers(0, n_stimuli, n_stimuli)
-        multiplicity = np.bincount(draws, minlength=n_stimuli).astype(np.int32)
+
+    def one(multiplicity: np.ndarray) -> float:
         if compare == "pearson":
-            out[b] = _weighted_pearson(
-                x, y, (multiplicity[rows] * multiplicity[cols]).astype(float)
-            )
-        elif compare == "spearman":
+            weights = (np.take(multiplicity, rows) * np.take(multiplicity, cols)).astype(float)
+            return _weighted_pearson(x, y, weights)
+        if compare == "spearman":
             weights_x, rank_x = sorted_x.weights_and_ranks(multiplicity)
             weights_y, rank_y = sorted_y.weights_and_ranks(multiplicity)
-            out[b] = _weighted_rank_correlation(weights_x, rank_x, weights_y, rank_y, y_in_x_order)
-        else:  # Kendall's tau-a has no cheap weighted form: expand the resampled pairs
-            counts = (multiplicity[rows] * multiplicity[cols]).astype(np.int64)
-            out[b] = _compare_vectors(np.repeat(x, counts), np.repeat(y, counts), compare)
-    return out
+            return _weighted_rank_correlation(weights_x, rank_x, weights_y, rank_y, y_in_x_order)
+        # Kendall's tau-a has no cheap weighted form: expand the resampled pairs.
+        counts = (multiplicity[rows] * multiplicity[cols]).astype(np.int64)
+        return _compare_vectors(np.repeat(x, counts), np.repeat(y, counts), compare)
+
+    # numpy releases the GIL in these loops: two threads use two cores.
+    workers = min(2, os.cpu_count() or 1) if compare != "kendall_tau_a" else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        values = tqdm(
+            pool.map(one, multiplicities),
+            total=n_boot,
+            desc="bootstrap",
+            leave=False,
+            disable=None if progress is None else not progress,
+        )
+        return np.fromiter(values, dtype=np.float64, count=n_boot)
 
 
 def _trial_groups(
@@ -416,9 +427,16 @@ def _group_means(values: np.ndarray, group: np.ndarray, n_groups: int) -> list[n
 
 
 def _ranks(vector: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
+    """Mid-ranks (1-based) as scipy.stats.rankdata, by one quicksort when there are no ties."""
+    order = np.argsort(vector)
+    ordered = vector[order]
+    if not (ordered[1:] != ordered[:-1]).all():
+        from scipy.stats import rankdata
 
-    return rankdata(vector)
+        return rankdata(vector)
+    ranks = np.empty(len(vector))
+    ranks[order] = np.arange(1, len(vector) + 1)
+    return ranks
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
