@@ -241,6 +241,9 @@ class VAE(pl.LightningModule):
         }
         if labels is not None:
             coords["label"] = ("stimulus", np.asarray(torch.as_tensor(labels).cpu()))
+        if self.hierarchical:  # level, scale, group, channel, y, x per unit
+            coords.update({name: ("unit", values)
+                           for name, values in self.latent.unit_coordinates().items()})
         return xr.DataArray(
             values.numpy(), dims=("stimulus", "unit"), coords=coords,
             name="rate" if kind == "rate" else "features",
