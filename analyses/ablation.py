@@ -33,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from run_summary import trained_model_summary  # noqa: E402
 
-from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as spikelatent_cli
+from spikelatent.io import write_text_atomic
 
 #: The published code's conventions, one flag set each, on top of --preset poisson-vae.
 CONVENTIONS = {

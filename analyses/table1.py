@@ -28,8 +28,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as spikelatent
+from spikelatent.io import write_text_atomic
 from spikelatent.latents import PAPER_MODELS
 
 

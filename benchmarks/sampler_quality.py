@@ -29,8 +29,8 @@ import torch
 from fit_fmnist import budgeted_fit
 from run_summary import trained_model_summary
 
-from spikelatent._io import write_text_atomic
 from spikelatent.cli import main as cli_main
+from spikelatent.io import write_text_atomic
 from spikelatent.workflows.evaluate import read_metrics
 
 #: Row name -> spikelatent fit flags.

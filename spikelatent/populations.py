@@ -15,6 +15,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from spikelatent import __version__
+from spikelatent._checks import check_int
 from spikelatent.distributions import NegativeBinomial
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import check_bin_size, count_spikes, spike_times
@@ -91,11 +92,8 @@ def population(
         raise SpikelatentError(
             f"populations exist for poisson and negbio models; this model's latents are {family}"
         )
-    if int(n_trials) != n_trials or n_trials < 0:
-        raise SpikelatentError(f"n_trials must be an integer >= 0; got {n_trials}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise SpikelatentError(f"batch_size must be a positive integer; got {batch_size}")
-    n_trials = int(n_trials)
+    n_trials = check_int(n_trials, "n_trials", minimum=0)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     images = _as_images(images, tuple(model.image_shape))
     n_stimuli, n_units = images.shape[0], latent.latent_dim
     if labels is not None:

@@ -46,12 +46,20 @@ def _fit_accuracy(classifier, train_x, train_y, test_x, test_y) -> float:
     return float(np.mean(classifier.predict(test_x) == test_y))
 
 
-def _summary(accuracy: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
+def _accuracies(jobs: list[tuple], n_jobs: int | None) -> list[float]:
+    """Test accuracy of each ``(classifier, train_x, train_y, test_x, test_y)`` job, in job order."""
+    # threads share the data; one BLAS thread each so n_jobs workers do not oversubscribe the cores
+    with threadpool_limits(limits=1, user_api="blas"), parallel_config(prefer="threads"):
+        return Parallel(n_jobs=n_jobs)(delayed(_fit_accuracy)(*job) for job in jobs)
+
+
+def _with_summary(accuracy: xr.DataArray, attrs: dict) -> xr.Dataset:
+    """``accuracy`` with its ``mean`` and sample ``std`` over ``repeat`` (NaN for a single repeat)."""
     ddof = 1 if accuracy.sizes["repeat"] > 1 else 0
     std = accuracy.std("repeat", ddof=ddof)
     if ddof == 0:
         std = std * np.nan  # one repeat: no spread to report
-    return accuracy.mean("repeat"), std
+    return xr.Dataset({"accuracy": accuracy, "mean": accuracy.mean("repeat"), "std": std}, attrs=attrs)
 
 
 def fragmentation_prediction(
@@ -104,22 +112,17 @@ def fragmentation_prediction(
                 raise SpikelatentError(
                     f"a training set of {n} samples holds a single class; use a larger n_train"
                 )
-            jobs.append((x[train], y[train], x[test_half], y[test_half]))
-    with threadpool_limits(limits=1, user_api="blas"), parallel_config(prefer="threads"):
-        results = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_accuracy)(_logistic(standardize, max_iter, regularization), *job)
-            for job in jobs
-        )
+            classifier = _logistic(standardize, max_iter, regularization)
+            jobs.append((classifier, x[train], y[train], x[test_half], y[test_half]))
     accuracy = xr.DataArray(
-        np.array(results).reshape(n_repeats, len(sizes)).T,
+        np.array(_accuracies(jobs, n_jobs)).reshape(n_repeats, len(sizes)).T,
         dims=("n_train", "repeat"),
         coords={"n_train": sizes, "repeat": np.arange(n_repeats)},
         name="accuracy",
     )
-    mean, std = _summary(accuracy)
-    return xr.Dataset(
-        {"accuracy": accuracy, "mean": mean, "std": std},
-        attrs={
+    return _with_summary(
+        accuracy,
+        {
             "task": "fragmentation prediction (random half split)",
             "n_samples": x.shape[0],
             "classifier": f"LogisticRegression(lbfgs, C={regularization}, max_iter={max_iter})",
@@ -206,18 +209,17 @@ def few_shot(
                 else:
                     classifier = KNeighborsClassifier(n_neighbors=min(knn_neighbors, shot))
                 jobs.append((classifier, train_x[chosen], train_y[chosen], test_x, test_y))
-    with threadpool_limits(limits=1, user_api="blas"), parallel_config(prefer="threads"):
-        results = Parallel(n_jobs=n_jobs)(delayed(_fit_accuracy)(*job) for job in jobs)
     accuracy = xr.DataArray(
-        np.array(results).reshape(n_repeats, len(shot_list), len(names)).transpose(2, 1, 0),
+        np.array(_accuracies(jobs, n_jobs))
+        .reshape(n_repeats, len(shot_list), len(names))
+        .transpose(2, 1, 0),
         dims=("classifier", "shot", "repeat"),
         coords={"classifier": names, "shot": shot_list, "repeat": np.arange(n_repeats)},
         name="accuracy",
     )
-    mean, std = _summary(accuracy)
-    return xr.Dataset(
-        {"accuracy": accuracy, "mean": mean, "std": std},
-        attrs={
+    return _with_summary(
+        accuracy,
+        {
             "task": "few-shot classification",
             "n_train_pool": train_x.shape[0],
             "n_test": test_x.shape[0],

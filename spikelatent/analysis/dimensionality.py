@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from spikelatent._checks import check_int
 from spikelatent.analysis.correlations import _residuals, trial_condition_unit
 from spikelatent.analysis.overdispersion import _check_probability
 from spikelatent.errors import SpikelatentError
@@ -59,8 +60,7 @@ def participation_ratio(
     _check_probability(confidence, "confidence")
     if kind not in _KINDS:
         raise SpikelatentError(f"unknown kind {kind!r}; use one of {', '.join(_KINDS)}")
-    if int(n_boot) != n_boot or n_boot < 0:
-        raise SpikelatentError(f"n_boot must be an integer >= 0; got {n_boot}")
+    n_boot = check_int(n_boot, "n_boot", minimum=0)
     values, _ = trial_condition_unit(counts, over, group_by)
     if kind == "signal":
         with np.errstate(invalid="ignore"):

@@ -53,25 +53,25 @@ class FileLayout:
     placement: str
 
 
+def _idx_layout(dataset: str, subfolders: tuple[str, ...], hint: str = "") -> FileLayout:
+    """The layout of an MNIST-format dataset: the four IDX files, gzipped or not."""
+    placement = f"put the four IDX files ({_IDX_FILE_LIST}; gzipped or not) in one of them"
+    return FileLayout(
+        dataset=dataset,
+        required=_IDX_FILES,
+        subfolders=subfolders,
+        direct_in_data_dir=True,
+        gzip_allowed=True,
+        placement=f"{placement} ({hint})" if hint else placement,
+    )
+
+
 FILE_LAYOUTS: dict[str, FileLayout] = {
-    "mnist": FileLayout(
-        dataset="mnist",
-        required=_IDX_FILES,
-        subfolders=("mnist", "MNIST/raw"),
-        direct_in_data_dir=True,
-        gzip_allowed=True,
-        placement=f"put the four IDX files ({_IDX_FILE_LIST}; gzipped or not) in one of them",
-    ),
-    "fashion-mnist": FileLayout(
-        dataset="fashion-mnist",
-        required=_IDX_FILES,
-        subfolders=("fashion-mnist", "FashionMNIST/raw"),
-        direct_in_data_dir=True,
-        gzip_allowed=True,
-        placement=(
-            f"put the four IDX files ({_IDX_FILE_LIST}; gzipped or not) in one of them "
-            "(Debian: apt-get install dataset-fashion-mnist)"
-        ),
+    "mnist": _idx_layout("mnist", ("mnist", "MNIST/raw")),
+    "fashion-mnist": _idx_layout(
+        "fashion-mnist",
+        ("fashion-mnist", "FashionMNIST/raw"),
+        hint="Debian: apt-get install dataset-fashion-mnist",
     ),
     "cifar16": FileLayout(
         dataset="cifar16",

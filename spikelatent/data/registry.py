@@ -71,15 +71,14 @@ def find_dataset_root(
     return search_dataset_folder(name, data_dir, note=note, download_failed=download_failed)
 
 
+#: Settings every data module takes (:class:`~spikelatent.data.base.ImageDataModule`'s arguments;
+#: their defaults live there only).
+COMMON_SETTINGS = ("batch_size", "seed", "val_fraction", "num_workers", "download", "limit")
+
+
 def make_datamodule(
-    name: str,
+    name: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    val_fraction: float = 0.1,
-    num_workers: int = 0,
-    download: bool = False,
-    limit: int | None = None,
     **options: Any,
 ) -> ImageDataModule:
     """Build the data module for dataset ``name`` (see :data:`DATASETS`).
@@ -90,15 +89,15 @@ def make_datamodule(
             (``.npy``, ``.npz``, ``.h5:DATASET``; see docs/data.md "Your own images").
         data_dir: folder holding the files (or a data root); searched before ``$SPIKELATENT_DATA``
             and the platform cache.
-        batch_size: images per batch.
-        seed: seeds the validation split and the training shuffle.
-        val_fraction: fraction of the training set held out for validation, in [0, 1).
-        num_workers: DataLoader worker processes (0 = load in the main process).
-        download: try torchvision's download when the files are not found.
-        limit: keep at most this many training examples (quick runs).
-        **options: dataset-specific options (``hflip`` for cifar16; ``image_size``,
-            ``test_fraction`` for digits; ``n``, ``image_shape``, ``num_classes``, ``data_seed``,
-            ``noise``, ``test_fraction`` for synthetic; ``label_attribute`` for celeba64).
+        **options: the settings every data module takes, with their defaults —
+            ``batch_size`` (images per batch, 128), ``seed`` (seeds the validation split and the
+            training shuffle, 0), ``val_fraction`` (fraction of the training set held out for
+            validation, in [0, 1), 0.1), ``num_workers`` (DataLoader worker processes, 0 = load in
+            the main process), ``download`` (try torchvision's download when the files are not
+            found, False), ``limit`` (keep at most this many training examples, None = all) — and
+            dataset-specific options (``hflip`` for cifar16; ``image_size``, ``test_fraction`` for
+            digits; ``n``, ``image_shape``, ``num_classes``, ``data_seed``, ``noise``,
+            ``test_fraction`` for synthetic; ``label_attribute`` for celeba64).
 
     Nothing is read until ``setup()`` (or ``split_tensors``); missing files then raise
     :class:`~spikelatent.errors.DatasetNotFoundError`.
@@ -109,22 +108,13 @@ def make_datamodule(
         options = {"path": name, **options}
     else:
         module_class = DATASETS[resolve_name(name)]
-    unknown = sorted(set(options) - set(module_class.OPTIONS) - {"path"})
+    unknown = sorted(set(options) - set(module_class.OPTIONS) - set(COMMON_SETTINGS) - {"path"})
     if unknown:
         accepted = ", ".join(module_class.OPTIONS) or "none"
         raise SpikelatentError(
             f"{module_class.name}: unknown option(s) {', '.join(unknown)}; accepted: {accepted}"
         )
-    return module_class(
-        data_dir=data_dir,
-        batch_size=batch_size,
-        seed=seed,
-        val_fraction=val_fraction,
-        num_workers=num_workers,
-        download=download,
-        limit=limit,
-        **options,
-    )
+    return module_class(data_dir=data_dir, **options)
 
 
 def datamodule_from_config(

@@ -5,6 +5,7 @@ Paper convention: ``NegativeBinomial(total_count=r, probs=p)`` with p the *succe
 Importing this package registers the closed-form KLs with ``torch.distributions.kl_divergence``.
 """
 
+from spikelatent.distributions import kl
 from spikelatent.distributions.counting import (
     NB_SAMPLERS,
     nb_support_size,
@@ -12,14 +13,7 @@ from spikelatent.distributions.counting import (
     relaxed_negative_binomial_gumbel,
 )
 from spikelatent.distributions.gamma import standard_gamma
-from spikelatent.distributions.kl import (
-    kl_from_samples,
-    kl_monte_carlo,
-    kl_negative_binomial_shared_dispersion,
-    kl_poisson,
-    kl_series,
-    log_density_ratio,
-)
+from spikelatent.distributions.kl import *  # noqa: F403  (its __all__: the KL functions)
 from spikelatent.distributions.negative_binomial import NegativeBinomial
 from spikelatent.distributions.poisson import Poisson
 from spikelatent.distributions.relaxed import (
@@ -37,12 +31,7 @@ __all__ = [
     "RELAXATIONS",
     "NegativeBinomial",
     "Poisson",
-    "kl_from_samples",
-    "kl_monte_carlo",
-    "kl_negative_binomial_shared_dispersion",
-    "kl_poisson",
-    "kl_series",
-    "log_density_ratio",
+    *kl.__all__,
     "NB_SAMPLERS",
     "nb_support_size",
     "relaxed_negative_binomial_continuous_time",

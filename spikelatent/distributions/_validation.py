@@ -65,26 +65,33 @@ def check_finite(owner: str, name: str, values: torch.Tensor) -> None:
         raise SpikelatentError(f"{owner}: {name} must be finite; {_summary(values, bad)}")
 
 
+def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise a one-line error listing them."""
+    if value not in choices:
+        raise SpikelatentError(
+            f"{owner}: {name} must be one of {', '.join(map(repr, choices))}; got {value!r}"
+        )
+    return value
+
+
+def _as_float(owner: str, name: str, value: object, expected: str) -> float:
+    """``float(value)``, or a one-line error saying a number ``expected`` is needed."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SpikelatentError(f"{owner}: {name} must be a number {expected}; got {value!r}") from None
+
+
 def check_temperature(owner: str, temperature: float) -> float:
     """Temperature is a Python number, so this check costs nothing and is always on."""
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise SpikelatentError(
-            f"{owner}: temperature must be a number > 0; got {temperature!r}"
-        ) from None
+    value = _as_float(owner, "temperature", temperature, "> 0")
     if not (math.isfinite(value) and value > 0):
         raise SpikelatentError(f"{owner}: temperature must be > 0 and finite; got {value}")
     return value
 
 
 def check_tolerance(owner: str, tolerance: float) -> float:
-    try:
-        value = float(tolerance)
-    except (TypeError, ValueError):
-        raise SpikelatentError(
-            f"{owner}: tolerance must be a number in (0, 1); got {tolerance!r}"
-        ) from None
+    value = _as_float(owner, "tolerance", tolerance, "in (0, 1)")
     if not (0.0 < value < 1.0):
         raise SpikelatentError(f"{owner}: tolerance must lie in (0, 1), e.g. 1e-4; got {value}")
     return value

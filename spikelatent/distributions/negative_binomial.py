@@ -17,6 +17,7 @@ from torch.distributions.distribution import Distribution
 from torch.distributions.utils import broadcast_all, lazy_property
 
 from spikelatent.distributions._validation import (
+    check_choice,
     check_finite,
     check_nonnegative,
     check_open_unit,
@@ -251,16 +252,8 @@ class NegativeBinomial(Distribution):
         (relaxation "ct" only) also returns the arrival times, shape ``(M, *sample_shape, *batch_shape)``,
         sorted along dim 0; those below 1 are the spike times in the unit window.
         """
-        if relaxation not in RELAXATIONS:
-            raise SpikelatentError(
-                f"{_OWNER}.rsample: relaxation must be one of {', '.join(map(repr, RELAXATIONS))}; "
-                f"got {relaxation!r}"
-            )
-        if sampler not in NB_SAMPLERS:
-            raise SpikelatentError(
-                f"{_OWNER}.rsample: sampler must be one of {', '.join(map(repr, NB_SAMPLERS))}; "
-                f"got {sampler!r}"
-            )
+        check_choice(f"{_OWNER}.rsample", "relaxation", relaxation, RELAXATIONS)
+        check_choice(f"{_OWNER}.rsample", "sampler", sampler, NB_SAMPLERS)
         if return_times and relaxation != "ct":
             raise SpikelatentError(
                 f"{_OWNER}.rsample: return_times=True needs relaxation='ct' (Gumbel has no arrival times)"

@@ -7,14 +7,13 @@ from numbers import Number
 import torch
 from torch.distributions import Poisson as TorchPoisson
 
-from spikelatent.distributions._validation import check_nonnegative
+from spikelatent.distributions._validation import check_choice, check_nonnegative
 from spikelatent.distributions.negative_binomial import (
     _resolve_validate_args,
     accurate_dtype,
     validate_count_value,
 )
 from spikelatent.distributions.relaxed import RELAXATIONS, relaxed_poisson
-from spikelatent.errors import SpikelatentError
 
 __all__ = ["Poisson"]
 
@@ -76,11 +75,7 @@ class Poisson(TorchPoisson):
         max_support: int | None = None,
     ) -> torch.Tensor:
         """Relaxed counts of shape ``sample_shape + batch_shape`` with gradients to ``rate``."""
-        if relaxation not in RELAXATIONS:
-            raise SpikelatentError(
-                f"{_OWNER}.rsample: relaxation must be one of {', '.join(map(repr, RELAXATIONS))}; "
-                f"got {relaxation!r}"
-            )
+        check_choice(f"{_OWNER}.rsample", "relaxation", relaxation, RELAXATIONS)
         shape = self._extended_shape(torch.Size(sample_shape))
         return relaxed_poisson(
             self.rate.expand(shape), relaxation, temperature, tolerance, max_support
