@@ -461,7 +461,14 @@ class FitConfig:
         self.check_options_apply()
 
     def _validate_hierarchical(self) -> None:
-        """The hierarchical model's own options (one-line errors)."""
+        """The hierarchical model's own options (one-line errors); on another model they are
+        refused by :meth:`check_options_apply` when set."""
+        if self.model != opt.HIERARCHICAL_MODEL:
+            return
+        if self.latent_dim != self._default_value("latent_dim"):
+            raise SpikelatentError(
+                f"--latent-dim does not apply to --model {self.model} (its units follow from "
+                f"--scales, --groups and --latent-channels); drop it")
         if not isinstance(self.scales, int) or isinstance(self.scales, bool) or self.scales < 1:
             raise SpikelatentError(f"--scales must be a positive integer; got {self.scales!r}")
         for name in ("groups", "hierarchy_channels", "latent_channels"):
@@ -474,8 +481,6 @@ class FitConfig:
                     f"(--scales {self.scales}), e.g. 4,4; got {values!r}")
         if not _finite_number(self.free_bits) or self.free_bits < 0:
             raise SpikelatentError(f"--free-bits must be a finite number >= 0; got {self.free_bits!r}")
-        if self.model != opt.HIERARCHICAL_MODEL:
-            return
         if self.kl not in opt.HIERARCHICAL_KL_ESTIMATORS:
             raise SpikelatentError(
                 f"--kl {self.kl} does not apply to --model {self.model} (both NB parameters change "

@@ -259,8 +259,7 @@ LOGGER = Choice(
 )
 
 # ----------------------------------------------------------------------------- model sizes
-LATENT_DIM = Option(name="latent_dim", default=256, help="number of latent units K",
-                    applies_to=tuple(m for m in get_args(ModelName) if m != HIERARCHICAL_MODEL))
+LATENT_DIM = Option(name="latent_dim", default=256, help="number of latent units K")
 MC_SAMPLES = Option(name="mc_samples", default=5, applies_to=NB_MODELS, needs={"kl": "mc"},
                     help="Monte Carlo samples S for --kl mc")
 CATEGORIES = Option(name="categories", default=8, applies_to=("categorical",),

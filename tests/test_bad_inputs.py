@@ -67,7 +67,7 @@ def _other_value(name: str, default):
     if isinstance(default, int):
         return default + 1
     if isinstance(default, float):
-        return default / 2
+        return default / 2 if default else 0.5  # a zero default (e.g. --free-bits 0) needs another value
     return [8] if name.endswith("_channels") else 0.2 if name.startswith("temperature") else 3
 
 
