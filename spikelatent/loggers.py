@@ -75,8 +75,14 @@ def make_loggers(names: Sequence[str], run_dir: Path, experiment: str = "spikela
             folder.mkdir(parents=True, exist_ok=True)
             run_id = _kept_run_id(folder) or uuid.uuid4().hex[:16]
             write_text_atomic(folder / RUN_ID_FILE, run_id)
-            loggers.append(WandbLogger(name=run_dir.name, save_dir=str(run_dir), id=run_id,
-                                       project=experiment, resume="allow"))
+            logger = WandbLogger(name=run_dir.name, save_dir=str(run_dir), id=run_id,
+                                 project=experiment, resume="allow")
+            # Lightning always passes anonymous=None, which wandb >= 0.2x answers with "WARNING
+            # The anonymous setting has no effect" on every run; leave the setting out.
+            init_arguments = getattr(logger, "_wandb_init", None)
+            if isinstance(init_arguments, dict) and init_arguments.get("anonymous") is None:
+                init_arguments.pop("anonymous", None)
+            loggers.append(logger)
         elif name == "mlflow":
             from lightning.pytorch.loggers import MLFlowLogger
 

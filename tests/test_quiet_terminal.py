@@ -5,6 +5,7 @@ fires) are NaN and say so, without a numpy warning."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -33,8 +34,11 @@ def _warning_lines(output: str) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quiet")
+    # with TensorBoard logging when it is installed (the dev extra), so the logger stays quiet too
+    logger = ["--logger", "tensorboard"] if importlib.util.find_spec("tensorboard") else []
     output = _run("fit", "--data", "digits", "--limit", "200", "--latent-dim", "8", "--arch",
-                  "mlp", "--epochs", "1", "--out", str(folder / "run"), "--no-progress", cwd=folder)
+                  "mlp", "--epochs", "1", *logger, "--out", str(folder / "run"), "--no-progress",
+                  cwd=folder)
     return folder, output
 
 
