@@ -227,3 +227,43 @@ def test_options_presets_and_bad_input():
     with pytest.raises(SpikelatentError, match="halve"):
         HierarchicalNB((1, 8, 8), scales=4)
     assert main(["fit", "--model", "negbio-hierarchical", "--groups", "1,2,3", "--epochs", "1"]) == 2
+
+
+def _synthetic_level_population(seed: int = 0):
+    """Two levels with known laws: level 0 NB(r = 1, p = 0.25) (Fano 4), level 1 Poisson-like
+    NB(r = 200, p = 0.98) (Fano ~1.02), 40 trials x 30 stimuli, 6 + 9 units."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    level = np.array([0] * 6 + [1] * 9)
+    r = np.where(level == 0, 1.0, 200.0)
+    p = np.where(level == 0, 0.25, 0.98)
+    counts = rng.negative_binomial(r, p, size=(40, 30, 15))
+    fano = np.broadcast_to(1 / p, (30, 15)).astype(np.float32)
+    return xr.Dataset({"counts": (("trial", "stimulus", "unit"), counts),
+                       "fano_factor": (("stimulus", "unit"), fano)},
+                      coords={"unit": np.arange(15), "level": ("unit", level)}), counts, level
+
+
+def test_level_summary_against_numpy():
+    from spikelatent.analysis.levels import level_summary
+
+    pop, counts, level = _synthetic_level_population()
+    kl = np.random.default_rng(1).random((30, 15))
+    summary = level_summary(pop, kl=kl)
+    assert list(summary["level"].values) == [0, 1]
+    for g in (0, 1):
+        c = counts[:, :, level == g].astype(float)
+        assert summary["n_units"].sel(level=g) == (level == g).sum()
+        assert summary["zero_fraction"].sel(level=g) == pytest.approx((c == 0).mean())
+        fano = c.var(0, ddof=1) / c.mean(0)
+        assert summary["fano_empirical_median"].sel(level=g) == pytest.approx(np.nanmedian(fano))
+        mean = c.mean(0)  # (stimulus, unit), trial-averaged
+        m = mean.shape[0]
+        treves_rolls = (1 - mean.sum(0) ** 2 / (m * (mean**2).sum(0))) / (1 - 1 / m)
+        assert summary["lifetime_sparsity"].sel(level=g) == pytest.approx(treves_rolls.mean())
+        assert summary["kl_per_image"].sel(level=g) == pytest.approx(kl[:, level == g].sum(1).mean())
+    assert summary["fano_model_median"].sel(level=0) == pytest.approx(4.0)
+    # the overdispersed level is measured as such, the near-Poisson one near 1
+    assert summary["fano_empirical_median"].sel(level=0) > 2.5
+    assert summary["fano_empirical_median"].sel(level=1) < 1.5
