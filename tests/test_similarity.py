@@ -519,3 +519,34 @@ def test_similarity_cli_refuses_no_shared_stimulus(digits_run, capsys, tmp_path)
     np.savez(images, images=digits_run["images"], stimulus=np.arange(1000, 1024))
     error = _bad(digits_run, capsys, tmp_path, digits_run["root"] / "rec.nwb", images)
     assert "share no stimulus" in error
+
+
+def test_stimulus_images_from_a_folder_match_by_name_or_position(tmp_path):
+    from PIL import Image
+
+    from spikelatent.workflows.similarity import match_stimuli, read_stimulus_images
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(3, 6, 6), dtype=np.uint8)
+    for name, image in zip(("cat", "apple", "bird"), pixels, strict=True):
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+    images, ids, note = read_stimulus_images(tmp_path)
+    assert list(ids) == ["apple", "bird", "cat"] and note.endswith("/ 255")
+    np.testing.assert_allclose(images[0].numpy()[0], pixels[1] / 255.0)  # apple
+    positions, how = match_stimuli(np.array(["cat", "apple"]), ids, tmp_path)
+    assert list(positions) == [2, 0] and how == "stimulus ids = image ids"
+    positions, how = match_stimuli(np.array([2, 1]), ids, tmp_path)
+    assert list(positions) == [2, 1] and "positions" in how
+
+
+def test_images_are_fitted_to_the_model_input_and_the_transform_is_named():
+    import torch
+
+    from spikelatent.workflows.similarity import prepare_images
+
+    rgb = [torch.rand(3, 16, 32), torch.rand(3, 16, 32)]
+    stacked, transform = prepare_images(rgb, (1, 8, 8))
+    assert stacked.shape == (2, 1, 8, 8)
+    assert "grayscale" in transform and "centre-cropped to 8x8" in transform
+    same, transform = prepare_images([torch.rand(1, 8, 8)], (1, 8, 8))
+    assert same.shape == (1, 1, 8, 8) and transform.startswith("none")
