@@ -32,6 +32,7 @@ import spikelatent
 from spikelatent.analysis import active_units, lifetime_sparsity
 from spikelatent.analysis.receptive_fields import receptive_fields, save_receptive_field_grid
 from spikelatent.cli import main as cli_main
+from spikelatent.data import datamodule_from_config
 
 MODELS = {"negbio": ["--model", "negbio"], "poisson": ["--model", "poisson"]}
 DATA = ["--data", "natural-patches", "--arch", "linear"]
@@ -50,9 +51,8 @@ def train(model: str, minutes: float, out: Path, extra: list[str]) -> float:
 
 def measure(run_dir: Path, n_stimuli: int, n_trials: int) -> dict[str, object]:
     model = spikelatent.load(run_dir)
-    data = spikelatent.make_datamodule("natural-patches", **model.config.get("data_options", {}))
-    images, labels = data.split_tensors("test")
-    images = images[:n_stimuli]
+    data = datamodule_from_config(model.config)  # the run's own patches and split
+    images, _ = data.split_tensors("test", n_stimuli)
     pop = spikelatent.population(model, images, n_trials=n_trials, seed=0)
     active = active_units(pop["counts"])
     fields = receptive_fields(model, images)
