@@ -28,21 +28,26 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
+import json
+import shutil
 import sys
-import tempfile
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from tqdm.auto import tqdm
 
 import spikelatent
 from spikelatent import analysis
+from spikelatent.checkpoints import read_checkpoint
 from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import write_text_atomic
 from spikelatent.latents import PAPER_MODEL_ORDER
 
 #: Row order of the paper's tables (unknown variants go last, in the order given).
@@ -71,50 +76,46 @@ def run_datamodule(config: dict[str, Any], data_dir: str | None) -> Any:
 # --------------------------------------------------------------------------- one run
 
 
-def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """All table entries of one run: ``{"info": ..., "fragmentation": {N: (mean, std)}, ...}``.
+def _accuracy_lists(result: Any, keys: Sequence[Any], select: Any) -> dict:
+    """``{key: [accuracy per repeat]}`` from an analysis result, ``select(key)`` its coordinates."""
+    return {key: [float(v) for v in result["accuracy"].sel(select(key)).values] for key in keys}
 
-    Sizes the data cannot support (N above half the test split, more shots than the smallest
-    class has training samples, an odd number of classes for shattering) are left out with a note.
+
+def table_entry(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """All table entries of one feature set (``(sample, feature)`` arrays and their labels).
+
+    Returns ``{"fragmentation": {N: [accuracy per repeat]}, "shattering": [mean] or [],
+    "shattering_ci": (low, high) or None, "few_shot": {(classifier, k): [accuracy per repeat]},
+    "notes": [...]}``. Sizes the data cannot support (N above half the test split, more shots
+    than the smallest class has training samples, an odd number of classes for shattering) are
+    left out with a note. ``args`` carries ``n_train``, ``repeats``, ``shots``,
+    ``shattering_images``, ``seed`` and ``n_jobs``.
     """
-    model = spikelatent.load(run_dir)
-    config = dict(model.config)
-    data = run_datamodule(config, args.data_dir)
-    train_images, train_labels = data.split_tensors("train")
-    test_images, test_labels = data.split_tensors("test")
-    train_x, train_y = features_of(model, train_images), train_labels.numpy()
-    test_x, test_y = features_of(model, test_images), test_labels.numpy()
     notes: list[str] = []
-    entry: dict[str, Any] = {
-        "run_dir": str(run_dir),
-        "model": model.variant,
-        "dataset": str(config["data"]),
-        "latent_dim": int(config["latent_dim"]),
-        "notes": notes,
-    }
+    entry: dict[str, Any] = {"notes": notes, "fragmentation": {}, "shattering": [],
+                             "shattering_ci": None, "few_shot": {}}
 
     half = test_x.shape[0] // 2
     sizes = [n for n in args.n_train if n <= half]
     if len(sizes) < len(args.n_train):
         notes.append(f"N > {half} (half the test split) left out")
-    entry["fragmentation"] = {}
     if sizes:
         result = analysis.fragmentation_prediction(
-            test_x,
-            test_y,
-            n_train=sizes,
-            n_repeats=args.repeats,
-            seed=args.seed,
+            test_x, test_y, n_train=sizes, n_repeats=args.repeats, seed=args.seed,
             n_jobs=args.n_jobs,
         )
-        entry["fragmentation"] = {
-            int(n): (float(result["mean"].sel(n_train=n)), float(result["std"].sel(n_train=n)))
-            for n in sizes
-        }
+        entry["fragmentation"] = _accuracy_lists(
+            result, [int(n) for n in sizes], lambda n: {"n_train": n}
+        )
 
     fit = slice(0, args.shattering_images)
     classes = np.unique(train_y[fit])
-    entry["shattering"] = None
     if classes.size < 2 or classes.size % 2:
         notes.append(f"shattering needs an even number of classes; {classes.size} found")
     elif np.setdiff1d(test_y, classes).size:
@@ -123,36 +124,39 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         result = analysis.shattering_dimensionality(
             train_x[fit], train_y[fit], test_x, test_y, n_jobs=args.n_jobs, seed=args.seed
         )
-        entry["shattering"] = (
-            float(result["mean"]),
-            float(result["ci_low"]),
-            float(result["ci_high"]),
-        )
+        entry["shattering"] = [float(result["mean"])]
+        entry["shattering_ci"] = (float(result["ci_low"]), float(result["ci_high"]))
 
     smallest_class = int(np.unique(train_y, return_counts=True)[1].min())
     shots = [k for k in args.shots if k <= smallest_class]
     if len(shots) < len(args.shots):
         notes.append(f"shots > {smallest_class} (smallest class) left out")
-    entry["few_shot"] = {}
     if shots:
         result = analysis.few_shot(
-            train_x,
-            train_y,
-            test_x,
-            test_y,
-            shots=shots,
-            n_repeats=args.repeats,
-            seed=args.seed,
-            n_jobs=args.n_jobs,
+            train_x, train_y, test_x, test_y, shots=shots, n_repeats=args.repeats,
+            seed=args.seed, n_jobs=args.n_jobs,
         )
-        entry["few_shot"] = {
-            (str(c), int(k)): (
-                float(result["mean"].sel(classifier=c, shot=k)),
-                float(result["std"].sel(classifier=c, shot=k)),
-            )
-            for c in result["classifier"].values
-            for k in shots
-        }
+        keys = [(str(c), int(k)) for c in result["classifier"].values for k in shots]
+        entry["few_shot"] = _accuracy_lists(
+            result, keys, lambda key: {"classifier": key[0], "shot": key[1]}
+        )
+    return entry
+
+
+def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`table_entry` of one run's read-out features, with its model, dataset, latent dim
+    and seed."""
+    model = spikelatent.load(run_dir)
+    config = dict(model.config)
+    data = run_datamodule(config, args.data_dir)
+    train_images, train_labels = data.split_tensors("train")
+    test_images, test_labels = data.split_tensors("test")
+    entry = table_entry(
+        features_of(model, train_images), train_labels.numpy(),
+        features_of(model, test_images), test_labels.numpy(), args,
+    )
+    entry.update(run_dir=str(run_dir), model=model.variant, dataset=str(config["data"]),
+                 latent_dim=int(config["latent_dim"]), seed=int(config["seed"]))
     return entry
 
 
@@ -249,6 +253,12 @@ def build_tables(
     return "\n".join(lines) + "\n", csv_rows
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; NaN for a single value)."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else float("nan")
+
+
 def _spread(std: float) -> str:
     return f" ± {std:.3f}" if np.isfinite(std) else ""
 
@@ -260,18 +270,19 @@ def fragmentation_table(
 
     def getter(entry: dict[str, Any], key: Any):
         if key == "shattering":
-            value = entry["shattering"]
-            if value is None:
+            if not entry["shattering"]:
                 return None
-            mean, low, high = value
-            return (
-                mean,
-                "",
-                {"shattering": mean, "shattering_ci_low": low, "shattering_ci_high": high},
-            )
+            mean, std = mean_std(entry["shattering"])
+            fields = {"shattering": mean}
+            if len(entry["shattering"]) > 1:  # several seeds: their spread
+                fields["shattering_std"] = std
+            elif entry.get("shattering_ci"):  # one run: its bootstrap interval (CSV only)
+                low, high = entry["shattering_ci"]
+                fields.update(shattering_ci_low=low, shattering_ci_high=high)
+            return mean, _spread(std), fields
         if key not in entry["fragmentation"]:
             return None
-        mean, std = entry["fragmentation"][key]
+        mean, std = mean_std(entry["fragmentation"][key])
         return mean, _spread(std), {f"acc_n{key}_mean": mean, f"acc_n{key}_std": std}
 
     return build_tables(entries, columns, getter)
@@ -285,23 +296,11 @@ def few_shot_table(entries: list[dict[str, Any]], shots: Sequence[int]) -> tuple
     def getter(entry: dict[str, Any], key: Any):
         if key not in entry["few_shot"]:
             return None
-        mean, std = entry["few_shot"][key]
+        mean, std = mean_std(entry["few_shot"][key])
         name = f"{key[0]}_{key[1]}shot"
         return mean, _spread(std), {f"{name}_mean": mean, f"{name}_std": std}
 
     return build_tables(entries, columns, getter)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -313,6 +312,257 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- training (--train)
+
+#: --models choices: the paper's letters (or the latent family names) → ``spikelatent fit`` options.
+#: NegBio is trained as DS-C (distribution-specific KL, continuous-time relaxation: fit's defaults).
+TRAIN_MODELS: dict[str, dict[str, str]] = {
+    "G": {"model": "gaussian"},
+    "L": {"model": "laplace"},
+    "C": {"model": "categorical"},
+    "P": {"model": "poisson"},
+    "negbio": {"model": "negbio", "kl": "ds", "relax": "ct"},
+}
+_MODEL_ALIASES = {"gaussian": "G", "laplace": "L", "categorical": "C", "poisson": "P", "nb": "negbio"}
+#: Written into a run folder once its training has finished (what makes a run "done").
+DONE_FILE = "latent_tables_done.json"
+#: The run's table entry, cached beside its checkpoints (recomputed when the settings change).
+ENTRY_FILE = "latent_tables_entry.json"
+
+
+def model_key(text: str) -> str:
+    """A ``--models`` value as a key of :data:`TRAIN_MODELS` (letters or family names, any case)."""
+    lowered = text.strip().lower()
+    for key in TRAIN_MODELS:
+        if lowered == key.lower():
+            return key
+    if lowered in _MODEL_ALIASES:
+        return _MODEL_ALIASES[lowered]
+    raise argparse.ArgumentTypeError(
+        f"unknown model {text!r}; choose from {', '.join(TRAIN_MODELS)} (or gaussian, laplace, "
+        "categorical, poisson)"
+    )
+
+
+def planned_runs(args: argparse.Namespace) -> list[tuple[str, int, int, Path]]:
+    """``(model key, latent dim, seed, run folder)`` for every run of the grid, in training order."""
+    return [
+        (key, dim, seed, args.out / "runs" / f"{args.data}-{key}-d{dim}-s{seed}")
+        for dim in args.latent_dims
+        for key in args.models
+        for seed in args.seeds
+    ]
+
+
+def train_run(key: str, latent_dim: int, seed: int, run_dir: Path, args: argparse.Namespace) -> dict:
+    """Train one run with the shared budget, unless it has finished before (its done file).
+
+    A folder without the done file is an interrupted run: it is removed and trained again from
+    the start, so every run in the tables had the same budget. Returns the done file's contents
+    (budget, minutes trained, optimizer steps).
+    """
+    done = run_dir / DONE_FILE
+    if done.is_file():
+        return json.loads(done.read_text())
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    options = {
+        **TRAIN_MODELS[key],
+        "data": args.data,
+        "data_dir": args.data_dir,
+        "latent_dim": latent_dim,
+        "seed": seed,
+        "epochs": args.epochs,
+        "max_minutes": args.budget_minutes,
+        "max_steps": args.budget_steps,
+        "limit": args.limit,
+        "out": str(run_dir),
+    }
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    config = spikelatent.FitConfig.from_sources(preset=args.preset, **options)
+    start = time.perf_counter()
+    model = spikelatent.fit(config, progress=False)
+    record = {
+        "model": model.variant,
+        "budget_minutes": args.budget_minutes,
+        "budget_steps": args.budget_steps,
+        "train_minutes": (time.perf_counter() - start) / 60,
+        "steps": int(read_checkpoint(run_dir / "checkpoints" / "last.ckpt").get("global_step", -1)),
+    }
+    write_text_atomic(done, json.dumps(record, indent=1))
+    return record
+
+
+def _evaluation_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in
+            ("n_train", "repeats", "shots", "shattering_images", "seed")}
+
+
+def cached_entry(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`evaluate_run`, cached in the run folder for the same evaluation settings."""
+    path = run_dir / ENTRY_FILE
+    settings = _evaluation_settings(args)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings:
+            return _entry_from_json(saved["entry"])
+    entry = evaluate_run(run_dir, args)
+    write_text_atomic(path, json.dumps({"settings": settings, "entry": _entry_to_json(entry)}))
+    return entry
+
+
+def _entry_to_json(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry,
+            "fragmentation": {str(n): v for n, v in entry["fragmentation"].items()},
+            "few_shot": {f"{c}/{k}": v for (c, k), v in entry["few_shot"].items()}}
+
+
+def _entry_from_json(saved: dict[str, Any]) -> dict[str, Any]:
+    few_shot = {}
+    for key, values in saved["few_shot"].items():
+        classifier, shot = key.split("/")
+        few_shot[(classifier, int(shot))] = values
+    return {**saved, "fragmentation": {int(n): v for n, v in saved["fragmentation"].items()},
+            "few_shot": few_shot}
+
+
+def _together(members: list[dict[str, Any]], part: str) -> dict:
+    """The values of ``part`` of every member, concatenated per key (keys all members have)."""
+    keys = set.intersection(*(set(m[part]) for m in members))
+    return {k: [v for m in members for v in m[part][k]] for k in sorted(keys)}
+
+
+def pool_seeds(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (dataset, latent dim, model): the accuracies of every seed and repeat
+    together (so the tables show mean ± s.d. across seeds and repeats), shattering one value per
+    seed (mean ± s.d. across seeds)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for entry in entries:
+        groups.setdefault((entry["dataset"], entry["latent_dim"], entry["model"]), []).append(entry)
+    pooled = []
+    for (dataset, latent_dim, model), members in groups.items():
+        pooled.append({
+            "dataset": dataset, "latent_dim": latent_dim, "model": model,
+            "run_dir": f"{len(members)} seeds",
+            "seeds": sorted(m["seed"] for m in members),
+            "fragmentation": _together(members, "fragmentation"),
+            "few_shot": _together(members, "few_shot"),
+            "shattering": [v for m in members for v in m["shattering"]],
+            "shattering_ci": None,
+            "notes": sorted({note for m in members for note in m["notes"]}),
+        })
+    return pooled
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def per_seed(entries: list[dict[str, Any]], latent_dim: int, metric: Any) -> dict[str, dict]:
+    """``{model: {seed: value}}`` at one latent dim; ``metric(entry)`` is the run's value (the
+    mean over its repeats) or None."""
+    values: dict[str, dict[int, float]] = {}
+    for entry in entries:
+        if entry["latent_dim"] == latent_dim:
+            value = metric(entry)
+            if value is not None:
+                values.setdefault(entry["model"], {})[entry["seed"]] = value
+    return values
+
+
+def paired_test(first: dict[int, float], second: dict[int, float]) -> dict[str, float]:
+    """Paired comparison over the seeds both have: mean difference (first − second), two-sided
+    p-values of ``scipy.stats.ttest_rel`` and ``scipy.stats.wilcoxon`` (NaN where undefined:
+    fewer than 2 seeds, or no differences at all)."""
+    seeds = sorted(set(first) & set(second))
+    a = np.array([first[s] for s in seeds])
+    b = np.array([second[s] for s in seeds])
+    result = {"n_seeds": len(seeds), "difference": float(np.mean(a - b)) if seeds else np.nan,
+              "t_p": np.nan, "wilcoxon_p": np.nan}
+    if len(seeds) >= 2 and np.any(a != b):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tiny samples: scipy warns, the p-value stands
+            result["t_p"] = float(stats.ttest_rel(a, b).pvalue)
+            result["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue)
+    return result
+
+
+def claim_verdict(reference: str, values: dict[str, dict], allowed_rank: int,
+                  against: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """Whether ``reference`` ranks within the first ``allowed_rank`` (by the mean over seeds)
+    among the models in ``values`` (or only against the models in ``against``), with a paired test
+    against each model; returns the verdict and one table row per comparison."""
+    others = [m for m in (against or values) if m != reference and m in values]
+    if reference not in values or not others:
+        return "not testable (models missing at this latent dim)", []
+    if min(len(v) for v in values.values()) < 2:
+        return "not testable (fewer than 2 seeds)", []
+    means = {m: float(np.mean(list(values[m].values()))) for m in [reference, *others]}
+    rank = 1 + sum(means[m] > means[reference] for m in others)
+    rows = []
+    for other in others:
+        test = paired_test(values[reference], values[other])
+        rows.append(f"| {reference} − {other} | {test['difference']:+.4f} | {test['n_seeds']} | "
+                    f"{test['t_p']:.3g} | {test['wilcoxon_p']:.3g} |")
+    holds = rank <= allowed_rank
+    beaten = [m for m in others if means[m] > means[reference]]
+    significant = [
+        m for m in beaten
+        if paired_test(values[reference], values[m])["t_p"] < 0.05
+    ]
+    verdict = (f"reproduced on the means (rank {rank})" if holds
+               else f"not reproduced (rank {rank}; ahead: {', '.join(beaten)}"
+               + (f"; significantly by the paired t-test: {', '.join(significant)})" if significant
+                  else "; none significantly by the paired t-test)"))
+    return verdict, rows
+
+
+def claims_report(entries: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The paper's representation claims, each with a verdict and paired tests across seeds."""
+    negbio, gaussian, poisson = "NegBio-VAE DS-C", "G-VAE", "P-VAE"
+
+    def fragmentation_at(n: int):
+        return lambda e: (float(np.mean(e["fragmentation"][n])) if n in e["fragmentation"]
+                          else None)
+
+    def few_shot_at(classifier: str, k: int):
+        return lambda e: (float(np.mean(e["few_shot"][(classifier, k)]))
+                          if (classifier, k) in e["few_shot"] else None)
+
+    def shattering(e):
+        return e["shattering"][0] if e["shattering"] else None
+
+    claims: list[tuple[str, int, Any, str, int, Sequence[str] | None]] = []
+    n_first = 200 if 200 in args.n_train else min(args.n_train)
+    dims = sorted({e["latent_dim"] for e in entries})
+    for dim in dims:
+        claims.append((f"NegBio best or second in fragmentation at N = {n_first}", dim,
+                       fragmentation_at(n_first), negbio, 2, None))
+    for dim in dims:
+        for k in args.shots:
+            claims.append((f"NegBio best in few-shot (logistic regression, {k}-shot)", dim,
+                           few_shot_at("logistic", k), negbio, 1, None))
+    for dim in [d for d in dims if d in (50, 100)]:
+        claims.append(("shattering dimensionality of NegBio ≥ the Gaussian's", dim, shattering,
+                       negbio, 1, [gaussian]))
+    if 10 in dims:
+        claims.append((f"P-VAE best at latent dim 10 (fragmentation, N = {n_first})", 10,
+                       fragmentation_at(n_first), poisson, 1, None))
+        claims.append(("P-VAE best at latent dim 10 (shattering)", 10, shattering, poisson, 1,
+                       None))
+    lines = ["Claims, each against the paper's; values per seed are a run's mean over its "
+             "repeats, p-values two-sided and paired across seeds (scipy.stats.ttest_rel, "
+             "scipy.stats.wilcoxon).\n"]
+    for title, dim, metric, reference, allowed_rank, against in claims:
+        verdict, rows = claim_verdict(reference, per_seed(entries, dim, metric), allowed_rank,
+                                      against)
+        lines.append(f"### {title}, latent dim {dim}: {verdict}\n")
+        if rows:
+            lines += ["| comparison | mean difference | seeds | t-test p | Wilcoxon p |",
+                      "|---|---:|---:|---:|---:|", *rows, ""]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- command line
@@ -328,11 +578,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Rebuild the paper's Tables 2-4 (fragmentation, shattering, few-shot) from runs."
+        description="Rebuild the paper's Tables 2-4 (fragmentation, shattering, few-shot) from "
+        "runs, or train the runs first (--train)."
     )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", type=Path, help="run directories")
+    parser.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", type=Path,
+                        help="run directories (without --train)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the tables")
     parser.add_argument("--data-dir", help="folder holding the dataset files")
     parser.add_argument(
@@ -367,46 +629,121 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-jobs", type=int, default=-1, help="parallel fits (-1: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of splits and draws (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser.parse_args(argv)
+    train = parser.add_argument_group(
+        "training (--train): every (model, latent dim, seed) with the same budget, into "
+        "OUT/runs/; a finished run is not trained again"
+    )
+    train.add_argument("--train", action="store_true", help="train the runs, then build the tables")
+    train.add_argument("--data", default="mnist", help="dataset to train on (default mnist)")
+    train.add_argument("--latent-dims", nargs="+", type=_positive, default=[10, 50, 100],
+                       metavar="K", help="latent dims (default 10 50 100)")
+    train.add_argument("--models", nargs="+", type=model_key, default=list(TRAIN_MODELS),
+                       metavar="M", help="models: G L C P negbio (default all five)")
+    train.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S",
+                       help="training seeds (default 0 1 2)")
+    train.add_argument("--budget-minutes", type=_positive_float, metavar="MIN",
+                       help="wall-clock training budget per run (spikelatent fit --max-minutes)")
+    train.add_argument("--budget-steps", type=_positive, metavar="STEPS",
+                       help="optimizer-step budget per run (spikelatent fit --max-steps)")
+    train.add_argument("--epochs", type=_positive, default=1000,
+                       help="epoch cap (default 1000: the budget is what stops a run)")
+    train.add_argument("--batch-size", type=_positive, help="batch size (default: fit's)")
+    train.add_argument("--limit", type=_positive, help="training images (default: all)")
+    train.add_argument("--preset", help="spikelatent fit preset under the options above")
+    args = parser.parse_args(argv)
+    if args.train and args.run_dirs:
+        parser.error("give run directories or --train, not both")
+    if not args.train and not args.run_dirs:
+        parser.error("give run directories, or --train to train them")
+    if args.train and args.budget_minutes is None and args.budget_steps is None:
+        parser.error("--train needs a budget: --budget-minutes and/or --budget-steps")
+    args.models = list(dict.fromkeys(args.models))
+    return args
+
+
+def train_all(args: argparse.Namespace) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Train (or find finished) every run of the grid; their folders and done records."""
+    runs = planned_runs(args)
+    records = []
+    bar = tqdm(runs, desc="runs", disable=True if args.no_progress else None)
+    for key, dim, seed, run_dir in bar:
+        bar.set_postfix_str(f"{key} d{dim} s{seed}")
+        records.append({**train_run(key, dim, seed, run_dir, args), "latent_dim": dim,
+                        "seed": seed, "run_dir": str(run_dir)})
+    return [run[3] for run in runs], records
+
+
+def budget_text(records: list[dict[str, Any]]) -> str:
+    """One line per model: the budget, minutes and steps its runs trained."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in records):
+        mine = [r for r in records if r["model"] == model]
+        minutes = [r["train_minutes"] for r in mine]
+        steps = [r["steps"] for r in mine]
+        lines.append(f"- {model}: {len(mine)} runs, {min(minutes):.2f}-{max(minutes):.2f} min "
+                     f"(wall clock incl. validation), {min(steps)}-{max(steps)} optimizer steps")
+    first = records[0]
+    head = (f"Budget per run: {first['budget_minutes']} min" if first["budget_minutes"] else
+            "Budget per run:") + (f", {first['budget_steps']} steps" if first["budget_steps"]
+                                  else "")
+    return head + "\n" + "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.n_train = sorted(set(args.n_train))
     args.shots = sorted(set(args.shots))
+    records: list[dict[str, Any]] = []
     try:
-        entries = []
-        for run_dir in tqdm(args.run_dirs, desc="runs", disable=True if args.no_progress else None):
-            entries.append(evaluate_run(run_dir, args))
-        fragmentation_md, fragmentation_rows = fragmentation_table(entries, args.n_train)
-        few_shot_md, few_shot_rows = few_shot_table(entries, args.shots)
+        run_dirs = args.run_dirs
+        if args.train:
+            run_dirs, records = train_all(args)
+        entries = [
+            cached_entry(run_dir, args) if args.train else evaluate_run(run_dir, args)
+            for run_dir in tqdm(run_dirs, desc="read-outs",
+                                disable=True if args.no_progress else None)
+        ]
+        table_entries = pool_seeds(entries) if args.train else entries
+        fragmentation_md, fragmentation_rows = fragmentation_table(table_entries, args.n_train)
+        few_shot_md, few_shot_rows = few_shot_table(table_entries, args.shots)
     except SpikelatentError as error:
         print(f"latent_tables: error: {error}", file=sys.stderr)
         return 2
     notes = [
-        f"- {e['model']} ({e['run_dir']}): {'; '.join(e['notes'])}" for e in entries if e["notes"]
+        f"- {e['model']} ({e['run_dir']}): {'; '.join(e['notes'])}"
+        for e in table_entries if e["notes"]
     ]
     footer = ("\n" + "\n".join(notes) + "\n") if notes else ""
+    spread = (f"mean ± s.d. over {len(args.seeds)} seeds × {args.repeats} repeats"
+              if args.train else f"mean ± s.d. over {args.repeats} repeats")
+    shattering_spread = (f"; mean ± s.d. over {len(args.seeds)} seeds" if args.train else "")
+    dataset = f"Dataset: {args.data}. " if args.train else ""
+    budget = ("\n" + budget_text(records) + "\n") if records else ""
     intro_fragmentation = (
-        f"Fragmentation prediction (logistic regression on N samples of one half of the test split, "
-        f"accuracy on the other half; mean ± s.d. over {args.repeats} repeats) and shattering "
-        f"dimensionality (mean accuracy over balanced dichotomies). Paper Tables 2 and 4.\n\n"
+        f"{dataset}Fragmentation prediction (logistic regression on N samples of one half of the "
+        f"test split, accuracy on the other half; {spread}) and shattering dimensionality (mean "
+        f"accuracy over balanced dichotomies{shattering_spread}). Paper Tables 2 and 4.\n{budget}\n"
     )
     intro_few_shot = (
-        f"Few-shot accuracy on the test split (k training samples per class; mean ± s.d. over "
-        f"{args.repeats} repeats). Paper Table 3.\n\n"
+        f"{dataset}Few-shot accuracy on the test split (k training samples per class; {spread}). "
+        f"Paper Table 3.\n{budget}\n"
     )
-    write_text_atomic(
-        args.out / "fragmentation.md", intro_fragmentation + fragmentation_md + footer
-    )
-    write_text_atomic(args.out / "fragmentation.csv", csv_text(fragmentation_rows))
-    write_text_atomic(args.out / "few_shot.md", intro_few_shot + few_shot_md + footer)
-    write_text_atomic(args.out / "few_shot.csv", csv_text(few_shot_rows))
+    written = {
+        "fragmentation.md": intro_fragmentation + fragmentation_md + footer,
+        "fragmentation.csv": csv_text(fragmentation_rows),
+        "few_shot.md": intro_few_shot + few_shot_md + footer,
+        "few_shot.csv": csv_text(few_shot_rows),
+    }
+    if args.train:
+        written["claims.md"] = claims_report(entries, args)
+    for name, text in written.items():
+        write_text_atomic(args.out / name, text)
     print(fragmentation_md)
     print(few_shot_md)
-    print(
-        f"written: {', '.join(str(args.out / n) for n in ('fragmentation.md', 'fragmentation.csv', 'few_shot.md', 'few_shot.csv'))}"
-    )
+    if args.train:
+        print(budget_text(records))
+        print(written["claims.md"])
+    print(f"written: {', '.join(str(args.out / name) for name in written)}")
     return 0
 
 
