@@ -20,6 +20,7 @@ import os
 import torch
 
 from spikelatent.distributions import NegativeBinomial
+from spikelatent.options import RELAXATIONS
 
 
 def per_draw_gradients(r: torch.Tensor, p: torch.Tensor, samples: int, relaxation: str, sampler: str,
@@ -51,7 +52,7 @@ def main() -> None:
           "ratio = Var[counting] / Var[gamma-poisson] of the per-draw gradient, per unit")
     print(f"{'relax':<8}{'tau':>6}{'param':>7}{'median':>9}{'q10':>8}{'q90':>8}"
           f"{'mean grad gp':>15}{'mean grad cnt':>15}")
-    for relaxation in ("ct", "gumbel"):
+    for relaxation in RELAXATIONS:
         for temperature in args.temperatures:
             gamma_poisson = per_draw_gradients(r, p, args.samples, relaxation, "gamma-poisson", temperature, 1)
             counting = per_draw_gradients(r, p, args.samples, relaxation, "counting", temperature, 2)

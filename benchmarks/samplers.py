@@ -37,6 +37,7 @@ from spikelatent.distributions import (
     relaxed_poisson_continuous_time,
     relaxed_poisson_gumbel,
 )
+from spikelatent.options import RELAXATIONS
 
 RELAXED = {"ct": relaxed_poisson_continuous_time, "gumbel": relaxed_poisson_gumbel}
 
@@ -107,7 +108,7 @@ def side_by_side(repeats: int, temperature: float = 0.05) -> None:
         "Poisson CT": functools.partial(forward_backward, "Poisson", mean, "ct", True, temperature=temperature),
     }
     for sampler in ("gamma-poisson", "counting"):
-        for relaxation in ("ct", "gumbel"):
+        for relaxation in RELAXATIONS:
             cases[f"NB {relaxation} {sampler}"] = functools.partial(
                 forward_backward, "NegativeBinomial", mean, relaxation, True, sampler, temperature)
     times: dict[str, list[float]] = {name: [] for name in cases}
@@ -170,7 +171,7 @@ def main() -> None:
           f"{'rsample us':>16}{'+backward us':>16}{'peak MiB':>10}")
     for label, high in (("typical", 10.0), ("high", 50.0)):
         mean = rates(high)
-        for relaxation in ("ct", "gumbel"):
+        for relaxation in RELAXATIONS:
             for name, sampler in (("Poisson", "gamma-poisson"), ("NegativeBinomial", "gamma-poisson"),
                                   ("NegativeBinomial", "counting")):
                 for adaptive in (True, False):

@@ -67,7 +67,7 @@ def population(
 
     Args:
         model: a trained :class:`spikelatent.model.VAE` (``spikelatent.load(run_dir)``) whose
-            latent family is ``poisson`` or ``negbinomial``.
+            latent family is ``poisson`` or ``negbio``.
         images: stimuli, (stimulus, C, H, W) on the data range the model was trained on.
         labels: optional class label per stimulus, (stimulus,).
         n_trials: exact spike-count samples per stimulus and unit (0: no ``counts``).
