@@ -49,6 +49,7 @@ from spikelatent.data import datamodule_from_config
 from spikelatent.errors import SpikelatentError
 from spikelatent.io import write_text_atomic
 from spikelatent.latents import PAPER_MODEL_ORDER
+from spikelatent.plotting import new_figure, save_figure
 
 #: Row order of the paper's tables (unknown variants go last, in the order given).
 MODEL_ORDER = PAPER_MODEL_ORDER
@@ -312,6 +313,47 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def latent_tables_figure(entries: list[dict[str, Any]], path: Path) -> Path:
+    """Fragmentation accuracy against N per model (one panel per latent dim, error bars: s.d.)
+    and, in the last panel, shattering dimensionality per model against latent dim."""
+    entries = _order(entries)
+    dims = sorted({e["latent_dim"] for e in entries})
+    figure, axes = new_figure(width=3.2 * (len(dims) + 1), height=3.2, ncols=len(dims) + 1)
+    models = list(dict.fromkeys(e["model"] for e in entries))
+    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    for ax, dim in zip(axes, dims, strict=False):
+        for entry in (e for e in entries if e["latent_dim"] == dim):
+            sizes = sorted(entry["fragmentation"])
+            if not sizes:
+                continue
+            stats_ = [mean_std(entry["fragmentation"][n]) for n in sizes]
+            ax.errorbar(sizes, [m for m, _ in stats_],
+                        yerr=[0 if not np.isfinite(s) else s for _, s in stats_],
+                        marker="o", capsize=3, color=colors[entry["model"]], label=entry["model"])
+        sizes = sorted({n for e in entries if e["latent_dim"] == dim for n in e["fragmentation"]})
+        ax.set(xscale="log", xlabel="training samples N", ylabel="accuracy",
+               title=f"fragmentation, latent dim {dim}")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+    shattering_ax = axes[-1]
+    offsets = np.linspace(-0.2, 0.2, len(models)) if len(models) > 1 else [0.0]
+    for offset, model in zip(offsets, models, strict=True):
+        points = [(dims.index(e["latent_dim"]) + offset, *mean_std(e["shattering"]))
+                  for e in entries if e["model"] == model and e["shattering"]]
+        if points:
+            x, mean, std = zip(*points, strict=True)
+            shattering_ax.errorbar(x, mean, yerr=[0 if not np.isfinite(s) else s for s in std],
+                                   fmt="o", capsize=3, color=colors[model], label=model)
+    shattering_ax.set(xticks=range(len(dims)), xticklabels=[str(d) for d in dims],
+                      xlabel="latent dim", ylabel="mean dichotomy accuracy",
+                      title="shattering dimensionality")
+    axes[0].legend(fontsize="small")
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------- training (--train)
@@ -683,9 +725,9 @@ def budget_text(records: list[dict[str, Any]]) -> str:
         lines.append(f"- {model}: {len(mine)} runs, {min(minutes):.2f}-{max(minutes):.2f} min "
                      f"(wall clock incl. validation), {min(steps)}-{max(steps)} optimizer steps")
     first = records[0]
-    head = (f"Budget per run: {first['budget_minutes']} min" if first["budget_minutes"] else
-            "Budget per run:") + (f", {first['budget_steps']} steps" if first["budget_steps"]
-                                  else "")
+    limits = [f"{first['budget_minutes']} min" if first["budget_minutes"] else "",
+              f"{first['budget_steps']} optimizer steps" if first["budget_steps"] else ""]
+    head = "Budget per run: " + " and ".join(limit for limit in limits if limit)
     return head + "\n" + "\n".join(lines) + "\n"
 
 
@@ -714,9 +756,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for e in table_entries if e["notes"]
     ]
     footer = ("\n" + "\n".join(notes) + "\n") if notes else ""
-    spread = (f"mean ± s.d. over {len(args.seeds)} seeds × {args.repeats} repeats"
+    spread = (f"mean ± s.d. over {len(args.seeds)} seed(s) × {args.repeats} repeats"
               if args.train else f"mean ± s.d. over {args.repeats} repeats")
-    shattering_spread = (f"; mean ± s.d. over {len(args.seeds)} seeds" if args.train else "")
+    shattering_spread = (f"; mean ± s.d. over {len(args.seeds)} seed(s)" if args.train else "")
     dataset = f"Dataset: {args.data}. " if args.train else ""
     budget = ("\n" + budget_text(records) + "\n") if records else ""
     intro_fragmentation = (
@@ -738,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         written["claims.md"] = claims_report(entries, args)
     for name, text in written.items():
         write_text_atomic(args.out / name, text)
+    written["latent_tables.png"] = latent_tables_figure(table_entries, args.out / "latent_tables.png")
     print(fragmentation_md)
     print(few_shot_md)
     if args.train:

@@ -99,6 +99,17 @@ def test_pool_seeds_mean_std_over_seeds_and_repeats(tables):
     assert rows[0]["shattering_std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
 
 
+def test_figure_is_written(tables, tmp_path):
+    entries = [
+        {"dataset": "d", "latent_dim": dim, "model": model, "seed": 0, "notes": [],
+         "fragmentation": {20: [0.5, 0.6], 60: [0.7, 0.8]}, "few_shot": {},
+         "shattering": [0.7, 0.75], "shattering_ci": None, "run_dir": "r"}
+        for dim in (10, 50) for model in ("P-VAE", "G-VAE")
+    ]
+    path = tables.latent_tables_figure(entries, tmp_path / "latent_tables.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_paired_test_by_hand(tables):
     first, second = {0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.7, 1: 0.7, 2: 0.65}
     test = tables.paired_test(first, second)
