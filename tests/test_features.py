@@ -167,8 +167,10 @@ def test_missing_inception_weights_is_a_one_line_error_naming_the_file(empty_tor
 def test_cli_evaluate_exits_2_when_inception_weights_are_missing(
     empty_torch_home, tmp_path, capsys, choice
 ):
+    # A folder that looks like a run (it has a checkpoint), so the missing weights are what fails.
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
     status = main(["evaluate", str(run_dir), "--features", choice])
     assert status == 2
     err = capsys.readouterr().err.strip()
