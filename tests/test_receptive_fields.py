@@ -114,3 +114,25 @@ def test_receptive_fields_dataset_and_grid(tmp_path):
     assert fields.attrs["gabor_fraction"] == gabor_fraction(fields)
     path = save_receptive_field_grid(fields, tmp_path / "fields.png")
     assert path.stat().st_size > 1000
+
+
+def test_analyze_writes_receptive_fields_and_the_gabor_fraction(tmp_path):
+    import json
+
+    from spikelatent.cli import main
+
+    out = tmp_path / "run"
+    np.save(tmp_path / "patches.npy", np.random.default_rng(0).random((40, 12, 12)).astype(np.float32))
+    assert main(["fit", "--data", str(tmp_path / "patches.npy"), "--arch", "linear",
+                 "--model", "poisson", "--latent-dim", "4", "--epochs", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert main(["analyze", str(out), "--n-stimuli", "6", "--trials", "2"]) == 0
+    report = json.loads((out / "analysis.json").read_text())
+    fraction = report["receptive_fields"]["gabor_fraction"]
+    assert 0 <= fraction <= 1
+    assert report["population"]["sparsity"]["gabor_fraction"] == fraction
+    import xarray as xr
+
+    with xr.open_dataset(out / "receptive_fields.nc") as fields:
+        assert fields.sizes["unit"] == 4 and "gabor_r2" in fields
+    assert (out / "receptive_fields.png").is_file()

@@ -10,7 +10,10 @@ is measured (fitted on training images, scored on the chosen split). The summary
 ``shattering.png`` and ``raster.png``. The counting-window analyses
 (:func:`spikelatent.analysis.summaries.counting_summary`: Fano factor by window, mean-matched Fano
 factor, noise and signal correlations, participation ratio) run on the population's spike times
-binned in its 1 s window (``fano_by_window.png``, ``noise_correlations.png``).
+binned in its 1 s window (``fano_by_window.png``, ``noise_correlations.png``). Every unit's
+generative and encoder receptive fields and their Gabor fits
+(:func:`spikelatent.analysis.receptive_fields.receptive_fields`) go to ``receptive_fields.nc`` and
+``receptive_fields.png``, the fraction of Gabor-like units to ``analysis.json``.
 
 A recording (an NWB file's units) goes through :func:`analyze_recording`: the same counting-window
 analyses and figures on :func:`spikelatent.nwb.read_counts` with ``bin_size``.
@@ -41,6 +44,13 @@ from spikelatent import __version__, plotting
 from spikelatent._checks import check_int
 from spikelatent._io import write_json_atomic, write_netcdf_atomic
 from spikelatent.analysis import shattering_dimensionality
+from spikelatent.analysis.receptive_fields import (
+    ANALYZE_STIMULI,
+    receptive_field_lines,
+    receptive_field_numbers,
+    receptive_fields,
+    save_receptive_field_grid,
+)
 from spikelatent.analysis.summaries import (
     N_SHUFFLES,
     CountingSummary,
@@ -328,6 +338,19 @@ def analyze_run(
         )
         lines.append(report["population_note"])
 
+    try:  # per unit: generative and encoder fields, Gabor fits (docs/receptive-fields.md)
+        fields = receptive_fields(model, images[:ANALYZE_STIMULI])
+    except (SpikelatentError, NotImplementedError) as error:  # a family without a prior mean
+        report["receptive_fields"] = {"skipped": str(error)}
+    else:
+        write_netcdf_atomic(fields, run_dir / "receptive_fields.nc")
+        files.append("receptive_fields.nc")
+        figures.draw("receptive_fields.png", save_receptive_field_grid, fields)
+        report["receptive_fields"] = receptive_field_numbers(fields)
+        if report["population"] is not None:  # "how V1-like" next to the sparsity
+            report["population"]["sparsity"]["gabor_fraction"] = (
+                report["receptive_fields"]["gabor_fraction"])
+        lines += receptive_field_lines(report["receptive_fields"])
     shattering, shattering_result = _shattering(
         model, fit_images, fit_labels, images, labels, seed=seed, n_jobs=n_jobs, progress=progress
     )
