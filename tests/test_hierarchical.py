@@ -267,3 +267,27 @@ def test_level_summary_against_numpy():
     # the overdispersed level is measured as such, the near-Poisson one near 1
     assert summary["fano_empirical_median"].sel(level=0) > 2.5
     assert summary["fano_empirical_median"].sel(level=1) < 1.5
+
+
+def test_nwb_export_puts_each_level_in_its_own_electrode_group(tmp_path):
+    from nwbinspector import Importance, inspect_nwbfile
+    from pynwb import NWBHDF5IO
+
+    from spikelatent.nwb import to_nwb
+
+    pop, counts, level = _synthetic_level_population()
+    pop = pop.isel(trial=slice(0, 3), stimulus=slice(0, 4))
+    pop = pop.assign_coords(channel=("unit", np.arange(15) % 3), y=("unit", np.arange(15) // 3),
+                            x=("unit", np.zeros(15, int)))
+    pop.attrs = {"model": "negbio-hierarchical", "variant": "HNB-VAE SERIES-C"}
+    subject = {"species": "Mus musculus", "age": "P90D", "sex": "F", "subject_id": "m1"}
+    path = to_nwb(pop, tmp_path / "levels.nwb", subject=subject)
+    serious = (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)
+    assert [m.message for m in inspect_nwbfile(nwbfile_path=str(path)) if m.importance in serious] == []
+    with NWBHDF5IO(str(path), "r") as io:
+        nwbfile = io.read()
+        assert sorted(nwbfile.electrode_groups) == ["level0", "level1"]
+        groups = [group.name for group in nwbfile.units["electrode_group"][:]]
+        assert groups == [f"level{g}" for g in level]
+        np.testing.assert_array_equal(nwbfile.units["level"][:], level)
+        np.testing.assert_array_equal(nwbfile.units["channel"][:], np.arange(15) % 3)

@@ -12,6 +12,7 @@ from spikelatent.analysis.correlations import noise_correlations, signal_correla
 from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
 from spikelatent.analysis.decoding import few_shot, fragmentation_prediction
 from spikelatent.analysis.dimensionality import participation_ratio
+from spikelatent.analysis.levels import level_shattering, level_summary
 from spikelatent.analysis.overdispersion import (
     empirical_fano_factor,
     mean_variance_relation,
@@ -57,6 +58,8 @@ __all__ = [
     "few_shot",
     "fraction_zero",
     "fragmentation_prediction",
+    "level_shattering",
+    "level_summary",
     "lifetime_sparsity",
     "linear_cka",
     "linear_predictivity",

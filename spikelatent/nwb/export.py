@@ -183,6 +183,7 @@ def to_nwb(
     )
     nwbfile.trials = _trials_table(population, starts, stops, n_trial, n_stimulus)
     nwbfile.units = _units_table(population, counts, starts, stops, seed, compression)
+    _add_levels(nwbfile, population)
     if images is not None:
         _add_images(nwbfile, images, trial_duration + inter_trial_interval, n_trial)
     if include_rates:
@@ -481,6 +482,51 @@ def _units_table(population: xr.Dataset, counts: np.ndarray, starts, stops, seed
         columns=columns,
         resolution=resolution,
     )
+
+
+#: Unit coordinates of a hierarchical population written as Units columns (docs/hierarchical.md).
+_LEVEL_COORDINATES = {
+    "level": "level of the hierarchical model (0 = the coarsest, first latent group)",
+    "scale": "scale of the level (0 = the coarsest grid)",
+    "group": "latent group within its scale",
+    "channel": "latent channel within the level",
+    "y": "grid row of the unit within its level",
+    "x": "grid column of the unit within its level",
+}
+
+
+def _add_levels(nwbfile, population: xr.Dataset) -> None:
+    """A hierarchical population (``level`` on ``unit``): one electrode group per level, so NWB
+    tools see each level as its own area, and the unit coordinates as Units columns."""
+    if "level" not in population.coords or population["level"].dims != ("unit",):
+        return
+    levels = np.asarray(population["level"].values).astype(np.int64)
+    device = nwbfile.create_device(
+        name="spikelatent_model",
+        description=f"SIMULATED: the latent units of spikelatent model "
+                    f"'{population.attrs.get('variant', population.attrs.get('model', 'unknown'))}'",
+    )
+    groups = {}
+    for level in np.unique(levels):
+        members = population["unit"].values[levels == level]
+        where = ""
+        if "scale" in population.coords:
+            scale = int(population["scale"].values[levels == level][0])
+            where = f", scale {scale}"
+        groups[int(level)] = nwbfile.create_electrode_group(
+            name=f"level{int(level)}",
+            description=f"simulated latent level {int(level)}{where}: {members.size} units "
+                        f"(no electrode; one group per model level)",
+            location=f"model level {int(level)}{where}",
+            device=device,
+        )
+    nwbfile.units.add_column(name="electrode_group",
+                             description="the model level (area) of each unit",
+                             data=[groups[int(level)] for level in levels])
+    for name, description in _LEVEL_COORDINATES.items():
+        if name in population.coords and population[name].dims == ("unit",):
+            nwbfile.units.add_column(name=name, description=description,
+                                     data=np.asarray(population[name].values).astype(np.int64))
 
 
 def _add_images(nwbfile, images: np.ndarray, period: float, n_trial: int) -> None:

@@ -10,7 +10,8 @@ temporary file renamed into place. Every writer returns the path it wrote.
 * :mod:`spikelatent.plotting.training`: :func:`save_loss_curves`;
 * :mod:`spikelatent.plotting.populations`: :func:`plot_fano_histogram`,
   :func:`plot_mean_variance`, :func:`plot_sparsity`, :func:`plot_shattering`,
-  :func:`plot_raster`, :func:`plot_fano_by_window`, :func:`plot_noise_correlations`.
+  :func:`plot_raster`, :func:`plot_fano_by_window`, :func:`plot_noise_correlations`;
+* :mod:`spikelatent.plotting.levels`: :func:`plot_levels` (a hierarchical model's levels).
 """
 
 from spikelatent.plotting.images import (
@@ -19,6 +20,7 @@ from spikelatent.plotting.images import (
     save_model_comparison,
     save_reconstructions,
 )
+from spikelatent.plotting.levels import plot_levels
 from spikelatent.plotting.populations import (
     plot_fano_by_window,
     plot_fano_histogram,
@@ -37,6 +39,7 @@ __all__ = [
     "new_figure",
     "plot_fano_by_window",
     "plot_fano_histogram",
+    "plot_levels",
     "plot_mean_variance",
     "plot_noise_correlations",
     "plot_raster",

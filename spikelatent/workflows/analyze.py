@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -42,8 +42,8 @@ from tqdm.auto import tqdm
 
 from spikelatent import __version__, plotting
 from spikelatent._checks import check_int
-from spikelatent._io import write_json_atomic, write_netcdf_atomic
-from spikelatent.analysis import shattering_dimensionality
+from spikelatent._io import json_number, write_json_atomic, write_netcdf_atomic
+from spikelatent.analysis import level_shattering, level_summary, shattering_dimensionality
 from spikelatent.analysis.receptive_fields import (
     ANALYZE_STIMULI,
     receptive_field_lines,
@@ -64,7 +64,7 @@ from spikelatent.analysis.summaries import (
 from spikelatent.checkpoints import load
 from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import SpikelatentError
-from spikelatent.inference import model_features
+from spikelatent.inference import kl_per_unit, model_features
 from spikelatent.nwb import read_counts
 from spikelatent.populations import binned_counts, population
 
@@ -217,6 +217,38 @@ def _shattering(
     return shattering_numbers(result), result
 
 
+class _LevelReport(NamedTuple):
+    dataset: xr.Dataset
+    numbers: dict[str, Any]
+    lines: list[str]
+
+
+def _levels(model: Any, pop: xr.Dataset, images: torch.Tensor, fit_images: torch.Tensor,
+            fit_labels: torch.Tensor, labels: torch.Tensor, seed: int, n_jobs: int) -> _LevelReport:
+    """A hierarchical population's analyses per level (``analysis.level_summary``), with the
+    shattering dimensionality of each level's read-out features when the labels allow it."""
+    summary = level_summary(pop, kl=kl_per_unit(model, images).numpy())
+    classes = np.unique(fit_labels.numpy())
+    if classes.size >= 2 and classes.size % 2 == 0 and np.isin(labels.numpy(), classes).all():
+        shattering = level_shattering(model_features(model, fit_images), fit_labels.numpy(),
+                                      model_features(model, images), labels.numpy(),
+                                      pop["level"].values, n_jobs=n_jobs, seed=seed)
+        summary = summary.assign(shattering=shattering["shattering"],
+                                 ci_low=shattering["ci_low"], ci_high=shattering["ci_high"])
+    numbers = {str(int(level)): {name: json_number(summary[name].sel(level=level))
+                                 for name in summary.data_vars}
+               for level in summary["level"].values}
+    columns = [name for name in ("n_units", "fano_empirical_median", "fano_model_median",
+                                 "zero_fraction", "lifetime_sparsity", "population_sparsity",
+                                 "fraction_active", "kl_per_image", "shattering")
+               if name in summary]
+    lines = ["per level (0 = coarsest): " + ", ".join(columns)]
+    for level, row in numbers.items():
+        lines.append(f"  level {level}: " + "  ".join(
+            f"{row[name]:.4g}" if row[name] is not None else "nan" for name in columns))
+    return _LevelReport(summary, numbers, lines)
+
+
 def analyze_run(
     run_dir: str | os.PathLike,
     *,
@@ -251,7 +283,8 @@ def analyze_run(
         population description, ``information``, ``population`` (``fano_factor``,
         ``overdispersion_test``, ``nb_vs_poisson_lrt``, ``mean_variance``, ``sparsity``,
         ``counting``; None for non-count models, with ``population_note`` saying why),
-        ``shattering`` and ``files`` (what was written, relative to ``run_dir``).
+        ``shattering``, ``levels`` (negbio-hierarchical only: per-level numbers, also drawn in
+        ``levels.png``) and ``files`` (what was written, relative to ``run_dir``).
 
     Writes ``population.nc`` (count models), ``analysis.json`` and the figures, each atomically.
     """
@@ -328,6 +361,11 @@ def analyze_run(
         }
         report["population_note"] = None
         lines += summary.lines()
+        if "level" in pop.coords:  # negbio-hierarchical: every level as its own area
+            levels = _levels(model, pop, images, fit_images, fit_labels, labels, seed, n_jobs)
+            report["levels"] = levels.numbers
+            lines += levels.lines
+            figures.draw("levels.png", plotting.plot_levels, levels.dataset)
         steps.update(1)
     else:
         steps = tqdm(total=1, desc="analyses", disable=hide)
