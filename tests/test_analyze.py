@@ -326,6 +326,8 @@ def test_the_printout_shows_the_numbers_of_analysis_json(runs, capsys):
     report = json.loads((run_dir / "analysis.json").read_text())
     pop, info, shattering = report["population"], report["information"], report["shattering"]
     fano, sparsity = pop["fano_factor"], pop["sparsity"]
+    fields = report["receptive_fields"]
+    assert sparsity["gabor_fraction"] == fields["gabor_fraction"]
     expected = [
         "NegBio-VAE DS-C on synthetic (test): 20 stimuli x 16 units x 4 trials",
         f"information: KL {_three(info['kl_per_image_mean'])} nats/image (mean); informative "
@@ -338,6 +340,9 @@ def test_the_printout_shows_the_numbers_of_analysis_json(runs, capsys):
         f"{_three(sparsity['lifetime_sparsity_mean'])}, population "
         f"{_three(sparsity['population_sparsity_mean'])}; active units "
         f"{sparsity['n_active']}/16 (dead {sparsity['n_dead']})",
+        f"receptive fields: Gabor-like (R² >= 0.5) {fields['gabor_fraction']:.2f} of all units, "
+        f"{fields['gabor_fraction_active']:.2f} of active units (median R² "
+        f"{fields['gabor_r2_median']:.2f})",
         f"shattering dimensionality: {_three(shattering['mean'])} "
         f"[{_three(shattering['ci_low'])}, {_three(shattering['ci_high'])}]",
         "written: " + ", ".join(str(run_dir / name) for name in report["files"]),
