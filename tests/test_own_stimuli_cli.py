@@ -108,3 +108,20 @@ def test_bad_input_is_one_line_exit_2_nothing_written(flags, message, tmp_path, 
     assert main(["fit", *flags, *TINY, "--out", str(out)]) == 2
     assert message.format(root=tmp_path) in _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_evaluate_unlabelled_patches_with_features_none(tmp_path, capsys):
+    np.save(tmp_path / "images.npy", np.random.default_rng(1).random((6, 24, 24)).astype(np.float32))
+    out = tmp_path / "run"
+    assert main(["fit", "--data", str(tmp_path / "images.npy"), *TINY, "--patches", "16",
+                 "--patches-per-image", "10", "--out", str(out)]) == 0
+    capsys.readouterr()
+    # No labels: the classifier features cannot be trained, and the error says what to do.
+    assert main(["evaluate", str(out), "--features", "classifier", "--no-progress"]) == 2
+    assert "--features none" in _one_line_error(capsys)
+    assert main(["evaluate", str(out), "--features", "none", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "MSE" in printed and "FID" not in printed
+    metrics = yaml.safe_load((out / "metrics.json").read_text())
+    assert metrics["features"] == "none" and metrics["fid_5k"] is None and metrics["kid_mean"] is None
+    assert np.isfinite(metrics["mse"]) and metrics["mse"] > 0

@@ -38,10 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--features",
         default="auto",
-        choices=("auto", "inception", "classifier"),
+        choices=("auto", "inception", "classifier", "none"),
         help=(
             "FID/KID features: inception (standard FID network; its weights file must be in the "
             "torch hub cache), classifier (a small CNN trained on the dataset, offline), "
+            "none (reconstruction metrics only, e.g. for unlabelled images or patches), "
             "auto = inception if its weights are present, else an error (default auto)"
         ),
     )
@@ -91,13 +92,17 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=False if args.no_progress else None,
     )
-    print(
+    line = (
         f"{metrics['model_name']} on {metrics['dataset']} ({metrics['split']}): "
-        f"MSE {metrics['mse']:.4f}  SSIM {metrics['ssim']:.4f}  "
-        f"FID@5k {metrics['fid_5k']:.2f} (n={metrics['n_generated_5k']})  "
-        f"FID@10k {metrics['fid_10k']:.2f} (n={metrics['n_generated_10k']})  "
-        f"KID {metrics['kid_mean']:.4f} ± {metrics['kid_std']:.4f}"
+        f"MSE {metrics['mse']:.4f}  SSIM {metrics['ssim']:.4f}"
     )
+    if metrics["fid_5k"] is not None:
+        line += (
+            f"  FID@5k {metrics['fid_5k']:.2f} (n={metrics['n_generated_5k']})  "
+            f"FID@10k {metrics['fid_10k']:.2f} (n={metrics['n_generated_10k']})  "
+            f"KID {metrics['kid_mean']:.4f} ± {metrics['kid_std']:.4f}"
+        )
+    print(line)
     print(f"features: {metrics['features']}")
     print(f"written: {args.run_dir}/metrics.json")
     return 0

@@ -285,7 +285,8 @@ def train_classifier(
     """
     if num_classes < 2:
         raise SpikelatentError(
-            f"the classifier extractor needs a labelled dataset with >= 2 classes; got {num_classes}"
+            f"the classifier extractor needs a labelled dataset with >= 2 classes; got {num_classes} "
+            "(pass --features none to evaluate the reconstructions only)"
         )
     if len(train_images) == 0 or len(test_images) == 0:
         raise SpikelatentError("the classifier extractor needs non-empty train and test splits")

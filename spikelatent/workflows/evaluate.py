@@ -46,6 +46,9 @@ COMPARISON_FIGURE = "comparison_reconstructions.png"
 RECONSTRUCTIONS_FIGURE = "evaluate_reconstructions.png"
 SAMPLES_FIGURE = "evaluate_samples.png"
 
+#: What ``--features none`` leaves out (written as null).
+GENERATION_KEYS = ("fid_5k", "fid_10k", "n_generated_5k", "n_generated_10k", "kid_mean", "kid_std")
+
 #: Nominal numbers of generated images for FID (the paper's FID@5k and FID@10k).
 FID_SAMPLE_COUNTS = (5000, 10000)
 
@@ -154,7 +157,9 @@ def evaluate_run(
         )
     checkpoint_path(run_dir)  # a folder that is not a run is named as such, before anything else
     # The extractor choice is checked before the (slow) model and data loading.
-    feature_kind = resolve_feature_kind(features)
+    # "none": reconstruction metrics only (unlabelled data such as natural patches have no
+    # classifier features, and no Inception weights may be at hand).
+    feature_kind = "none" if features == "none" else resolve_feature_kind(features)
     extractor = make_feature_extractor("inception") if feature_kind == "inception" else None
 
     device = _resolve_device(device)
@@ -184,24 +189,29 @@ def evaluate_run(
     )
     metrics["n_images"] = sample_metrics["n_images"]
 
-    if extractor is None:
-        extractor = make_feature_extractor("classifier", datamodule=datamodule, progress=progress)
-    extractor = extractor.to(device)
-    metrics.update(
-        generation_metrics(
-            images,
-            model.generate,
-            extractor,
-            n_samples=FID_SAMPLE_COUNTS,
-            max_generated=n_samples,
-            kid_subsets=kid_subsets,
-            kid_subset_size=kid_subset_size,
-            data_range=data_range,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
+    if feature_kind == "none":
+        metrics.update({key: None for key in GENERATION_KEYS}, features="none")
+    else:
+        if extractor is None:
+            extractor = make_feature_extractor(
+                "classifier", datamodule=datamodule, progress=progress
+            )
+        extractor = extractor.to(device)
+        metrics.update(
+            generation_metrics(
+                images,
+                model.generate,
+                extractor,
+                n_samples=FID_SAMPLE_COUNTS,
+                max_generated=n_samples,
+                kid_subsets=kid_subsets,
+                kid_subset_size=kid_subset_size,
+                data_range=data_range,
+                batch_size=batch_size,
+                seed=seed,
+                progress=progress,
+            )
         )
-    )
     metrics.update(
         features_kind=feature_kind,
         reconstruction_mode="sample (hard counts for count families, posterior sample otherwise); *_map: posterior mean",
