@@ -550,3 +550,24 @@ def test_images_are_fitted_to_the_model_input_and_the_transform_is_named():
     assert "grayscale" in transform and "centre-cropped to 8x8" in transform
     same, transform = prepare_images([torch.rand(1, 8, 8)], (1, 8, 8))
     assert same.shape == (1, 1, 8, 8) and transform.startswith("none")
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson", "kendall_tau_a"])
+def test_shuffled_stimulus_null_equals_explicit_relabelling(tuned, compare):
+    x, y = tuned
+    result = rsa(x, y, compare=compare, n_boot=0, n_permutations=15, seed=3)
+    rdm_x, ry = 1 - np.corrcoef(x), _upper(1 - np.corrcoef(y))
+    oracle = {"spearman": lambda a, b: stats.spearmanr(a, b).statistic,
+              "pearson": lambda a, b: stats.pearsonr(a, b).statistic, "kendall_tau_a": _tau_a}[compare]
+    rng = np.random.default_rng(3)
+    expected = []
+    for _ in range(15):
+        order = rng.permutation(len(x))
+        expected.append(oracle(_upper(rdm_x[np.ix_(order, order)]), ry))
+    np.testing.assert_allclose(result["null"].values, expected, atol=1e-12)
+    value = float(result["similarity"])
+    assert float(result["p_permutation"]) == pytest.approx(
+        (1 + np.sum(np.asarray(expected) >= value)) / 16)
+    assert float(result["null_high"]) == pytest.approx(np.quantile(expected, 0.95))
+    # The planted shared structure sits far above its null.
+    assert value > float(result["null_high"])

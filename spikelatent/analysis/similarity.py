@@ -444,6 +444,43 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float((dx * dy).sum() / np.sqrt((dx * dx).sum() * (dy * dy).sum()))
 
 
+def _permutation_null(
+    rdm_a: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    compare: str,
+    n_permutations: int,
+    seed: int,
+) -> np.ndarray:
+    """RDM comparisons with ``a``'s stimuli relabelled at random (the shuffled-stimulus null).
+
+    Relabelling stimuli only rearranges the entries of an RDM's upper triangle, so for Spearman the
+    ranks are computed once and each permutation is one Pearson correlation of rearranged ranks.
+    """
+    rng = np.random.default_rng(seed)
+    n = rdm_a.shape[0]
+    if compare == "kendall_tau_a":
+        values, target = rdm_a, y
+    else:
+        x = rdm_a[rows, cols]
+        ranked = compare == "spearman"
+        values = np.zeros_like(rdm_a, dtype=float)
+        values[rows, cols] = _ranks(x) if ranked else x
+        values[cols, rows] = values[rows, cols]
+        target = _ranks(y) if ranked else y
+    null = np.empty(n_permutations)
+    for index in range(n_permutations):
+        order = rng.permutation(n)
+        shuffled = values[order[rows], order[cols]]
+        null[index] = (
+            _compare_vectors(shuffled, target, compare)
+            if compare == "kendall_tau_a"
+            else _pearson(shuffled, target)
+        )
+    return null
+
+
 def _nili_bounds(
     vectors: np.ndarray, compare: str, scaled: np.ndarray | None = None
 ) -> tuple[float, float]:
@@ -562,6 +599,7 @@ def rsa(
     confidence: float = 0.95,
     n_splits: int | None = 2,
     split_repeats: int = 4,
+    n_permutations: int = 100,
     seed: int = 0,
 ) -> xr.Dataset:
     """Representational similarity of two populations on their shared stimuli.
@@ -586,13 +624,17 @@ def rsa(
         n_splits: trial groups of the noise ceiling: 2 = split halves (default); ``None`` = one
             group per trial (leave one trial out).
         split_repeats: random split-half partitions averaged (ignored with ``n_splits=None``).
+        n_permutations: random relabellings of ``a``'s stimuli for the shuffled-stimulus null
+            (0: none). A score means something only above this null and below the ceiling.
         seed: seed of the bootstrap and of the splits (equal seeds give the same resamples for
             different ``a`` on the same stimuli, so bootstrap samples of two models are paired).
 
     Returns:
         Dataset: scalars ``similarity``, ``ci_low``, ``ci_high``, (with trials in ``b``)
         ``noise_ceiling_low``, ``noise_ceiling_high``, ``similarity_split``; ``bootstrap``
-        (sample) of the resampled similarities; ``rdm_a``, ``rdm_b`` (stimulus, stimulus_).
+        (sample) of the resampled similarities; ``rdm_a``, ``rdm_b`` (stimulus, stimulus_);
+        with ``n_permutations``: ``null`` (permutation), its ``confidence`` quantile ``null_high``
+        and the one-sided permutation p-value ``p_permutation``.
     """
     if compare not in COMPARISONS:
         raise SpikelatentError(
@@ -600,6 +642,8 @@ def rsa(
         )
     if int(n_boot) != n_boot or n_boot < 0:
         raise SpikelatentError(f"n_boot must be an integer >= 0; got {n_boot}")
+    if int(n_permutations) != n_permutations or n_permutations < 0:
+        raise SpikelatentError(f"n_permutations must be an integer >= 0; got {n_permutations}")
     if not 0 < confidence < 1:
         raise SpikelatentError(f"confidence must lie in (0, 1); got {confidence}")
     if n_splits is not None and (int(n_splits) != n_splits or n_splits < 2):
@@ -626,6 +670,17 @@ def rsa(
         "rdm_a": _rdm_array(rdm_a, stimulus, metric, "rdm_a"),
         "rdm_b": _rdm_array(rdm_b, stimulus, metric, "rdm_b"),
     }
+    if n_permutations:
+        null = _permutation_null(rdm_a, y, rows, cols, compare, int(n_permutations), seed)
+        data["null"] = xr.DataArray(null, dims="permutation")
+        data["null_high"] = xr.DataArray(
+            float(np.quantile(null, confidence)),
+            attrs={"long_name": f"{confidence:g} quantile of the shuffled-stimulus null"},
+        )
+        data["p_permutation"] = xr.DataArray(
+            float((1 + np.sum(null >= value)) / (1 + len(null))),
+            attrs={"long_name": "one-sided permutation p-value (stimuli of a relabelled)"},
+        )
     attrs: dict[str, Any] = {
         "metric": metric,
         "compare": compare,

@@ -294,6 +294,8 @@ _RSA_KEYS = (
     "noise_ceiling_low",
     "noise_ceiling_high",
     "similarity_split",
+    "null_high",
+    "p_permutation",
 )
 _PREDICTIVITY_KEYS = (
     "median_r",
@@ -512,6 +514,14 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(
             f"Noise ceiling of the RDM comparison (Nili et al. 2014, split halves of the trials): "
             f"[{ceiling[0]:.3f}, {ceiling[1]:.3f}]; read it against 'RSA vs split halves'."
+        )
+    nulls = {n: r["rsa"].get("null_high") for n, r in runs.items()}
+    if any(v is not None for v in nulls.values()):
+        lines.append(
+            f"Shuffled-stimulus null of the RSA ({conf} % quantile over relabellings of the model's "
+            "stimuli): "
+            + ", ".join(f"{n} {v:.3f}" for n, v in nulls.items() if v is not None)
+            + "."
         )
     for key, statement in ranking.get("statements", {}).items():
         lines.append(f"- {key}: {statement}")
