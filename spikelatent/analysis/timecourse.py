@@ -17,7 +17,9 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.analysis._layout import as_dataarray, group_along, is_grouping_coord
+from spikelatent.analysis.counting_windows import mean_matched_fano_factor
 from spikelatent.errors import SpikelatentError
+from spikelatent.spikes import count_spikes
 
 __all__ = ["aligned_counts", "firing_rate", "sliding_fano_factor"]
 
@@ -55,7 +57,6 @@ def aligned_counts(
         ``counts`` ``(trial, time, unit)``, one trial per event, ``time`` = bin centre relative to
         the event (``time_start``/``time_stop`` the edges); half-open bins ``[edge, edge + S)``.
     """
-    from spikelatent.spikes import count_spikes
 
     trains, keys = _unit_trains(spike_times)
     event_times = np.asarray(getattr(events, "t", events), dtype=np.float64).ravel()
@@ -170,7 +171,6 @@ def sliding_fano_factor(
         ``ci_high``, ``raw_fano_factor`` (with ``raw_ci_low``/``raw_ci_high``), ``n_points``,
         ``n_matched``; attrs ``window``, ``step``.
     """
-    from spikelatent.analysis.counting_windows import mean_matched_fano_factor
 
     counts = as_dataarray(counts, "counts")
     if over not in counts.dims or "time" not in counts.dims:
