@@ -18,6 +18,17 @@ from spikelatent.inference import reconstruct_images
 from spikelatent.metrics import reconstruction_metrics
 
 
+def test_reconstruction(model, datamodule, test_images: int = 5000) -> tuple[dict, dict]:
+    """:func:`spikelatent.metrics.reconstruction_metrics` (MSE, SSIM) of the hard-count (sample,
+    seed 0) and the posterior-mean reconstructions of the first ``test_images`` test images."""
+    images, _ = datamodule.split_tensors("test", test_images)
+    return tuple(
+        reconstruction_metrics(images, reconstruct_images(model, images, how, 500, 0),
+                               datamodule.data_range)
+        for how in ("sample", "mean")
+    )
+
+
 def trained_model_summary(
     run_dir: str | os.PathLike, test_images: int = 5000, data_dir: str | os.PathLike | None = None
 ) -> dict[str, float]:
@@ -34,10 +45,7 @@ def trained_model_summary(
     model = spikelatent.load(run_dir, which="last")
     datamodule = datamodule_from_config(dict(model.config), data_dir)
     images, labels = datamodule.split_tensors("test", test_images)
-    hard = reconstruction_metrics(images, reconstruct_images(model, images, "sample", 500, 0),
-                                  datamodule.data_range)
-    mean = reconstruction_metrics(images, reconstruct_images(model, images, "mean", 500, 0),
-                                  datamodule.data_range)
+    hard, mean = test_reconstruction(model, datamodule, test_images)
     information = information_summary(model, images)
     pop = spikelatent.population(model, images[:1000], labels=labels[:1000], n_trials=20,
                                  seed=0, progress=False)

@@ -174,6 +174,63 @@ def test_train_run_skips_finished_and_restarts_interrupted(tables, tmp_path, mon
     assert json.loads((interrupted / tables.DONE_FILE).read_text()) == result
 
 
+def test_claim_run_respects_live_holders_and_takes_over_dead_ones(tables, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "runs" / "a"
+    lock = tmp_path / "runs" / "a.lock"
+    lock.parent.mkdir()
+    lock.write_text(str(os.getppid()))  # a live process that is not us
+    assert tables.claim_run(run_dir) is False
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    lock.write_text(str(ended.pid))  # its process has ended: a crashed run
+    assert tables.claim_run(run_dir) is True
+    assert lock.read_text() == str(os.getpid())
+    tables.release_run(run_dir)
+    assert not lock.exists()
+
+
+def test_train_all_waits_for_a_run_another_process_trains(tables, tmp_path, monkeypatch):
+    import os
+
+    args = argparse.Namespace(out=tmp_path, data="digits", latent_dims=[10], models=["G", "P"],
+                              seeds=[0], no_progress=True)
+    trained = []
+    record = {"model": "x", "budget_minutes": None, "budget_steps": 5, "train_minutes": 0.1,
+              "steps": 5}
+
+    def fake_train_run(key, dim, seed, run_dir, args):
+        done = run_dir / tables.DONE_FILE
+        if not done.is_file():
+            trained.append(key)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(record))
+        return json.loads(done.read_text())
+
+    monkeypatch.setattr(tables, "train_run", fake_train_run)
+    monkeypatch.setattr(tables, "cached_entry", lambda run_dir, args: {})
+    held = tmp_path / "runs" / "digits-G-d10-s0"
+    held.parent.mkdir()
+    (held.parent / "digits-G-d10-s0.lock").write_text(str(os.getppid()))
+    waits = []
+
+    def other_process_finishes(seconds):
+        waits.append(seconds)
+        held.mkdir()
+        (held / tables.DONE_FILE).write_text(json.dumps(record))
+        (held.parent / "digits-G-d10-s0.lock").unlink()
+
+    monkeypatch.setattr(tables.time, "sleep", other_process_finishes)
+    run_dirs, records = tables.train_all(args, poll_seconds=0.5)
+    assert trained == ["P"]  # G belonged to the other process and was not trained here
+    assert waits == [0.5]
+    assert [Path(r["run_dir"]).name for r in records] == ["digits-G-d10-s0", "digits-P-d10-s0"]
+    assert run_dirs == [held, tmp_path / "runs" / "digits-P-d10-s0"]
+
+
 def test_command_line_needs_runs_or_train_with_a_budget(tables, capsys):
     for argv in (["--out", "x"], ["--train", "--out", "x"], ["r", "--train", "--out", "x",
                                                              "--budget-minutes", "1"]):
