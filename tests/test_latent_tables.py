@@ -240,3 +240,23 @@ def test_command_line_needs_runs_or_train_with_a_budget(tables, capsys):
     args = tables.parse_args(["--train", "--out", "x", "--budget-steps", "5", "--models", "g",
                               "NegBio", "poisson", "G"])
     assert args.models == ["G", "negbio", "P"]
+
+
+def test_vs_paper_puts_ranks_beside_the_papers(tables):
+    models = list(tables.PAPER_FRAGMENTATION[10])
+    # Ours: accuracy rises with the model's place in the paper's list, so ranks are 5, 4, ..., 1.
+    entries = [
+        {"latent_dim": 10, "model": m, "fragmentation": {200: [0.1 * i], 1000: [0.1 * i]},
+         "shattering": [0.5 + 0.01 * i], "few_shot": {}}
+        for i, m in enumerate(models, start=1)
+    ]
+    text = tables.vs_paper_tables(entries, "fashion-mnist")
+    assert "Ours on fashion-mnist, the paper's on MNIST" in text
+    negbio = next(line for line in text.splitlines() if "| 10 | NegBio-VAE DS-C |" in line)
+    # N=200: ours 0.5 ranks 1st; the paper's 0.749 ranks 1st of (0.726, 0.647, 0.728, 0.747, 0.749)
+    assert "0.500 (1) / 0.749 (1)" in negbio
+    # N=5000: not measured; the paper's 0.878 ranks 2nd behind the P-VAE's 0.883
+    assert "– / 0.878 (2)" in negbio
+    gaussian = next(line for line in text.splitlines() if "| 10 | G-VAE |" in line)
+    assert "0.510 (5) / 0.851 (4)" in gaussian  # shattering: paper 0.851 beats only L's 0.811
+    assert "Few-shot" not in text  # no latent dim 100 runs
