@@ -111,8 +111,13 @@ def test_arrival_counts_in_window_are_poisson():
 def test_rate_beyond_the_cap_is_clamped_with_a_warning(sampler):
     torch.manual_seed(5)
     rate = torch.tensor([1.0, 100.0])
-    with pytest.warns(RuntimeWarning, match=r"rate 100 .*max_support is 20"):
+    with pytest.warns(RuntimeWarning, match=r"rates above .* max_support 20 .*clamped"):
         soft = sampler(rate, temperature=0.01, max_support=20)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")  # Python's: once per distinct text and place
+        for high in (100.0, 150.0, 300.0):  # a new largest rate at every step of a run
+            sampler(torch.tensor([1.0, high]), temperature=0.01, max_support=20)
+    assert len(shown) == 1
     assert soft[1] <= 20.0  # clamped, not silently truncated to a wrong value without notice
     largest_covered = max(
         lam for lam in np.linspace(0.01, 20, 2000) if st.poisson.sf(19, lam) < 1e-4

@@ -146,9 +146,11 @@ def _prepare_rate(
     size = max(1, poisson_support_size(high, tolerance) + offset)
     if size > cap:
         covered = _largest_covered_rate(cap - offset, tolerance)
+        # The text holds no batch-dependent number, so the default filter shows it once per
+        # run instead of at every step that has a new largest rate.
         warnings.warn(
-            f"{owner}: rate {high:.6g} needs support {size} for tolerance {tolerance:g} but max_support is {cap}; "
-            f"rates above {covered:.6g} were clamped to it (raise max_support to avoid this)",
+            f"{owner}: rates above {covered:.6g} need more than max_support {cap} counts for "
+            f"tolerance {tolerance:g} and were clamped to {covered:.6g} (raise max_support to avoid this)",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -269,9 +269,16 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     if checkpoint is not None:
         _load_weights(model, checkpoint, last_checkpoint)
         del checkpoint
+    # Whichever limit comes first stops the run: name them all.
+    limits = [f"{config.epochs} epochs"]
+    if config.max_steps is not None:
+        limits.append(f"{config.max_steps} optimizer steps")
+    if config.max_minutes is not None:
+        limits.append(f"{config.max_minutes:g} minutes")
     rank_zero_info(
         f"{'resuming' if resume else 'training'} {model.variant} on {config.data} for "
-        f"{config.epochs} epochs; run directory: {run_dir} (metrics.csv and checkpoints/ are "
+        f"{' or '.join(limits)}{', whichever comes first' if len(limits) > 1 else ''}; run "
+        f"directory: {run_dir} (metrics.csv and checkpoints/ are "
         f"updated every epoch, figures at the end)"
     )
 
