@@ -299,6 +299,13 @@ class FitConfig:
             if name == "data_options":
                 value = {**(values.get("data_options") or {}), **(value or {})}
             values[name] = value
+        if values.get("model") == opt.HIERARCHICAL_MODEL and values.get("kl") == "ds":
+            # resolved() maps the unset --kl (ds) to the hierarchical default; one asked for
+            # by name is a mistake to report, not to replace.
+            raise SpikelatentError(
+                f"--kl ds does not apply to --model {opt.HIERARCHICAL_MODEL} (both NB parameters "
+                f"change at every group); choose --kl {' or --kl '.join(opt.HIERARCHICAL_KL_ESTIMATORS)}"
+                " or leave --kl out")
         return cls.from_dict(values).resolved()
 
     @classmethod

@@ -44,6 +44,8 @@ MISMATCHES = [
      f"--posterior-logits {_OTHER_LOGITS} does not apply"),
     (["--model", "negbio", "--relax", "ct", "--gumbel-support", "4"], "--gumbel-support 4 applies only with --relax gumbel"),
     (["--arch", "mlp", "--encoder-channels", "8,16"], "--encoder-channels 8,16 applies only with --encoder conv"),
+    # asked for by name (the unset --kl becomes series for this model, docs/hierarchical.md)
+    (["--model", "negbio-hierarchical", "--kl", "ds"], "--kl ds does not apply to --model negbio-hierarchical"),
 ]
 
 
