@@ -1,13 +1,15 @@
 """Test MSE against training time: every checkpoint of one long run, read out on the same test images.
 
-For the Fashion-MNIST DS-C target (hard-count MSE <= 0.0144, paper Table 1): train one long run,
-copy its ``last.ckpt`` now and then (the copies keep the optimizer step they were taken at), and
-give the copies to this script. For each checkpoint it prints and writes the optimizer step, the
-run's wall-clock minutes at that step (``metrics.csv``'s ``elapsed_s``), the relaxation temperature
+For the Fashion-MNIST DS-C target (hard-count MSE <= 0.0144, paper Table 1): train one long run
+with ``spikelatent fit --keep-every-epochs N`` (or copy its ``last.ckpt`` now and then: a copy
+keeps the optimizer step it was taken at) and give the run (and the copies) to this script. For
+each checkpoint it prints and writes the optimizer step, the run's wall-clock minutes at that step (``metrics.csv``'s ``elapsed_s``), the relaxation temperature
 it was trained at, and the per-pixel test MSE of hard-count (sample) and posterior-mean
 reconstructions of the first ``--test-images`` test images (as ``fit_fmnist.py``).
 
-    python benchmarks/checkpoint_curve.py RUN_DIR SNAPSHOT.ckpt ... --out runs/curve \\
+    spikelatent fit --data fashion-mnist --max-steps 48000 --epochs 100000 --keep-every-epochs 10 \\
+        --out runs/fmnist-48k
+    python benchmarks/checkpoint_curve.py runs/fmnist-48k [SNAPSHOT.ckpt ...] --out runs/curve \\
         [--test-images 5000] [--target 0.0144] [--point LABEL STEPS MINUTES MSE ...]
 
 ``--point`` adds a finished run measured elsewhere (e.g. a budgeted ``fit_fmnist.py`` run) to the
@@ -30,7 +32,7 @@ import numpy as np
 from run_summary import test_reconstruction
 
 import spikelatent
-from spikelatent.checkpoints import read_checkpoint
+from spikelatent.checkpoints import CHECKPOINT_DIR, KEPT_DIR, read_checkpoint
 from spikelatent.data import datamodule_from_config
 from spikelatent.io import write_text_atomic
 from spikelatent.plotting import new_figure, save_figure
@@ -84,7 +86,9 @@ def curve_figure(table: list[dict], points: list[tuple[str, int, float, float]],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the run the checkpoints come from")
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint copies, any order")
+    parser.add_argument("checkpoints", nargs="*", type=Path,
+                        help="checkpoint copies, any order (default: the run's checkpoints/kept/, "
+                        "from fit --keep-every-epochs, and its last.ckpt)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--test-images", type=int, default=5000)
     parser.add_argument("--target", type=float, default=0.0144)
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=("LABEL", "STEPS", "MINUTES", "MSE"))
     parser.add_argument("--data-dir", help="folder holding the dataset files")
     args = parser.parse_args(argv)
+    if not args.checkpoints:
+        folder = args.run_dir / CHECKPOINT_DIR
+        args.checkpoints = [*sorted((folder / KEPT_DIR).glob("*.ckpt")), folder / "last.ckpt"]
     try:
         rows = _metrics_rows(args.run_dir)
         model = spikelatent.load(args.checkpoints[0])

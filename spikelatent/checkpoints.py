@@ -24,6 +24,8 @@ from spikelatent.model import VAE
 
 #: The run directory's sub-folder holding ``best.ckpt`` and ``last.ckpt``.
 CHECKPOINT_DIR = "checkpoints"
+#: Its sub-folder for the checkpoints ``--keep-every-epochs`` keeps.
+KEPT_DIR = "kept"
 
 
 def checkpoint_path(run_dir_or_checkpoint: str | os.PathLike, which: str = "best") -> Path:

@@ -230,6 +230,10 @@ class FitConfig:
         None, "stop after this many minutes of training; the schedules then follow the minutes "
         "used when they are further on than the steps done (VAE.schedule_step)",
         unset="no time limit")
+    keep_every_epochs: int | None = option(
+        None, "also keep the checkpoint of every Nth epoch, as checkpoints/kept/epochNNN-stepS.ckpt "
+        "(for a metric against training time: benchmarks/checkpoint_curve.py)",
+        unset="keep only best and last")
     batch_size: int | None = option(
         None, "images per optimizer step and device",
         unset=_per_dataset(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE_OTHER))
@@ -378,7 +382,8 @@ class FitConfig:
             value = getattr(self, name)
             if not (value is None and choice.default is None):
                 choice.check(value, flag=True)
-        positive_ints = ("latent_dim", "batch_size", "mc_samples", "num_nodes", "epochs", "max_steps")
+        positive_ints = ("latent_dim", "batch_size", "mc_samples", "num_nodes", "epochs", "max_steps",
+                         "keep_every_epochs")
         for name in positive_ints:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

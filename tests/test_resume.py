@@ -231,3 +231,20 @@ def test_importing_the_training_workflow_leaves_logging_and_warnings_alone():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_keep_every_epochs_keeps_loadable_checkpoints_of_those_epochs(tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--data", "synthetic", "--data-option", "n=96", "--latent-dim", "8", "--arch", "mlp",
+             "--batch-size", "32", "--epochs", "5", "--keep-every-epochs", "2", "--no-progress"]
+    assert main(["fit", *flags, "--out", str(run_dir)]) == 0
+    kept = sorted((run_dir / "checkpoints" / "kept").glob("*.ckpt"))
+    steps_per_epoch = int(_rows(run_dir)[0]["step"])  # the metrics row of epoch 0
+    # epochs 1 and 3 (every 2nd, counted from 1); epoch 4 is the last, kept as last.ckpt anyway
+    assert [path.name for path in kept] == [
+        f"epoch001-step{2 * steps_per_epoch}.ckpt", f"epoch003-step{4 * steps_per_epoch}.ckpt"]
+    for path, epoch in zip(kept, (1, 3), strict=True):
+        checkpoint = torch.load(path, weights_only=True)
+        assert (checkpoint["epoch"], checkpoint["global_step"]) == (epoch, (epoch + 1) * steps_per_epoch)
+        assert load(path).config["keep_every_epochs"] == 2
+    assert main(["fit", *flags[:10], "--keep-every-epochs", "0", "--out", str(tmp_path / "x")]) == 2
