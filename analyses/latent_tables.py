@@ -430,6 +430,8 @@ def latent_tables_figure(entries: list[dict[str, Any]], path: Path) -> Path:
                       xlabel="latent dim", ylabel="mean dichotomy accuracy",
                       title="shattering dimensionality")
     axes[0].legend(fontsize="small")
+    datasets = ", ".join(dict.fromkeys(str(e["dataset"]) for e in entries))
+    figure.suptitle(f"{datasets}: linear read-outs of the latent features")
     return save_figure(figure, path)
 
 
