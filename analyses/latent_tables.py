@@ -625,21 +625,24 @@ def claim_verdict(reference: str, values: dict[str, dict], allowed_rank: int,
         return "not testable (fewer than 2 seeds)", []
     means = {m: float(np.mean(list(values[m].values()))) for m in [reference, *others]}
     rank = 1 + sum(means[m] > means[reference] for m in others)
-    rows = []
-    for other in others:
-        test = paired_test(values[reference], values[other])
-        rows.append(f"| {reference} − {other} | {test['difference']:+.4f} | {test['n_seeds']} | "
-                    f"{test['t_p']:.3g} | {test['wilcoxon_p']:.3g} |")
-    holds = rank <= allowed_rank
+    tests = {m: paired_test(values[reference], values[m]) for m in others}
+    rows = [f"| {reference} − {m} | {t['difference']:+.4f} | {t['n_seeds']} | {t['t_p']:.3g} | "
+            f"{t['wilcoxon_p']:.3g} |" for m, t in tests.items()]
     beaten = [m for m in others if means[m] > means[reference]]
-    significant = [
-        m for m in beaten
-        if paired_test(values[reference], values[m])["t_p"] < 0.05
-    ]
-    verdict = (f"reproduced on the means (rank {rank})" if holds
-               else f"not reproduced (rank {rank}; ahead: {', '.join(beaten)}"
-               + (f"; significantly by the paired t-test: {', '.join(significant)})" if significant
-                  else "; none significantly by the paired t-test)"))
+    significant = [m for m in beaten if tests[m]["t_p"] < 0.05]
+    if rank <= allowed_rank:
+        # Ahead on the means is not ahead: say which leads the paired test tells from chance.
+        behind = [m for m in others if means[m] < means[reference]]
+        clear = [m for m in behind if tests[m]["t_p"] < 0.05]
+        margin = (f"; significantly ahead of {', '.join(clear)}" if clear
+                  else "; ahead of none significantly" if behind else "")
+        if clear and len(clear) < len(behind):
+            margin += f", not of {', '.join(m for m in behind if m not in clear)}"
+        verdict = f"reproduced on the means (rank {rank}{margin})"
+    else:
+        verdict = (f"not reproduced (rank {rank}; ahead: {', '.join(beaten)}"
+                   + (f"; significantly by the paired t-test: {', '.join(significant)})"
+                      if significant else "; none significantly by the paired t-test)"))
     return verdict, rows
 
 

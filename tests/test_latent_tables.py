@@ -128,11 +128,17 @@ def test_claim_verdicts(tables):
     values = {"NegBio-VAE DS-C": {0: 0.8, 1: 0.82}, "G-VAE": {0: 0.9, 1: 0.95},
               "P-VAE": {0: 0.5, 1: 0.6}}
     verdict, rows = tables.claim_verdict("NegBio-VAE DS-C", values, allowed_rank=2)
-    assert verdict.startswith("reproduced on the means (rank 2)") and len(rows) == 2
+    assert verdict.startswith("reproduced on the means (rank 2;") and len(rows) == 2
     verdict, _ = tables.claim_verdict("NegBio-VAE DS-C", values, allowed_rank=1)
     assert verdict.startswith("not reproduced (rank 2; ahead: G-VAE")
     verdict, _ = tables.claim_verdict("L-VAE", values, allowed_rank=1)
     assert verdict.startswith("not testable")
+    # Rank 1 on the means, but only the lead over P-VAE is consistent across the three seeds:
+    # differences 0.30, 0.31, 0.29 (t-test p = 4e-4) against G's -0.01, +0.10, -0.05 (p = 0.79).
+    values = {"NegBio-VAE DS-C": {0: 0.80, 1: 0.91, 2: 0.79}, "G-VAE": {0: 0.81, 1: 0.81, 2: 0.84},
+              "P-VAE": {0: 0.50, 1: 0.60, 2: 0.50}}
+    verdict, _ = tables.claim_verdict("NegBio-VAE DS-C", values, allowed_rank=1)
+    assert verdict == "reproduced on the means (rank 1; significantly ahead of P-VAE, not of G-VAE)"
 
 
 def test_train_run_skips_finished_and_restarts_interrupted(tables, tmp_path, monkeypatch):
