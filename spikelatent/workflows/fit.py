@@ -297,15 +297,15 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
         enable_version_counter=False,
     )
     guard = CollapseGuard()
-    if config.keep_every_epochs:
-        # Lightning's own periodic checkpoints (no monitor, all kept), beside best and last.
-        kept = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR / KEPT_DIR,
-                               filename="epoch{epoch:03d}-step{step}", auto_insert_metric_name=False,
-                               every_n_epochs=config.keep_every_epochs, save_top_k=-1,
-                               save_on_train_epoch_end=True, enable_version_counter=False)
-    callbacks: list[Callback] = [*([kept] if config.keep_every_epochs else []), checkpoint_callback, guard,
+    callbacks: list[Callback] = [checkpoint_callback, guard,
                                  EpochMetricsCSV(run_dir / "metrics.csv", guard),
                                  LastEpochCheckpoint(last_checkpoint)]
+    if config.keep_every_epochs:
+        # Lightning's own periodic checkpoints (no monitor, all kept), beside best and last.
+        callbacks.append(ModelCheckpoint(
+            dirpath=run_dir / CHECKPOINT_DIR / KEPT_DIR, filename="epoch{epoch:03d}-step{step}",
+            auto_insert_metric_name=False, every_n_epochs=config.keep_every_epochs, save_top_k=-1,
+            save_on_train_epoch_end=True, enable_version_counter=False))
     interactive = progress and sys.stdout.isatty()
     if interactive:
         callbacks.append(EpochProgressBar(refresh_rate=max(1, _steps_per_epoch(datamodule) // 20)))
