@@ -18,14 +18,16 @@ from spikelatent.inference import reconstruct_images
 from spikelatent.metrics import reconstruction_metrics
 
 
-def test_reconstruction(model, datamodule, test_images: int = 5000) -> tuple[dict, dict]:
-    """:func:`spikelatent.metrics.reconstruction_metrics` (MSE, SSIM) of the hard-count (sample,
-    seed 0) and the posterior-mean reconstructions of the first ``test_images`` test images."""
+def test_reconstruction(model, datamodule, test_images: int = 5000, seed: int = 0,
+                        hows: tuple[str, ...] = ("sample", "mean")) -> tuple[dict, ...]:
+    """:func:`spikelatent.metrics.reconstruction_metrics` (MSE, SSIM) of the first
+    ``test_images`` test images, one per reconstruction in ``hows``: hard counts (``sample``,
+    drawn with ``seed``) and the posterior mean (``mean``)."""
     images, _ = datamodule.split_tensors("test", test_images)
     return tuple(
-        reconstruction_metrics(images, reconstruct_images(model, images, how, 500, 0),
+        reconstruction_metrics(images, reconstruct_images(model, images, how, 500, seed),
                                datamodule.data_range)
-        for how in ("sample", "mean")
+        for how in hows
     )
 
 

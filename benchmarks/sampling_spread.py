@@ -15,11 +15,10 @@ import argparse
 import sys
 
 import numpy as np
+from run_summary import test_reconstruction
 
 import spikelatent
 from spikelatent.data import datamodule_from_config
-from spikelatent.inference import reconstruct_images
-from spikelatent.metrics import reconstruction_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sampling_spread: error: {error}", file=sys.stderr)
         return 2
     for count in args.test_images:
-        images, _ = datamodule.split_tensors("test", count)
-        values = [reconstruction_metrics(images, reconstruct_images(model, images, "sample", 500, seed),
-                                         datamodule.data_range)["mse"] for seed in range(args.seeds)]
-        print(f"first {len(images)} test images: hard-count MSE per seed "
+        values = [test_reconstruction(model, datamodule, count, seed, hows=("sample",))[0]["mse"]
+                  for seed in range(args.seeds)]
+        print(f"first {min(count, len(datamodule.split_tensors('test')[0]))} test images: "
+              f"hard-count MSE per seed "
               f"{', '.join(f'{v:.5f}' for v in values)}; mean {np.mean(values):.5f} "
               f"± {np.std(values, ddof=1):.5f} (s.d. over {args.seeds} seeds)")
     return 0
