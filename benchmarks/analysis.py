@@ -85,12 +85,12 @@ def realistic_negbio_model(
     torch.manual_seed(seed)
     config = FitConfig(model="negbio", kl="ds", relax="ct", latent_dim=latent_dim, arch=arch)
     model = VAE(config, image_shape=(1, 28, 28)).eval()
-    latent = model.latent
+    latent = model.family.latent
     with torch.no_grad():
         log_mean = torch.empty(latent_dim).uniform_(np.log(low), np.log(high))
         # DS posterior: logit q = logit p + u_p, and mean = r (1 - p) / p = r e^(-logit p).
         latent.prior_logit_prob.copy_(latent.prior_log_dispersion - log_mean)
-        last_linear = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last_linear = [m for m in model.family.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
         last_linear.bias.zero_()
     return model
 

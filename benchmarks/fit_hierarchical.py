@@ -44,7 +44,7 @@ def per_level(run_dir: Path, n_images: int = 500, n_trials: int = 10) -> dict[in
     pop = spikelatent.population(model, images, labels=labels, n_trials=n_trials, seed=0,
                                  progress=False)
     with torch.no_grad():
-        kl = torch.cat([model.latent.kl_per_unit(model.posterior(images[i:i + 250]), 0.0)
+        kl = torch.cat([model.family.kl_per_unit(images[i:i + 250])
                         for i in range(0, len(images), 250)]).double().numpy()
     levels = pop["level"].values if "level" in pop.coords else np.zeros(pop.sizes["unit"], int)
     result = {}

@@ -64,7 +64,7 @@ def measure(run_dir: Path, n_stimuli: int, n_trials: int) -> dict[str, object]:
         "model": model.variant,
         "steps": int(metrics[-1]["step"]) if metrics else 0,
         "val_mse": float(metrics[-1]["val_mse"]) if metrics and metrics[-1]["val_mse"] else None,
-        "active_units": f"{int(active['n_active'])}/{model.latent.latent_dim}",
+        "active_units": f"{int(active['n_active'])}/{model.family.latent.latent_dim}",
         "median_fano": float(np.nanmedian(pop["fano_factor"].values)),
         "lifetime_sparsity": float(lifetime_sparsity(pop["counts"]).mean(skipna=True)),
         "gabor_fraction": fields.attrs["gabor_fraction"],

@@ -130,7 +130,7 @@ def run(argv: list[str] | None = None) -> int:
         gaussian_ms = timed(gaussian.step, args.repeats)  # again: the machine drifts
         with torch.no_grad():
             posterior = model.vae.posterior(batches[0][0])
-            prior = model.vae.latent.prior()
+            prior = model.vae.family.latent.prior()
         elements = samples * posterior.batch_shape.numel()
         print(f"\n{label}: training step {step_ms:.1f} ms = {step_ms / gaussian_ms:.2f}x the G-VAE's "
               f"{gaussian_ms:.1f} ms (same run); stages on {elements:,} sampled elements:")

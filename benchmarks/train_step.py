@@ -142,7 +142,7 @@ def build_model(args: argparse.Namespace, arch: str, model: str, kl: str, relax:
 
 def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Namespace) -> None:
     """Prior rates log-uniform in ``rate_range``; encoder output std = ``modulation_std``."""
-    latent = vae.latent
+    latent = vae.family.latent
     low, high = (math.log(v) for v in args.rate_range)
     log_rate = torch.empty(args.latent_dim).uniform_(low, high)
     with torch.no_grad():
@@ -151,16 +151,16 @@ def make_rates_realistic(vae: VAE, first_batch: torch.Tensor, args: argparse.Nam
         else:  # negative binomial, p = 0.5 so the mean r (1 - p) / p is r
             latent.prior_log_dispersion.copy_(log_rate)
             latent.prior_logit_prob.zero_()
-        norm = getattr(vae.encoder, "norm", None)
+        norm = getattr(vae.family.encoder, "norm", None)
         if isinstance(norm, torch.nn.LayerNorm):
             # The conv encoder's LayerNorm (on by default) gives every image's output unit
             # variance whatever the projection's scale: set its gain instead.
             norm.bias.zero_()
             norm.weight.fill_(args.modulation_std)
             return
-        last_layer = vae.encoder.projection  # both conv and linear encoders end with it
+        last_layer = vae.family.encoder.projection  # both conv and linear encoders end with it
         last_layer.bias.zero_()
-        spread = float(vae.encode(first_batch).std())
+        spread = float(vae.family.encode(first_batch).std())
         last_layer.weight.mul_(args.modulation_std / max(spread, 1e-12))
 
 
@@ -229,7 +229,7 @@ class TimedModel:
         self.batches = batches
         self.result: dict[str, Any] = {"label": label, "arch": arch, "durations": [],
                                        "support_kind": "Z_max+1" if relax == "gumbel" else "M"}
-        if self.vae.latent.is_count:
+        if self.vae.family.latent.is_count:
             make_rates_realistic(self.vae, batches[0][0], args)
             with torch.no_grad():
                 mean_rate = self.vae.posterior(batches[0][0]).mean

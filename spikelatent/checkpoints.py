@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from spikelatent.errors import CheckpointError, SpikelatentError
-from spikelatent.model import VAE
+from spikelatent.model import VAE, upgrade_state_dict
 
 #: The run directory's sub-folder holding ``best.ckpt`` and ``last.ckpt``.
 CHECKPOINT_DIR = "checkpoints"
@@ -104,6 +105,11 @@ def state_dict_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str 
                              else f", and {more} more keys differ")
 
 
+def _note(message: str) -> None:
+    """One line on stderr (a note, not an error)."""
+    print(f"note: {message}", file=sys.stderr)
+
+
 def load_state_dict_checked(model: torch.nn.Module, state_dict: dict[str, Any]) -> str | None:
     """Load ``state_dict`` into ``model``; return why it does not fit (one phrase), else None.
 
@@ -133,8 +139,11 @@ def load(run_dir_or_checkpoint: str | os.PathLike, which: str = "best",
     if "config" not in hparams or "image_shape" not in hparams:
         raise CheckpointError(f"{path} lacks the spikelatent configuration; retrain the model")
     model = VAE(hparams["config"], tuple(hparams["image_shape"]),
-                tuple(hparams.get("data_range", (0, 1))))
-    problem = load_state_dict_checked(model, checkpoint["state_dict"])
+                tuple(hparams.get("data_range", (0, 1))), hparams.get("preprocessing"))
+    state_dict, note = upgrade_state_dict(model, checkpoint["state_dict"])
+    if note:
+        _note(f"{path}: {note}")
+    problem = load_state_dict_checked(model, state_dict)
     if problem is not None:
         raise CheckpointError(f"{path} does not match its configuration: {problem}")
     model.checkpoint_path = str(path)

@@ -3,7 +3,7 @@ the KL of each unit. Shared by evaluation, analysis and the benchmarks, so each 
 
 Images are ``(image, C, H, W)`` on the model's data range; the model is any
 :class:`~spikelatent.model.VAE` (or an object with the same ``reconstruct``, ``features``,
-``posterior`` and ``latent`` members). Nothing here needs gradients.
+``posterior`` and ``family`` members). Nothing here needs gradients.
 """
 
 from __future__ import annotations
@@ -70,12 +70,13 @@ def model_features(
 def kl_per_unit(model: Any, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """KL(q(z|x) || p(z)) of every unit for every image, float64 ``(image, unit)`` in nats.
 
-    The latent family's own KL at temperature 0 (the count families' closed form, or for
-    ``--kl mc`` an MC estimate from hard samples).
+    The model kind's own KL from hard samples or closed forms (the count families' closed form,
+    for ``--kl mc`` an MC estimate from hard samples; a hierarchy: the exact series against each
+    unit's conditional prior).
     """
     device = _device(model)
     parts = []
     for start in range(0, images.shape[0], batch_size):
-        posterior = model.posterior(images[start : start + batch_size].to(device))
-        parts.append(model.latent.kl_per_unit(posterior, 0.0).flatten(1).double().cpu())
+        batch = images[start : start + batch_size].to(device)
+        parts.append(model.family.kl_per_unit(batch).flatten(1).double().cpu())
     return torch.cat(parts)

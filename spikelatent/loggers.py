@@ -176,17 +176,18 @@ def population_summary(model: Any, images: torch.Tensor) -> dict[str, float]:
     spike in one hard-count sample per stimulus), ``median_fano_factor`` (posterior variance /
     mean over stimulus x unit entries with a nonzero mean) and ``kl_per_image`` (nats); {} for
     other models."""
-    if not getattr(model.latent, "is_count", False):
+    if not model.family.is_count:
         return {}
     model.eval()
-    posterior = model.posterior(images.to(model.device))
-    counts = model.latent.sample(posterior)
+    images = images.to(model.device)
+    posterior = model.posterior(images)
+    counts = model.family.sample_counts(images, 1)[0]
     mean, variance = posterior.mean, posterior.variance
     fano = (variance / mean)[mean > 0]
     return {
         "active_units": float((counts > 0).any(0).sum()),
         "median_fano_factor": float(fano.median()) if fano.numel() else float("nan"),
-        "kl_per_image": float(model.latent.kl(posterior, 0.0).mean()),
+        "kl_per_image": float(model.family.kl_per_unit(images).sum(-1).mean()),
     }
 
 

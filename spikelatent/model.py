@@ -1,4 +1,4 @@
-"""The VAE: encoder + latent family + decoder, one LightningModule for all eight models."""
+"""The VAE: one LightningModule (the training plan) for every model kind."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from lightning.pytorch.callbacks import Timer
 from torch.distributions import Distribution
 
 from spikelatent.config import FitConfig
+from spikelatent.data.preprocessing import Preprocessor
 from spikelatent.errors import SpikelatentError
-from spikelatent.hierarchical import HierarchicalNB
-from spikelatent.latents import LatentFamily, make_latent_family
-from spikelatent.networks import make_decoder, make_encoder, output_activation_for
-from spikelatent.options import HIERARCHICAL_MODEL
+from spikelatent.families import LatentModel, make_family
+from spikelatent.networks import output_activation_for
 
+#: A unit counts as overdispersed in ``val/overdispersed_fraction`` above this Fano factor.
+OVERDISPERSED_FANO = 1.2
 #: Devices with a fused Adam kernel in every torch we support (>= 2.9); elsewhere the default loop.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
@@ -38,16 +39,20 @@ def linear_ramp(step: int, start: int, stop: int, low: float, high: float) -> fl
 
 
 class VAE(pl.LightningModule):
-    """A VAE whose latent family is set by the configuration.
+    """The training plan of every model kind: preprocessor + model kind + objective + schedules.
 
-    Images are (batch, C, H, W) on the dataset's data range; latent codes are (batch, unit).
-    Loss per image: sum of squared error over pixels + beta * KL summed over units,
-    averaged over the batch (docs/architecture.md, "Training conventions").
+    The model kind (:class:`~spikelatent.families.base.LatentModel`, ``model.family``) holds the
+    encoder, latents and decoder; this class adds the fitted input pipeline
+    (``model.preprocessor``), the loss, the temperature / beta / learning-rate schedules and
+    logging, with no branch on the kind. Images are (batch, C, H, W) on the model's input range;
+    latent codes are (batch, unit). Loss per image: sum of squared error over pixels + beta * KL
+    summed over units, averaged over the batch (docs/architecture.md, "Training conventions").
 
     ``config`` is a :class:`~spikelatent.config.FitConfig` (resolved here if it is not yet) or
     an option mapping such as a run's ``config.yaml`` or a checkpoint's hyper-parameters;
     ``VAE(FitConfig(), ...)`` builds the model ``spikelatent fit`` builds by default.
-    ``model.config`` is the resolved, typed configuration.
+    ``preprocessing`` is a :class:`~spikelatent.data.preprocessing.Preprocessor`'s settings (its
+    fitted constants travel in the state dict). ``model.config`` is the resolved configuration.
     """
 
     def __init__(
@@ -55,132 +60,88 @@ class VAE(pl.LightningModule):
         config: FitConfig | Mapping[str, Any],
         image_shape: tuple[int, int, int],
         data_range: tuple[float, float] = (0.0, 1.0),
+        preprocessing: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         resolved = FitConfig.coerce(config)
         self.config: FitConfig = resolved
         self.image_shape = tuple(int(s) for s in image_shape)
         self.data_range = (float(data_range[0]), float(data_range[1]))
-        # A plain dict in the checkpoint, so it loads with torch.load(weights_only=True).
+        self.preprocessor = Preprocessor.from_settings(preprocessing, self.image_shape,
+                                                       self.data_range)
+        # Plain dicts in the checkpoint, so it loads with torch.load(weights_only=True).
         self.save_hyperparameters(
             {"config": resolved.to_dict(), "image_shape": list(self.image_shape),
-             "data_range": list(self.data_range)}
+             "data_range": list(self.data_range),
+             "preprocessing": self.preprocessor.settings()}
         )
         # The decoder's output follows the data range: sigmoid on [0, 1], tanh on [-1, 1], linear
         # for whitened patches and other data whose range is only their observed span.
-        activation = output_activation_for(self.data_range)
-        #: negbio-hierarchical: one module holds the bottom-up encoder, the latent groups and the
-        #: decoder (their passes interleave), in ``latent``; it answers the latent family's
-        #: questions (docs/hierarchical.md).
-        self.hierarchical = resolved.model == HIERARCHICAL_MODEL
-        if self.hierarchical:
-            self.latent: LatentFamily | HierarchicalNB = HierarchicalNB.from_config(
-                resolved, self.image_shape, activation)
-            self.encoder = self.decoder = None
-        else:
-            self.latent = make_latent_family(
-                resolved.model,
-                resolved.latent_dim,
-                kl=resolved.kl,
-                relax=resolved.relax,
-                nb_sampler=resolved.nb_sampler,
-                mc_samples=resolved.mc_samples,
-                categories=resolved.categories,
-                prior_init=resolved.prior_init,
-                posterior_logits=resolved.posterior_logits,
-                modulation_bound=resolved.modulation_bound,
-                mc_kl=resolved.mc_kl,
-                gumbel_support=resolved.gumbel_support,
-            )
-            self.encoder = make_encoder(
-                resolved.encoder, self.image_shape, self.latent.encoder_outputs,
-                **_network_options(resolved, "encoder"),
-            )
-            self.decoder = make_decoder(
-                resolved.decoder, resolved.latent_dim, self.image_shape,
-                output_activation=activation, **_network_options(resolved, "decoder"),
-            )
+        self.family: LatentModel = make_family(resolved, self.image_shape,
+                                               output_activation_for(self.data_range))
         # --objective published: the NegBio-VAE code's ((y - x)**2).sum(-1).mean() + beta *
         # kl.mean() sums the squared error over the last image axis only, i.e. SSE / (C * H)
         # per image for image-shaped outputs (a flattened output for linear/mlp: SSE / 1),
         # and averages the KL over units.
         channels, height, _ = self.image_shape
         self.published_sse_divisor = channels * height if resolved.decoder == "conv" else 1
-        #: The KL weight after the warm-up. ``--beta auto``: the published NegBio-VAE weighting,
-        #: beta = 1 on its objective, i.e. C * H / K on the sum objective; the published
-        #: hierarchical code's beta = 1 is on the sum objective.
-        if resolved.beta != "auto":
-            self.final_beta = float(resolved.beta)
-        elif resolved.objective == "published" or self.hierarchical:
-            self.final_beta = 1.0
-        else:
-            self.final_beta = channels * height / resolved.latent_dim
+        #: The KL weight after the warm-up (``--beta auto``: the model kind's own rule).
+        self.final_beta = (float(resolved.beta) if resolved.beta != "auto"
+                           else float(self.family.auto_beta(resolved, self.image_shape)))
         self._total_steps: int | None = None
+        self._validation_fano: list[torch.Tensor] = []
 
     # ----------------------------------------------------------------- public API
     @property
     def variant(self) -> str:
         """Display name in the paper's notation, e.g. ``NegBio-VAE DS-C``."""
-        return self.latent.variant
+        return self.family.variant
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw encoder output, (batch, encoder_outputs); negbio-hierarchical: the read-out
-        features (its encoder output is one feature map per group)."""
-        if self.hierarchical:
-            return self.latent.features(x)
-        return self.encoder(x)
+    def preprocess(self, images: Any, positions: Any = None) -> torch.Tensor:
+        """Raw images (as on disk: uint8/uint16/float, any size and channels, a list, an array,
+        a tensor or file paths) -> this model's input ``(N, C, H, W)``, by the preprocessing
+        fitted with it (:class:`~spikelatent.data.preprocessing.Preprocessor`, docs/preprocessing.md).
+        ``positions``: for a model trained on patches, the ``(row, col)`` top-left corner of the
+        window taken from each prepared image (default: the centre)."""
+        return self.preprocessor(images, positions=positions)
 
     def posterior(self, x: torch.Tensor) -> Distribution:
         """q(z | x) with batch shape (batch, unit) (for categorical: (batch, group, category)).
 
         negbio-hierarchical: every unit's posterior given the groups above it at their posterior
-        means, with those conditional priors as ``.prior`` (``HierarchicalNB.flat_posterior``).
+        means, with those conditional priors as ``.prior``.
         """
-        if self.hierarchical:
-            return self.latent.flat_posterior(x)
-        return self.latent.posterior(self.encode(x))
+        return self.family.posterior(x)
 
     def prior(self) -> Distribution:
         """p(z), batch shape (unit,); negbio-hierarchical: along the prior-mean pass."""
-        if self.hierarchical:
-            return self.latent.flat_prior()
-        return self.latent.prior()
+        return self.family.prior()
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images (batch, C, H, W) from latent codes (batch, unit)."""
-        if self.hierarchical:
-            return self.latent.decode_counts(z)
-        return self.decoder(z)
+        return self.family.decode(z)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, mode: str = "sample") -> torch.Tensor:
         """Reconstructions: ``sample`` = hard counts (count families) / a posterior sample,
         ``mean`` = decode the posterior mean ("MAP" in the paper's tables)."""
-        if self.hierarchical and mode in ("sample", "mean"):
-            return self.latent(x, mode="hard" if mode == "sample" else "mean")[0]
-        posterior = self.posterior(x)
-        if mode == "sample":
-            z = self.latent.sample(posterior)
-        elif mode == "mean":
-            z = self.latent.mean(posterior)
-        else:
-            raise SpikelatentError(f"mode must be 'sample' or 'mean'; got {mode!r}")
-        return self.decode(z)
+        return self.family.reconstruct(x, mode)
 
     @torch.no_grad()
     def generate(self, n: int) -> torch.Tensor:
-        """``n`` images decoded from hard samples of the prior, (n, C, H, W) (hierarchical:
-        ancestral sampling from the top-down priors)."""
-        if self.hierarchical:
-            return self.latent.sample_prior(n)[0]
-        return self.decode(self.latent.sample_prior(n))
+        """``n`` images decoded from hard samples of the prior, (n, C, H, W)."""
+        return self.family.generate(n)
 
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear read-out features (docs/architecture.md): the encoder's output, (batch, features)."""
-        if self.hierarchical:
-            return self.latent.features(x)
-        return self.latent.features(self.encode(x))
+        """Linear read-out features (docs/architecture.md), (batch, features)."""
+        return self.family.features(x)
+
+    @torch.no_grad()
+    def representations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named internal populations ``{name: (batch, ...)}`` in depth order: each encoder
+        stage, then the latent rates (and each level of a hierarchy)."""
+        return self.family.representations(x)
 
     @torch.no_grad()
     def transform(
@@ -190,6 +151,7 @@ class VAE(pl.LightningModule):
         kind: str = "auto",
         stimulus: Any = None,
         labels: Any = None,
+        raw: bool = False,
     ) -> Any:
         """The population's response to ``images`` as an ``xarray.DataArray`` ``(stimulus, unit)``.
 
@@ -197,7 +159,8 @@ class VAE(pl.LightningModule):
 
         Args:
             images: ``(N, C, H, W)`` (or ``(N, H, W)`` for one channel) tensor or array on the
-                model's data range (what its data module yields).
+                model's input range (what its data module yields), or with ``raw=True`` images
+                as on disk, which :meth:`preprocess` prepares first.
             batch_size: images per encoder pass (memory only; the result does not depend on it).
             kind: ``rate`` = posterior mean (spikes per window for the count families),
                 ``features`` = the encoder's output (log rates, logits, means), ``auto`` =
@@ -205,53 +168,56 @@ class VAE(pl.LightningModule):
             stimulus: stimulus ids for the ``stimulus`` coordinate (default ``0 .. N-1``), e.g. a
                 data module's ``stimulus_names(split)``.
             labels: optional ``(N,)`` labels, added as the ``label`` coordinate.
+            raw: ``images`` are raw (see :meth:`preprocess`).
         """
         import xarray as xr
 
         if kind == "auto":
-            kind = "rate" if self.latent.is_count else "features"
+            kind = "rate" if self.family.is_count else "features"
         if kind not in ("rate", "features"):
             raise SpikelatentError(f"kind must be 'auto', 'rate' or 'features'; got {kind!r}")
-        x = torch.as_tensor(images)
-        if x.ndim == 3 and self.image_shape[0] == 1:
-            x = x.unsqueeze(1)
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise SpikelatentError(
-                f"images have shape {tuple(x.shape)}; this model takes (N, {', '.join(map(str, self.image_shape))})"
-            )
-        x = x.to(torch.float32)
+        x = self.preprocess(images) if raw else self.check_input(images)
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         chunks = []
         for start in range(0, len(x), int(batch_size)):
             batch = x[start:start + int(batch_size)].to(device)
-            if self.hierarchical:
-                values = self.posterior(batch).mean if kind == "rate" else self.features(batch)
-            else:
-                hidden = self.encode(batch)
-                values = (self.latent.mean(self.latent.posterior(hidden)) if kind == "rate"
-                          else self.latent.features(hidden))
+            values = (self.posterior(batch).mean if kind == "rate" else self.features(batch))
             chunks.append(values.reshape(len(batch), -1).cpu())
         self.train(was_training)
-        values = torch.cat(chunks) if chunks else torch.empty((0, self.latent.latent_dim))
+        values = torch.cat(chunks) if chunks else torch.empty((0, self.family.latent_dim))
         coords: dict[str, Any] = {
             "stimulus": np.arange(len(x)) if stimulus is None else np.asarray(stimulus),
             "unit": np.arange(values.shape[1]),
         }
         if labels is not None:
             coords["label"] = ("stimulus", np.asarray(torch.as_tensor(labels).cpu()))
-        if self.hierarchical:  # level, scale, group, channel, y, x per unit
-            coords.update({name: ("unit", values)
-                           for name, values in self.latent.unit_coordinates().items()})
+        if kind == "rate":  # e.g. a hierarchy's level, scale, group, channel, y, x per unit
+            coords.update({name: ("unit", column)
+                           for name, column in self.family.unit_coords().items()})
         return xr.DataArray(
             values.numpy(), dims=("stimulus", "unit"), coords=coords,
             name="rate" if kind == "rate" else "features",
             attrs={"model": self.variant, "quantity": "posterior mean" if kind == "rate"
                    else "encoder output (linear read-out features)",
-                   "units": "spikes per window" if kind == "rate" and self.latent.is_count else "",
+                   "units": "spikes per window" if kind == "rate" and self.family.is_count else "",
                    "data_range": list(self.data_range)},
         )
+
+    def check_input(self, images: Any) -> torch.Tensor:
+        """``images`` as a float32 ``(N, C, H, W)`` tensor of this model's input shape ((N, H, W)
+        accepted for one channel); a one-line error otherwise."""
+        x = torch.as_tensor(images)
+        if x.ndim == 3 and self.image_shape[0] == 1:
+            x = x.unsqueeze(1)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise SpikelatentError(
+                f"images have shape {tuple(x.shape)}; this model takes (N, "
+                f"{', '.join(map(str, self.image_shape))}) on its input range, or raw images "
+                "with raw=True"
+            )
+        return x.to(torch.float32)
 
     # ----------------------------------------------------------------- schedules
     @property
@@ -317,77 +283,53 @@ class VAE(pl.LightningModule):
     # ----------------------------------------------------------------- training
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        if self.hierarchical:
-            return self._hierarchical_step(x, stage)
-        posterior = self.posterior(x)
-        temperature = self.temperature() if (stage == "train" and self.latent.uses_temperature) else 0.0
-        if stage == "train":
-            z, kl = self.latent.rsample_with_kl(posterior, temperature)
-        else:
-            z = self.latent.sample(posterior)  # hard counts / one-hot / a sample at validation
-            kl = self.latent.kl(posterior, temperature)
-        reconstruction = self.decode(z)
-        sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
-        beta = self.beta() if stage == "train" else self.final_beta
-        loss = self.objective(sse, kl, beta)
-        if stage == "train" and not torch.isfinite(loss):
-            raise TrainingDivergedError(self._divergence_message(sse, kl))
-        batch_size = x.shape[0]
+        train = stage == "train"
+        temperature = self.temperature() if (train and self.family.uses_temperature) else 0.0
+        terms = self.family.loss_terms(x, temperature, training=train)
+        sse = (terms.reconstruction - x).pow(2).flatten(1).sum(-1)
+        beta = self.beta() if train else self.final_beta
+        loss = self.objective(sse, terms.kl_penalty, beta)
+        if train and not torch.isfinite(loss):
+            raise TrainingDivergedError(self._divergence_message(sse, terms.kl))
         # sync_dist: epoch averages over all DDP processes (a no-op on one device).
-        log = {"on_step": stage == "train", "on_epoch": True, "batch_size": batch_size,
-               "sync_dist": True}
+        log = {"on_step": train, "on_epoch": True, "batch_size": x.shape[0], "sync_dist": True}
         self.log(f"{stage}/loss", loss, prog_bar=True, **log)
         self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
-        self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
+        self.log(f"{stage}/kl", terms.kl.mean(), prog_bar=True, **log)
         self.log(f"{stage}/mse", sse.mean() / x[0].numel(), **log)
-        if self.latent.is_count and stage != "train":
+        extra = terms.metrics if train else {**terms.metrics, **terms.evaluation_metrics}
+        for name, value in extra.items():
+            self.log(f"{stage}/{name}", value, **log)
+        if self.family.is_count and not train:
             # Count statistics from the hard counts of validation; drawing extra hard samples in
             # every training step would cost a Gamma + Poisson draw in the hot path.
             with torch.no_grad():
+                z = terms.codes
                 self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
                 self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
-        if stage == "train":
+                if stage == "val" and terms.posterior is not None:
+                    self._validation_fano.append(fano_factor_of(terms.posterior).cpu())
+        if train:
             # For metrics.csv; loggers get them from its rows (spikelatent.loggers.log_epoch_row).
             self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True,
                      logger=False)
             self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True, logger=False)
         return loss
 
-    def _hierarchical_step(self, x: torch.Tensor, stage: str) -> torch.Tensor:
-        """negbio-hierarchical: relaxed posterior pass in training, exact counts otherwise; the
-        loss is SSE + beta * (free-bits, balanced) KL summed over groups; KL and the fraction
-        of units that fire are logged per level (``{stage}/kl_level{g}``)."""
-        train = stage == "train"
-        temperature = self.temperature() if train else 0.0
-        reconstruction, result = self.latent(x, mode="relaxed" if train else "hard",
-                                             temperature=temperature)
-        sse = (reconstruction - x).pow(2).flatten(1).sum(-1)
-        kl = result.kl.sum(-1)
-        beta = self.beta() if train else self.final_beta
-        loss = (sse + beta * self.latent.training_kl(result.kl)).mean()
-        if train and not torch.isfinite(loss):
-            raise TrainingDivergedError(self._divergence_message(sse, kl))
-        log = {"on_step": train, "on_epoch": True, "batch_size": x.shape[0], "sync_dist": True}
-        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
-        self.log(f"{stage}/sse", sse.mean(), prog_bar=True, **log)
-        self.log(f"{stage}/kl", kl.mean(), prog_bar=True, **log)
-        self.log(f"{stage}/mse", sse.mean() / x[0].numel(), **log)
-        for level, level_kl in enumerate(result.kl.mean(0)):
-            self.log(f"{stage}/kl_level{level}", level_kl, **log)
-        if not train:
-            with torch.no_grad():
-                z = self.latent.flatten(result.counts)
-                self.log(f"{stage}/zero_fraction", (z == 0).float().mean(), **log)
-                self.log(f"{stage}/active_fraction", (z > 0).any(0).float().mean(), **log)
-                for level, counts in enumerate(result.counts):
-                    self.log(f"{stage}/active_fraction_level{level}",
-                             (counts > 0).any(0).float().mean(), **log)
-        else:
-            # For metrics.csv; loggers get them from its rows (spikelatent.loggers.log_epoch_row).
-            self.log("temperature", temperature, on_step=False, on_epoch=True, sync_dist=True,
-                     logger=False)
-            self.log("beta", beta, on_step=False, on_epoch=True, sync_dist=True, logger=False)
-        return loss
+    def on_validation_epoch_start(self) -> None:
+        self._validation_fano = []
+
+    def on_validation_epoch_end(self) -> None:
+        """The posterior's overdispersion on the whole validation split: ``val/fano_median``
+        (median Fano factor over stimuli and units, = the population's ``fano_factor`` median)
+        and ``val/overdispersed_fraction`` (units whose mean Fano factor over stimuli > 1.2)."""
+        if not self._validation_fano:
+            return
+        fano = torch.cat(self._validation_fano).double()  # (stimulus, unit)
+        self._validation_fano = []
+        self.log("val/fano_median", float(np.median(fano.numpy())), sync_dist=True)
+        self.log("val/overdispersed_fraction",
+                 float((fano.mean(0) > OVERDISPERSED_FANO).double().mean()), sync_dist=True)
 
     def objective(self, sse: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
         """The loss from the per-image SSE (batch,) and KL summed over units (batch,).
@@ -396,7 +338,7 @@ class VAE(pl.LightningModule):
         SSE / (C * H) + beta * KL / K (the NegBio-VAE code; docs/training.md "Objective scale").
         """
         if self.config.objective == "published":
-            return (sse / self.published_sse_divisor + beta * kl / self.latent.latent_dim).mean()
+            return (sse / self.published_sse_divisor + beta * kl / self.family.latent_dim).mean()
         return (sse + beta * kl).mean()
 
     def _divergence_message(self, sse: torch.Tensor, kl: torch.Tensor) -> str:
@@ -439,6 +381,7 @@ class VAE(pl.LightningModule):
             checkpoint["spikelatent_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = upgrade_state_dict(self, checkpoint["state_dict"])[0]
         state = checkpoint.get("spikelatent_rng")
         if state:
             torch.set_rng_state(state["torch"])
@@ -446,10 +389,42 @@ class VAE(pl.LightningModule):
                 torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _network_options(config: FitConfig, role: str) -> dict[str, Any]:
-    """The conv network options set in the configuration (the other architectures take none)."""
-    if getattr(config, role) != "conv":
-        return {}
-    if role == "encoder":
-        return {"channels": config.encoder_channels, "layer_norm": config.encoder_layer_norm}
-    return {"channels": config.decoder_channels, "unit_norm": config.decoder_unit_norm}
+def fano_factor_of(distribution: Distribution) -> torch.Tensor:
+    """Fano factor (variance / mean) per stimulus and unit of a count distribution, (batch, unit);
+    1 where the mean is 0 (the Poisson and NB limit)."""
+    mean = distribution.mean
+    return torch.where(mean > 0, distribution.variance / mean.clamp_min(1e-30), 1.0).detach()
+
+
+def upgrade_state_dict(model: torch.nn.Module, state_dict: dict[str, Any]
+                       ) -> tuple[dict[str, Any], str | None]:
+    """A checkpoint's weights in the layout of ``model``, and a note when something of it could
+    not be rebuilt.
+
+    Checkpoints written before every model kind sat behind one interface hold ``encoder.*``,
+    ``latent.*`` and ``decoder.*`` (hierarchical: ``latent.*``); they now live under
+    ``family.``. Checkpoints written before models carried their preprocessing have no
+    ``preprocessor.*``: the model's own (unfitted) constants are kept, and the note says so when
+    the run's preprocessing had fitted constants.
+    """
+    expected = model.state_dict()
+    upgraded: dict[str, Any] = {}
+    for key, value in state_dict.items():
+        if key in expected:
+            upgraded[key] = value
+        elif f"family.{key}" in expected:
+            upgraded[f"family.{key}"] = value
+        elif key.startswith("latent.") and f"family.{key[len('latent.'):]}" in expected:
+            upgraded[f"family.{key[len('latent.'):]}"] = value
+        else:
+            upgraded[key] = value  # reported as unexpected by the mismatch check
+    note = None
+    missing = [key for key in expected if key.startswith("preprocessor.") and key not in upgraded]
+    if missing:
+        upgraded.update({key: expected[key] for key in missing})
+        preprocessor = getattr(model, "preprocessor", None)
+        if preprocessor is not None and preprocessor.needs_fit:
+            note = ("written before models carried their preprocessing; its fitted whitening / "
+                    "scale constants cannot be rebuilt from it, so raw images cannot be shown to "
+                    "it (images on its input range still work)")
+    return upgraded, note

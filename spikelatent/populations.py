@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from spikelatent import __version__
 from spikelatent._checks import check_int
-from spikelatent.distributions import NegativeBinomial
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import check_bin_size, count_spikes, spike_times
 
@@ -39,15 +38,14 @@ def _as_images(images: Any, image_shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _parameters(distribution: Any) -> dict[str, torch.Tensor]:
-    """Per-unit statistics of an NB or Poisson distribution (batch shape (stimulus, unit))."""
+    """Per-unit statistics of a count distribution (batch shape (stimulus, unit)), read from the
+    distribution: its mean, variance, Fano factor and NB dispersion r (inf for the Poisson
+    limit); the NB success probability p = 1 / Fano factor."""
     mean = distribution.mean
-    if isinstance(distribution, NegativeBinomial):
-        return {"rate": mean, "dispersion": distribution.total_count.expand_as(mean),
-                "prob": distribution.probs.expand_as(mean), "variance": distribution.variance,
-                "fano_factor": distribution.fano_factor.expand_as(mean)}
-    # Poisson = the NB limit r -> infinity, p -> 1: Fano factor 1.
-    return {"rate": mean, "dispersion": torch.full_like(mean, float("inf")),
-            "prob": torch.ones_like(mean), "variance": mean, "fano_factor": torch.ones_like(mean)}
+    fano = distribution.fano_factor.expand_as(mean)
+    return {"rate": mean, "dispersion": distribution.dispersion.expand_as(mean),
+            "prob": 1.0 / fano, "variance": distribution.variance.expand_as(mean),
+            "fano_factor": fano}
 
 
 def population(
@@ -62,13 +60,14 @@ def population(
     stimulus_ids: Any = None,
     bin_size: float | None = None,
     spike_process: str = "uniform",
+    raw: bool = False,
 ) -> xr.Dataset:
     """Build the latent population of a Poisson or NegBio model for a set of stimuli.
 
     Args:
-        model: a trained :class:`spikelatent.model.VAE` (``spikelatent.load(run_dir)``) whose
-            latent family is ``poisson`` or ``negbio``.
-        images: stimuli, (stimulus, C, H, W) on the data range the model was trained on.
+        model: a trained :class:`spikelatent.model.VAE` (``spikelatent.load(run_dir)``) of a
+            count model kind (``poisson``, ``negbio``, ``negbio-hierarchical``).
+        images: stimuli, (stimulus, C, H, W) on the model's input range, or raw with ``raw``.
         labels: optional class label per stimulus, (stimulus,).
         n_trials: exact spike-count samples per stimulus and unit (0: no ``counts``).
         batch_size: stimuli encoded at once (bounds memory).
@@ -78,6 +77,8 @@ def population(
         bin_size: also add ``binned_counts (trial, stimulus, time, unit)``: the counts' spike
             times (:func:`spike_times`, unit window of 1 s) in bins of ``bin_size`` seconds.
         spike_process: ``"uniform"`` or ``"counting"`` arrival times (see :func:`spike_times`).
+        raw: ``images`` are raw (as on disk: any size, dtype and channels); the model's own
+            preprocessing (:meth:`~spikelatent.model.VAE.preprocess`) prepares them first.
 
     Returns:
         ``xarray.Dataset`` with dims ``stimulus``, ``unit`` (and ``trial``):
@@ -86,16 +87,18 @@ def population(
         ``prior_rate``, ``prior_dispersion``, ``prior_fano_factor`` (unit); coords ``label``
         (stimulus) and ``unit``; attrs naming model, variant, dataset and checkpoint.
     """
-    latent = getattr(model, "latent", None)
-    if latent is None or not getattr(latent, "is_count", False):
-        family = getattr(latent, "name", type(model).__name__)
+    family = model.family
+    if not family.is_count:
         raise SpikelatentError(
-            f"populations exist for poisson and negbio models; this model's latents are {family}"
+            f"populations exist for count models (poisson, negbio, negbio-hierarchical); this "
+            f"model's latents are {family.name}"
         )
     n_trials = check_int(n_trials, "n_trials", minimum=0)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if raw:
+        images = model.preprocess(images)
     images = _as_images(images, tuple(model.image_shape))
-    n_stimuli, n_units = images.shape[0], latent.latent_dim
+    n_stimuli, n_units = images.shape[0], family.latent_dim
     if labels is not None:
         labels = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).reshape(-1)
         if labels.shape[0] != n_stimuli:
@@ -123,12 +126,9 @@ def population(
                 posterior = model.posterior(images[start:stop].to(device))
                 for name, value in _parameters(posterior).items():
                     statistics[name][start:stop] = value.float().cpu().numpy()
-                if counts is not None and hasattr(latent, "sample_counts"):
-                    # Hierarchical: each trial is one exact ancestral draw of every level.
-                    batch_counts = latent.sample_counts(images[start:stop].to(device), n_trials)
-                    counts[:, start:stop] = batch_counts.cpu().numpy()
-                elif counts is not None:
-                    batch_counts = posterior.sample((n_trials,))  # exact: Gamma then Poisson
+                if counts is not None:
+                    # Exact draws (Gamma then Poisson; a hierarchy: ancestral draws of every level).
+                    batch_counts = family.sample_counts(images[start:stop].to(device), n_trials)
                     counts[:, start:stop] = batch_counts.cpu().numpy()
                 bar.update(stop - start)
     finally:
@@ -141,9 +141,8 @@ def population(
     coords: dict[str, Any] = {"stimulus": stimulus, "unit": np.arange(n_units)}
     if labels is not None:
         coords["label"] = ("stimulus", labels)
-    if hasattr(latent, "unit_coordinates"):
-        # Hierarchical: level, scale, group, channel, y, x of each unit, for groupby("level").
-        coords.update({name: ("unit", values) for name, values in latent.unit_coordinates().items()})
+    # e.g. a hierarchy's level, scale, group, channel, y, x of each unit, for groupby("level").
+    coords.update({name: ("unit", values) for name, values in family.unit_coords().items()})
     data_vars: dict[str, Any] = {
         name: (("stimulus", "unit"), value) for name, value in statistics.items()
     }
@@ -156,8 +155,8 @@ def population(
     dataset = xr.Dataset(data_vars, coords=coords)
     config = getattr(model, "config", {}) or {}
     dataset.attrs = {
-        "model": latent.name,
-        "variant": getattr(model, "variant", latent.name),
+        "model": family.name,
+        "variant": model.variant,
         "dataset": str(config.get("data", "unknown")),
         "checkpoint": str(getattr(model, "checkpoint_path", "") or "not saved"),
         "spikelatent_version": __version__,

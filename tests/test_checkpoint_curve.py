@@ -50,6 +50,6 @@ def test_curve_of_kept_checkpoints(curve, tmp_path):
     model = load(run_dir / "checkpoints" / "last.ckpt")
     images, _ = datamodule_from_config(dict(model.config)).split_tensors("test", 16)
     with torch.no_grad():
-        decoded = model.decode(model.latent.mean(model.posterior(images))).numpy()
+        decoded = model.decode(model.family.latent.mean(model.posterior(images))).numpy()
     oracle = float(np.mean((images.numpy() - decoded) ** 2))
     assert float(rows[-1]["mse_mean"]) == pytest.approx(oracle, rel=1e-5)

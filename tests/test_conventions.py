@@ -77,10 +77,10 @@ def test_sparse_prior_start_is_the_reference_range():
 def test_absolute_posterior_logits_ignore_the_prior():
     vae = _vae(model="negbio", posterior_logits="absolute", modulation_bound=5.0)
     with torch.no_grad():
-        vae.latent.prior_logit_prob.fill_(2.0)
+        vae.family.latent.prior_logit_prob.fill_(2.0)
     h = torch.tensor([[-100.0, -1.0, 0.0, 1.0, 100.0] + [0.0] * 11])
     with torch.no_grad():
-        logit_q = vae.latent.posterior(h).logits[0, :5]
+        logit_q = vae.family.latent.posterior(h).logits[0, :5]
     # clamp(u, -5, 5), softly: identity inside, saturating at the bound.
     torch.testing.assert_close(logit_q[1:4], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-4, rtol=0)
     assert -5.0 <= float(logit_q[0]) < -4.8 and 4.8 < float(logit_q[4]) <= 5.0
@@ -91,8 +91,8 @@ def test_gamma_mixer_kl_is_the_closed_form_gamma_kl_and_bounds_the_nb_kl():
     vae = _vae(model="negbio", kl="mc", mc_kl="gamma")
     h = torch.randn(4, 32) * 0.5
     with torch.no_grad():
-        posterior = vae.latent.posterior(h)
-        kl = vae.latent.kl(posterior, 0.0).double()
+        posterior = vae.family.latent.posterior(h)
+        kl = vae.family.latent.kl(posterior, 0.0).double()
         prior = vae.prior()
     # Oracle: the KL of the two Gamma rate distributions written out (shape a, rate b):
     # (a_q - a_p) psi(a_q) - lgamma(a_q) + lgamma(a_p) + a_p (log b_q - log b_p) + a_q (b_p - b_q) / b_q.
@@ -116,7 +116,7 @@ def test_fixed_gumbel_support_keeps_counts_within_it():
     vae = _vae(model="negbio", relax="gumbel", gumbel_support=4)
     h = torch.full((64, 16), -8.0)  # logit q very low: posterior means far above 4
     with torch.no_grad():
-        z = vae.latent.rsample(vae.latent.posterior(h), 0.01)
+        z = vae.family.latent.rsample(vae.family.latent.posterior(h), 0.01)
     assert float(z.max()) <= 4.0 + 1e-5
     assert float(z.mean()) > 3.5  # the truncated pmf puts its mass at the top of the support
 
@@ -124,12 +124,12 @@ def test_fixed_gumbel_support_keeps_counts_within_it():
 def test_unit_norm_decoder_columns_and_published_widths():
     vae = _vae(model="negbio", encoder_channels=[32, 64], decoder_channels=[64, 128],
                encoder_layer_norm=True, decoder_unit_norm=True)
-    first = vae.decoder.expand[0]
+    first = vae.family.decoder.expand[0]
     assert first.weight.shape == (128 * 7 * 7, 16)
     torch.testing.assert_close(first.weight.norm(dim=0), torch.ones(16), rtol=1e-5, atol=1e-6)
-    assert isinstance(vae.decoder.expand[1], torch.nn.Identity)  # no nonlinearity after it
-    assert isinstance(vae.encoder.norm, torch.nn.LayerNorm)
-    convs = [m for m in vae.decoder.upsample if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert isinstance(vae.family.decoder.expand[1], torch.nn.Identity)  # no nonlinearity after it
+    assert isinstance(vae.family.encoder.norm, torch.nn.LayerNorm)
+    convs = [m for m in vae.family.decoder.upsample if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(128, 64), (64, 1)]
 
 
@@ -289,8 +289,8 @@ def test_information_summary_matches_the_scipy_series_kl():
     torch.manual_seed(2)
     vae = _vae(model="negbio", arch="mlp").eval()
     with torch.no_grad():  # half the units pinned to the prior: they carry no information
-        vae.encoder.projection.weight[8:] = 0.0
-        vae.encoder.projection.bias[8:] = 0.0
+        vae.family.encoder.projection.weight[8:] = 0.0
+        vae.family.encoder.projection.bias[8:] = 0.0
     images = torch.rand(12, *IMAGE_SHAPE)
     summary = information_summary(vae, images, batch_size=5)
     with torch.no_grad():

@@ -107,7 +107,7 @@ def test_ancestral_samples_of_the_first_group_follow_its_prior():
 
 def test_unit_coordinates_follow_the_flattened_level_order():
     model = HierarchicalNB((1, 28, 28), scales=2, groups=(2, 1), channels=8, latent_channels=(3, 2))
-    coords = model.unit_coordinates()
+    coords = model.unit_coords()
     sizes = [3 * 7 * 7, 3 * 7 * 7, 2 * 14 * 14]
     assert model.group_sizes == sizes and model.latent_dim == sum(sizes)
     assert np.array_equal(np.bincount(coords["level"]), sizes)
@@ -125,7 +125,7 @@ def test_the_counts_alone_determine_the_reconstruction():
     perturb_posteriors(model)
     with torch.no_grad():
         reconstruction, result = model(torch.rand(3, 1, 8, 8), mode="hard")
-        again = model.decode_counts(model.flatten(result.counts))
+        again = model.decode(model.flatten(result.counts))
     assert torch.equal(reconstruction, again)
     draws = model.sample_counts(torch.rand(3, 1, 8, 8), 4)
     assert draws.shape == (4, 3, model.latent_dim)
@@ -175,8 +175,8 @@ def test_a_tiny_hierarchical_model_trains_through_the_cli_and_resumes(tmp_path, 
     assert model.generate(4).shape == (4, 1, 28, 28)
     assert model.reconstruct(images, "mean").shape == (3, 1, 28, 28)
     pop = spikelatent.population(model, images, labels=[0, 1, 2], n_trials=4, seed=0)
-    coords = model.latent.unit_coordinates()
-    assert pop.sizes["unit"] == model.latent.latent_dim == 2 * 7 * 7 + 2 * 14 * 14
+    coords = model.family.unit_coords()
+    assert pop.sizes["unit"] == model.family.latent_dim == 2 * 7 * 7 + 2 * 14 * 14
     for name in ("level", "scale", "group", "channel", "y", "x"):
         assert pop[name].dims == ("unit",)
         assert np.array_equal(pop[name].values, coords[name])

@@ -59,17 +59,17 @@ def test_library_factories_default_to_the_configuration():
     """make_latent_family / make_encoder / make_decoder with no options build what fit builds."""
     model = _built(FitConfig())
     latent = make_latent_family(options.MODEL.default)
-    assert _structure(latent) == _structure(model.latent)
+    assert _structure(latent) == _structure(model.family.latent)
     for name in ("kl_estimator", "relax", "posterior_logits", "modulation_bound", "mc_kl",
                  "nb_sampler", "mc_samples", "gumbel_support", "latent_dim"):
-        assert getattr(latent, name) == getattr(model.latent, name), name
+        assert getattr(latent, name) == getattr(model.family.latent, name), name
     assert latent.posterior_logits == FitConfig().posterior_logits == "absolute"
     assert latent.modulation_bound == FitConfig().modulation_bound == 5.0
     encoder = make_encoder(options.ARCH.default, IMAGE_SHAPE, latent.encoder_outputs)
     decoder = make_decoder(options.ARCH.default, latent.latent_dim, IMAGE_SHAPE)
-    assert _structure(encoder) == _structure(model.encoder)
-    assert _structure(decoder) == _structure(model.decoder)
-    assert isinstance(model.encoder.norm, torch.nn.LayerNorm)  # encoder_layer_norm on
+    assert _structure(encoder) == _structure(model.family.encoder)
+    assert _structure(decoder) == _structure(model.family.decoder)
+    assert isinstance(model.family.encoder.norm, torch.nn.LayerNorm)  # encoder_layer_norm on
 
 
 def test_every_cli_choice_list_is_the_configurations():
@@ -107,7 +107,7 @@ def test_aliases_old_files_and_the_model_name_in_outputs(tmp_path):
     config = FitConfig.from_yaml(old).resolved()
     assert config.model == "negbio"
     model = VAE(config, IMAGE_SHAPE)
-    assert model.latent.name == "negbio" == make_latent_family("negbinomial", 4).name
+    assert model.family.latent.name == "negbio" == make_latent_family("negbinomial", 4).name
     assert model.variant == "NegBio-VAE DS-C" == options.display_name("negbinomial")
     assert list(options.PAPER_MODELS) == [
         "G-VAE", "L-VAE", "C-VAE", "P-VAE", "NegBio-VAE MC-G", "NegBio-VAE MC-C",

@@ -203,8 +203,8 @@ def test_whitened_data_get_a_linear_decoder():
     assert data.image_shape == (1, 16, 16) and data.data_range[0] < -1 and data.data_range[1] > 1
     config = {"data": "natural-patches", "arch": "linear", "latent_dim": 8}
     model = VAE(config, data.image_shape, data.data_range)
-    assert isinstance(model.decoder.output_activation, torch.nn.Identity)
-    assert isinstance(VAE(config, (1, 16, 16), (0, 1)).decoder.output_activation, torch.nn.Sigmoid)
+    assert isinstance(model.family.decoder.output_activation, torch.nn.Identity)
+    assert isinstance(VAE(config, (1, 16, 16), (0, 1)).family.decoder.output_activation, torch.nn.Sigmoid)
 
 
 @pytest.mark.parametrize(

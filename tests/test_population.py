@@ -27,7 +27,7 @@ def hand_set_model(model: str, kl: str = "ds") -> tuple[VAE, dict[str, np.ndarra
                        posterior_logits="relative" if model == "negbio" else "absolute",
                        modulation_bound=10.0).resolved()
     vae = VAE(config.to_dict(), (1, 28, 28), (0.0, 1.0))
-    linear = [m for m in vae.encoder.modules() if isinstance(m, torch.nn.Linear)][0]
+    linear = [m for m in vae.family.encoder.modules() if isinstance(m, torch.nn.Linear)][0]
     u = torch.linspace(-3.0, 1.0, UNITS, dtype=torch.float64)
     with torch.no_grad():
         linear.weight.zero_()
@@ -38,15 +38,15 @@ def hand_set_model(model: str, kl: str = "ds") -> tuple[VAE, dict[str, np.ndarra
         r = np.array([0.1, 1.0, 2.0, 4.0, 8.0, 0.25])  # logit q stays > 2 units from its clamp
         p = np.array([0.3, 0.5, 0.6, 0.7, 0.8, 0.9])
         with torch.no_grad():
-            vae.latent.prior_log_dispersion.copy_(torch.log(torch.tensor(r)))
-            vae.latent.prior_logit_prob.copy_(torch.logit(torch.tensor(p)))
+            vae.family.latent.prior_log_dispersion.copy_(torch.log(torch.tensor(r)))
+            vae.family.latent.prior_logit_prob.copy_(torch.logit(torch.tensor(p)))
         logit_q = np.log(p / (1 - p)) + u.numpy()
         q = 1 / (1 + np.exp(-logit_q))
         expected = {"r": r, "q": q, "prior_p": p}
     else:
         log_rate = np.log(np.array([0.5, 1.0, 2.0, 3.0, 4.0, 6.0]))
         with torch.no_grad():
-            vae.latent.prior_log_rate.copy_(torch.tensor(log_rate))
+            vae.family.latent.prior_log_rate.copy_(torch.tensor(log_rate))
         expected = {"rate": np.exp(log_rate + u.numpy()),
                     "prior_rate": np.exp(log_rate)}
     return vae.eval(), expected
@@ -124,7 +124,7 @@ def test_population_is_seeded_and_batched():
 def test_population_errors_are_clear():
     gaussian = VAE(FitConfig(model="gaussian", latent_dim=4, arch="linear").resolved().to_dict(),
                    (1, 28, 28))
-    with pytest.raises(SpikelatentError, match="populations exist for poisson and negbio"):
+    with pytest.raises(SpikelatentError, match="populations exist for count models"):
         population(gaussian, torch.rand(2, 1, 28, 28))
     vae, _ = hand_set_model("negbio")
     with pytest.raises(SpikelatentError, match=r"shape \(stimulus, 1, 28, 28\)"):

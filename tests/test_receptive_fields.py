@@ -27,7 +27,7 @@ def _model(model="poisson", data_range=(-2.0, 3.0), latent_dim=6, seed=0):
 
 def test_generative_field_of_a_linear_decoder_is_its_weight_column():
     model = _model()  # data range (-2, 3): identity output, decoder(z) = W z + b
-    weight = model.decoder.projection.weight.detach().double().numpy()  # (pixels, unit)
+    weight = model.family.decoder.projection.weight.detach().double().numpy()  # (pixels, unit)
     fields = generative_fields(model, delta=2.0)
     assert fields.dims == ("unit", "channel", "row", "col")
     for unit in range(6):
@@ -37,9 +37,9 @@ def test_generative_field_of_a_linear_decoder_is_its_weight_column():
 
 def test_generative_field_with_sigmoid_output_matches_the_closed_form():
     model = _model(data_range=(0.0, 1.0))
-    weight = model.decoder.projection.weight.detach().double().numpy()
-    bias = model.decoder.projection.bias.detach().double().numpy()
-    base = model.latent.mean(model.prior()).detach().double().numpy()  # the prior rates
+    weight = model.family.decoder.projection.weight.detach().double().numpy()
+    bias = model.family.decoder.projection.bias.detach().double().numpy()
+    base = model.family.latent.mean(model.prior()).detach().double().numpy()  # the prior rates
 
     def sigmoid(value):
         return 1 / (1 + np.exp(-value))
@@ -54,7 +54,7 @@ def test_generative_field_with_sigmoid_output_matches_the_closed_form():
 
 def test_encoder_gradient_field_of_a_linear_gaussian_encoder_is_its_weight_row():
     model = _model("gaussian")  # posterior mean = the first latent_dim encoder outputs (loc)
-    weight = model.encoder.projection.weight.detach().double().numpy()[:6]
+    weight = model.family.encoder.projection.weight.detach().double().numpy()[:6]
     images = torch.rand(10, *SHAPE)
     fields = encoder_fields(model, images, batch_size=4)
     for unit in range(6):
@@ -64,7 +64,7 @@ def test_encoder_gradient_field_of_a_linear_gaussian_encoder_is_its_weight_row()
 def test_spike_triggered_average_points_along_the_encoder_weights():
     model = _model("poisson")
     fields = encoder_fields(model, method="sta", n_probes=20000, batch_size=2000)
-    weight = model.encoder.projection.weight.detach().double().numpy()
+    weight = model.family.encoder.projection.weight.detach().double().numpy()
     for unit in range(6):
         correlation = np.corrcoef(fields.sel(unit=unit).values.ravel(), weight[unit])[0, 1]
         assert correlation > 0.8
@@ -95,7 +95,7 @@ def test_transform_returns_posterior_rates_with_coordinates():
     images = torch.rand(7, *SHAPE)
     rates = model.transform(images, batch_size=3, stimulus=[f"s{i}" for i in range(7)],
                             labels=torch.arange(7) % 2)
-    expected = model.latent.mean(model.posterior(images)).detach().numpy()
+    expected = model.family.latent.mean(model.posterior(images)).detach().numpy()
     assert rates.dims == ("stimulus", "unit") and rates.name == "rate"
     np.testing.assert_allclose(rates.values, expected, rtol=1e-5)
     assert list(rates["stimulus"].values[:2]) == ["s0", "s1"]

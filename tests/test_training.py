@@ -51,12 +51,12 @@ def test_every_variant_trains_one_step(model, kl, relax, variant):
     loss = vae.training_step((x, torch.zeros(8, dtype=torch.long)), 0)
     assert torch.isfinite(loss)
     loss.backward()
-    grads = [p.grad for p in vae.encoder.parameters() if p.grad is not None]
+    grads = [p.grad for p in vae.family.encoder.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
-    if vae.latent.is_count:
+    if vae.family.latent.is_count:
         # The prior's parameters are learnable and receive gradient through the KL.
-        prior_grads = [p.grad for p in vae.latent.parameters()]
+        prior_grads = [p.grad for p in vae.family.latent.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in prior_grads)
         assert any(g.abs().sum() > 0 for g in prior_grads)
     assert vae.reconstruct(x).shape == x.shape
@@ -70,7 +70,7 @@ def test_negbio_posterior_follows_the_nb_formulas():
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         posterior = vae.posterior(x)
-        r, logit_q = vae.latent.posterior_parameters(vae.encode(x))
+        r, logit_q = vae.family.latent.posterior_parameters(vae.family.encode(x))
         q = torch.sigmoid(logit_q.double())  # float64 oracle: 1 - q cancels in float32
         r_prior = vae.prior().total_count
     assert torch.equal(posterior.total_count, r_prior.expand_as(logit_q))  # DS: shared dispersion
@@ -173,13 +173,20 @@ def test_fit_writes_the_run_and_resume_matches_a_straight_run(tmp_path, monkeypa
 
 
 def test_non_finite_loss_stops_with_the_step_and_checkpoint(tmp_path, monkeypatch):
+    from spikelatent.families import SingleLayerModel
     from spikelatent.workflows.fit import fit
 
-    original = VAE.decode
-    def poisoned(self, z):  # NaN from the third optimizer step on
+    original = SingleLayerModel.decode
+    training_calls = []
+
+    def poisoned(self, z):  # NaN from the third optimizer step on (one decode per step)
         out = original(self, z)
-        return out * float("nan") if self.training and self.global_step >= 2 else out
-    monkeypatch.setattr(VAE, "decode", poisoned)
+        if self.training:
+            training_calls.append(1)
+            if len(training_calls) > 2:
+                return out * float("nan")
+        return out
+    monkeypatch.setattr(SingleLayerModel, "decode", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"non-finite loss at step 2"):
         fit(FitConfig(**{**SMALL, "epochs": 3}, out=str(tmp_path / "nan")), progress=False)
 

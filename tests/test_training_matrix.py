@@ -99,9 +99,9 @@ def _spread_parameters(vae: VAE, seed: int) -> None:
     units differ in dispersion/rate and the posterior is far from the prior (KL not ~0)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for parameter in vae.latent.parameters():
+        for parameter in vae.family.latent.parameters():
             parameter.add_(torch.randn(parameter.shape, generator=generator))
-        bias = vae.encoder.projection.bias
+        bias = vae.family.encoder.projection.bias
         bias.copy_(1.5 * torch.randn(bias.shape, generator=generator))
 
 
@@ -116,7 +116,7 @@ def _reference_loss(vae: VAE, x: torch.Tensor, seed: int, kl_per_image: np.ndarr
     torch.manual_seed(seed)
     with torch.no_grad():
         posterior = vae.posterior(x)
-        z = vae.latent.rsample(posterior, vae.temperature())
+        z = vae.family.latent.rsample(posterior, vae.temperature())
         sse = (vae.decode(z) - x).pow(2).flatten(1).sum(-1).double().numpy()
     return float(np.mean(sse + vae.beta() * kl_per_image))
 
@@ -129,7 +129,7 @@ def test_ds_kl_in_the_loss_is_the_shared_dispersion_closed_form(relax, images):
     _spread_parameters(vae, seed=11)
     with torch.no_grad():
         posterior, prior = vae.posterior(images), vae.prior()
-        kl_used = vae.latent.kl(posterior, vae.temperature())
+        kl_used = vae.family.latent.kl(posterior, vae.temperature())
         kl_torch = torch.distributions.kl_divergence(posterior, prior).sum(-1)
     r_q, q, one_minus_q = _nb_params(posterior)
     r_p, p, one_minus_p = _nb_params(prior)
@@ -163,7 +163,7 @@ def test_poisson_kl_in_the_loss_is_the_closed_form(images):
     _spread_parameters(vae, seed=12)
     with torch.no_grad():
         posterior, prior = vae.posterior(images), vae.prior()
-        kl_used = vae.latent.kl(posterior, vae.temperature())
+        kl_used = vae.family.latent.kl(posterior, vae.temperature())
     a = posterior.rate.double().numpy()
     b = prior.rate.double().numpy()
     by_hand = (a * np.log(a / b) - a + b).sum(-1)
@@ -191,19 +191,19 @@ def test_mc_kl_with_hard_samples_matches_the_exact_series(images, temperature):
     vae = tiny_vae("negbio", "mc", "ct", "linear", latent_dim=4)
     with torch.no_grad():  # prior r and mean r(1-p)/p per unit; logit p = log r - log mean
         log_r = torch.log(torch.tensor([0.5, 1.0, 2.0, 4.0]))
-        vae.latent.prior_log_dispersion.copy_(log_r)
-        vae.latent.prior_logit_prob.copy_(log_r - torch.log(torch.tensor([0.5, 2.0, 1.0, 3.0])))
+        vae.family.latent.prior_log_dispersion.copy_(log_r)
+        vae.family.latent.prior_logit_prob.copy_(log_r - torch.log(torch.tensor([0.5, 2.0, 1.0, 3.0])))
         # Encoder output (u_p, u_r): move every unit's success probability and dispersion.
-        vae.encoder.projection.weight.mul_(0.01)
-        vae.encoder.projection.bias.copy_(torch.tensor([-1.0, 0.8, -0.6, 1.2, 0.7, -0.9, 1.1, -0.5]))
+        vae.family.encoder.projection.weight.mul_(0.01)
+        vae.family.encoder.projection.bias.copy_(torch.tensor([-1.0, 0.8, -0.6, 1.2, 0.7, -0.9, 1.1, -0.5]))
     repeats = 2000
     batch = images[:1].expand(repeats, *IMAGE_SHAPE)
     with torch.no_grad():
         posterior, prior = vae.posterior(batch), vae.prior()
         if temperature == 0.0:
-            estimates = vae.latent.kl(posterior, 0.0)  # (repeats,), one per copy
+            estimates = vae.family.latent.kl(posterior, 0.0)  # (repeats,), one per copy
         else:
-            decoded, estimates = vae.latent.rsample_with_kl(posterior, temperature)
+            decoded, estimates = vae.family.latent.rsample_with_kl(posterior, temperature)
             assert decoded.shape == (repeats, 4) and torch.isfinite(decoded).all()
         estimates = estimates.double().numpy()
     r_q, q, _ = _nb_params(posterior)

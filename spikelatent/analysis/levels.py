@@ -49,7 +49,7 @@ def level_summary(pop: xr.Dataset, kl: Any = None) -> xr.Dataset:
         pop: a hierarchical population with ``counts (trial, stimulus, unit)`` (>= 2 trials),
             ``fano_factor (stimulus, unit)`` and the ``level`` coordinate on ``unit``.
         kl: optional KL per stimulus and unit, ``(stimulus, unit)`` array in the population's unit
-            order (e.g. ``model.latent.kl_per_unit(model.posterior(images))``).
+            order (e.g. ``model.family.kl_per_unit(images)``).
 
     Returns:
         Dataset along ``level`` with the variables of :data:`LEVEL_VARIABLES` (``kl_per_image``

@@ -38,7 +38,7 @@ GABOR_PARAMETERS = ("amplitude", "center_row", "center_col", "orientation", "fre
 
 def _prior_mean(model: Any) -> torch.Tensor:
     """The prior mean as one latent code ``(1, latent_dim)``."""
-    return model.latent.mean(model.prior()).reshape(1, -1).detach()
+    return model.prior().mean.reshape(1, -1).detach()
 
 
 def _field_array(values: np.ndarray, name: str, attrs: dict[str, Any]) -> xr.DataArray:
@@ -93,7 +93,7 @@ def encoder_fields(
         for start in tqdm(range(0, len(images), batch_size), desc="encoder fields",
                           disable=None, leave=False):
             x = images[start:start + batch_size].detach().clone().requires_grad_(True)
-            rates = model.latent.mean(model.posterior(x)).reshape(len(x), -1)
+            rates = model.posterior(x).mean.reshape(len(x), -1)
             grads = _summed_gradients(rates, x)
             total = grads if total is None else total + grads
         fields = (total / len(images)).detach().cpu().double().numpy()
@@ -108,7 +108,7 @@ def encoder_fields(
                 count = min(batch_size, n_probes - start)
                 probes = ((low + high) / 2 + (high - low) / 6 *
                           torch.randn((count, *model.image_shape), generator=generator))
-                rates = model.latent.mean(model.posterior(probes)).reshape(count, -1)
+                rates = model.posterior(probes).mean.reshape(count, -1)
                 flat = probes.flatten(1).double()
                 w = (rates.double().T @ flat)
                 weighted = w if weighted is None else weighted + w
@@ -269,7 +269,7 @@ def receptive_fields(
     model.eval()
     with torch.no_grad():
         activity = torch.cat([
-            model.latent.mean(model.posterior(images[start:start + batch_size]))
+            model.posterior(images[start:start + batch_size]).mean
             .reshape(len(images[start:start + batch_size]), -1)
             for start in range(0, len(images), batch_size)
         ]).mean(0).cpu().double().numpy()

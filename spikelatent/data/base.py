@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from spikelatent._checks import check_int
 from spikelatent.data.locate import data_roots, one_line, search_dataset_folder
+from spikelatent.data.preprocessing import Preprocessor
 from spikelatent.data.splits import SPLITS, TEST_SPLIT_SEED, carve, indices_digest
 from spikelatent.errors import DatasetNotFoundError, SpikelatentError
 
@@ -144,6 +145,10 @@ class ImageDataModule(pl.LightningDataModule):
     has_official_test: bool = True
     #: Dataset-specific keyword options accepted by ``make_datamodule`` (name → description).
     OPTIONS: dict[str, str] = {}
+    #: Settings of the :class:`~spikelatent.data.preprocessing.Preprocessor` that takes this
+    #: dataset's raw images (as its files hold them) to its tensors; the map onto
+    #: ``data_range`` is added by :meth:`preprocessor`.
+    PREPROCESSING: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -174,6 +179,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.data_source: str | None = None
         self._datasets: dict[str, Dataset] | None = None
         self._folder: Path | None = None
+        self._preprocessor: Preprocessor | None = None
 
     # ----------------------------------------------------------------- for subclasses
     def _load_pools(self, folder: Path | None) -> tuple[Dataset, Dataset | None]:
@@ -281,6 +287,16 @@ class ImageDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Test batches in index order."""
         return self._dataloader("test", shuffle=False)
+
+    def preprocessor(self) -> Preprocessor:
+        """The input pipeline from this dataset's raw images to its tensors, fitted on the
+        training pool (after :meth:`setup`); a trained model carries a copy."""
+        self.setup()
+        if self._preprocessor is None:
+            low, high = self.data_range
+            self._preprocessor = Preprocessor(self.image_shape, self.PREPROCESSING,
+                                              offset=-low / (high - low), scale=1.0 / (high - low))
+        return self._preprocessor
 
     # ----------------------------------------------------------------- whole splits
     def split_tensors(

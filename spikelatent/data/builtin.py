@@ -153,6 +153,8 @@ class CIFAR16DataModule(ImageDataModule):
         "dog", "frog", "horse", "ship", "truck",
     ]  # fmt: skip
     source = "CIFAR-10 (Krizhevsky 2009) via torchvision.datasets.CIFAR10, resized to 16x16"
+    # Raw stimuli are resized as float images (training resized uint8 batches: <= 1/255 apart).
+    PREPROCESSING = {"image_size": [16, 16]}
     OPTIONS = {"hflip": "randomly mirror training images left-right (default False)"}
 
     def __init__(self, *, hflip: bool = False, **common: Any) -> None:
@@ -223,6 +225,7 @@ class CelebA64DataModule(ImageDataModule):
     num_classes = 2
     class_names = ["not Male", "Male"]
     source = "CelebA (Liu et al. 2015) via torchvision.datasets.CelebA, resize 64 + center crop"
+    PREPROCESSING = {"image_size": [64, 64]}
     OPTIONS = {"label_attribute": "CelebA attribute used as the 0/1 label (default 'Male')"}
 
     def __init__(self, *, label_attribute: str = "Male", **common: Any) -> None:
@@ -290,6 +293,9 @@ class DigitsDataModule(ImageDataModule):
         super().__init__(**common)
         self.image_size = _positive_int(self.name, "image_size", image_size)
         self.image_shape = (1, self.image_size, self.image_size)
+        # Raw digits are sklearn's floats 0..16 at 8x8.
+        self.PREPROCESSING = {"float_scale": 16.0, "image_size": None if self.image_size == 8
+                              else [self.image_size, self.image_size]}
 
     def _load_pools(self, folder: Path | None) -> tuple[Dataset, Dataset | None]:
         from sklearn.datasets import load_digits

@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from spikelatent.data import whitening
 from spikelatent.data.base import ImageDataModule, ImageTensorDataset, _fraction, _positive_int
-from spikelatent.data.images import harmonise_channels, parse_size, preprocess, to_float_image
+from spikelatent.data.images import harmonise_channels, parse_size, to_float_image
+from spikelatent.data.preprocessing import Preprocessor
 from spikelatent.data.splits import TEST_SPLIT_SEED, carve
 from spikelatent.errors import SpikelatentError
 
@@ -215,20 +216,30 @@ class SourceDataModule(ImageDataModule):
         return (ImageTensorDataset(tensors["train"], torch.as_tensor(labels["train"])),
                 ImageTensorDataset(tensors["test"], torch.as_tensor(labels["test"])))
 
+    def _preprocessing_settings(self) -> dict[str, Any]:
+        """The :class:`~spikelatent.data.preprocessing.Preprocessor` settings of these options."""
+        return {
+            "crop": list(self.crop) if self.crop else None,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "grayscale": self.grayscale, "log_intensity": self.log_intensity,
+            "whiten": self.whiten,
+            "whiten_cutoff": self.whiten_cutoff if self.whiten == "fourier" else None,
+            "patches": self.patch_size,
+            "zca": self.zca_epsilon if self.whiten == "zca" else False,
+            "contrast_normalize": self.contrast_normalize,
+            # One offset and scale for all splits, from the training pool: data of unit variance
+            # keep the SSE loss (and so --beta) on a familiar scale.
+            "standardise": self.whiten != "none" or self.log_intensity,
+        }
+
     def _image_stage(self, pool: RawImages, split: str) -> list[torch.Tensor]:
-        """Per image: float, crop, resize, log intensity, Fourier whitening."""
-        out = []
-        for image, name in tqdm(list(zip(pool.images, pool.names, strict=True)),
-                                desc=f"{self.name} {split} images", disable=None, leave=False):
-            image = preprocess(to_float_image(image), self.crop, self.image_size, f"{name}")
-            if self.grayscale and image.shape[0] == 3:
-                image = harmonise_channels([image], True)[0]
-            if self.log_intensity:
-                image = whitening.log_intensity(image)
-            if self.whiten == "fourier":
-                image = whitening.fourier_whiten(image, self.whiten_cutoff)
-            out.append(image)
-        return out
+        """Per image: float, crop, resize, grey, log intensity, Fourier whitening (the
+        preprocessor's image stage, so a trained model repeats it on new images)."""
+        steps = Preprocessor((1, 1, 1), self._preprocessing_settings())
+        return [steps.image_stage(to_float_image(image), f"{name}")
+                for image, name in tqdm(list(zip(pool.images, pool.names, strict=True)),
+                                        desc=f"{self.name} {split} images", disable=None,
+                                        leave=False)]
 
     def _to_tensor(
         self, images: list[torch.Tensor], names: list[str], labels: list[int], split: str
@@ -263,7 +274,13 @@ class SourceDataModule(ImageDataModule):
         return torch.cat(patches).to(torch.float32), patch_names, patch_labels
 
     def _pool_stage(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """ZCA (fitted on the training pool), contrast normalisation, unit variance."""
+        """ZCA (fitted on the training pool), contrast normalisation, unit variance: the
+        preprocessor's pool stage, fitted here and carried by the model trained on these data."""
+        preprocessor = Preprocessor(tuple(tensors["train"].shape[1:]),
+                                    self._preprocessing_settings())
+        fitted = {"train": preprocessor.fit(tensors["train"])}
+        fitted.update({k: preprocessor.pool_stage(v) for k, v in tensors.items() if k != "train"})
+        self._preprocessor = preprocessor
         record: dict[str, Any] = {
             "order": "float [0,1] -> crop -> image_size -> grayscale -> log_intensity -> "
                      "whiten fourier -> patches -> whiten zca -> contrast_normalize -> scale",
@@ -278,24 +295,14 @@ class SourceDataModule(ImageDataModule):
             "contrast_normalize": self.contrast_normalize,
         }
         if self.whiten == "zca":
-            mean, matrix = whitening.zca_whitening(tensors["train"], self.zca_epsilon)
-            tensors = {k: whitening.apply_zca(v, mean, matrix) if len(v) else v
-                       for k, v in tensors.items()}
             record["zca_epsilon"] = self.zca_epsilon
         if self.contrast_normalize:
-            variance = float(tensors["train"].flatten(1).var(dim=1).mean())
-            epsilon = 0.01 * variance if variance > 0 else 1e-8
-            tensors = {k: whitening.contrast_normalise(v, epsilon) for k, v in tensors.items()}
-            record["contrast_epsilon"] = epsilon
-        if self.whiten != "none" or self.log_intensity:
-            # One offset and scale for all splits, from the training pool: data of unit variance
-            # keep the SSE loss (and so --beta) on a familiar scale.
-            offset = float(tensors["train"].mean())
-            scale = float(tensors["train"].std()) or 1.0
-            tensors = {k: (v - offset) / scale for k, v in tensors.items()}
-            record["standardise"] = {"offset": offset, "scale": scale}
+            record["contrast_epsilon"] = float(preprocessor.contrast_epsilon)
+        if preprocessor.settings()["standardise"]:
+            record["standardise"] = {"offset": float(preprocessor.offset),
+                                     "scale": float(preprocessor.scale)}
         self.preprocessing = record
-        return tensors
+        return fitted
 
     def _set_range(self, train: torch.Tensor) -> None:
         if len(train) == 0:

@@ -50,6 +50,11 @@ class Poisson(TorchPoisson):
         """variance / mean = 1 for every unit."""
         return torch.ones_like(self.rate)
 
+    @property
+    def dispersion(self) -> torch.Tensor:
+        """The NB dispersion r of the Poisson limit (r -> infinity, p -> 1): inf for every unit."""
+        return torch.full_like(self.rate, float("inf"))
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """value log λ − λ − lgamma(value + 1) for real value ≥ 0 (relaxed counts allowed)."""
         if self._validate_args:

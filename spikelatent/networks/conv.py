@@ -116,6 +116,19 @@ class ConvEncoder(nn.Module):
         check_input(images, [self.image_shape], "encoder input")
         return self.norm(self.projection(self.flatten(self.features(images))))
 
+    def stages(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage's output in depth order: ``conv1`` .. ``convN`` (batch, channels, h, w)
+        after their ReLU, then ``output`` (batch, out_features), equal to ``forward``."""
+        check_input(images, [self.image_shape], "encoder input")
+        out: dict[str, torch.Tensor] = {}
+        hidden = images
+        for layer in self.features:
+            hidden = layer(hidden)
+            if isinstance(layer, nn.ReLU):
+                out[f"conv{len(out) + 1}"] = hidden
+        out["output"] = self.norm(self.projection(self.flatten(hidden)))
+        return out
+
 
 class UnitNormColumns(nn.Module):
     """Parametrization ``W → W / ||W[:, j]||``: each latent unit's column has unit L2 norm.

@@ -36,6 +36,10 @@ class LinearEncoder(nn.Module):
         check_input(images, [self.image_shape, (num_pixels(self.image_shape),)], "encoder input")
         return self.projection(self.flatten(images))
 
+    def stages(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The one stage: ``output`` (batch, out_features)."""
+        return {"output": self.forward(images)}
+
 
 class LinearDecoder(nn.Module):
     """One fully connected layer from the latent sample to the pixels, then sigmoid or tanh.

@@ -50,6 +50,13 @@ class MLPEncoder(nn.Module):
         hidden = self.activation(self.input_layer(self.flatten(images)))
         return self.projection(self.residual(hidden))
 
+    def stages(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``hidden1`` (batch, hidden), ``hidden2`` (after the residual layer) and ``output``."""
+        check_input(images, [self.image_shape, (num_pixels(self.image_shape),)], "encoder input")
+        first = self.activation(self.input_layer(self.flatten(images)))
+        second = self.residual(first)
+        return {"hidden1": first, "hidden2": second, "output": self.projection(second)}
+
 
 class MLPDecoder(nn.Module):
     """Three dense layers, the middle one residual, then sigmoid or tanh.

@@ -313,7 +313,7 @@ def analyze_run(
 
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
-        "model": model.latent.name,
+        "model": model.family.name,
         "variant": model.variant,
         "dataset": str(config["data"]),
         "checkpoint": str(getattr(model, "checkpoint_path", "")),
@@ -321,20 +321,20 @@ def analyze_run(
         "n_stimuli": int(images.shape[0]),
         "n_stimuli_requested": n_stimuli,
         "n_trials": n_trials,
-        "n_units": int(model.latent.latent_dim),
+        "n_units": int(model.family.latent_dim),
         "seed": seed,
         "spikelatent_version": __version__,
     }
     report["information"] = information_summary(model, images)
     lines = [
         f"{report['variant']} on {report['dataset']} ({split}): {report['n_stimuli']} stimuli x "
-        f"{report['n_units']} units" + (f" x {n_trials} trials" if model.latent.is_count else ""),
+        f"{report['n_units']} units" + (f" x {n_trials} trials" if model.family.is_count else ""),
         *information_lines(report["information"]),
     ]
     figures = _Figures(run_dir)
     files: list[str] = []
     hide = None if progress is None else not progress
-    if model.latent.is_count:
+    if model.family.is_count:
         steps = tqdm(total=3, desc="population analyses", disable=hide)
         pop = population(model, images, labels=labels, n_trials=n_trials, seed=seed,
                          progress=progress)
@@ -372,7 +372,7 @@ def analyze_run(
         report["population"] = None
         report["population_note"] = (
             f"population analyses (Fano factors, overdispersion, sparsity) need a poisson or negbio "
-            f"model; this run's latents are {model.latent.name}"
+            f"model; this run's latents are {model.family.name}"
         )
         lines.append(report["population_note"])
 

@@ -45,14 +45,16 @@ from spikelatent.loggers import (
     log_epoch_row,
     make_loggers,
 )
-from spikelatent.model import VAE
+from spikelatent.model import VAE, upgrade_state_dict
 
 EPOCH_COLUMNS = (
     "epoch", "step", "train_loss", "val_loss", "train_sse", "val_sse", "train_kl", "val_kl",
     "train_mse", "val_mse", "val_zero_fraction", "val_active_fraction",
+    "val_fano_median", "val_overdispersed_fraction",
     "temperature", "beta", "lr", "elapsed_s", "collapse_warning",
 )
-# Columns read from "<stage>/<name>" metrics; the last five are filled separately.
+# Columns read from "<stage>/<name>" metrics; the last five are filled separately. A model
+# kind's own metrics (e.g. a hierarchy's val_kl_level0) follow as extra columns.
 STAGE_COLUMNS = EPOCH_COLUMNS[2:-5]
 #: Collapse guard: below this KL per image (nats) the posterior barely depends on the image...
 COLLAPSE_KL_NATS = 1.0
@@ -75,6 +77,8 @@ class CollapseGuard(Callback):
     def __init__(self) -> None:
         self.warned = False
         self.collapsed = False
+        #: The state of the last validation checked (a recovery is said once, after a warning).
+        self.collapsed_before = False
 
     # "Warned" travels in the checkpoint: a resumed run that had already warned stays silent.
     def state_dict(self) -> dict[str, Any]:
@@ -98,7 +102,17 @@ class CollapseGuard(Callback):
                     for key, value in metrics.items() if key.startswith("val/kl_level")}
         dead_levels = sorted(level for level, value in level_kl.items()
                              if value < COLLAPSE_LEVEL_KL_NATS)
+        was_collapsed = self.collapsed_before
         self.collapsed = low_kl or dead or bool(dead_levels)
+        self.collapsed_before = self.collapsed
+        if was_collapsed and not self.collapsed and self.warned and trainer.is_global_zero:
+            warnings.warn(
+                f"recovered at epoch {trainer.current_epoch}: the latent code carries "
+                f"information again ("
+                + (f"KL {float(kl):.3g} nats/image" if kl is not None else "KL above the limit")
+                + (f", every level above {COLLAPSE_LEVEL_KL_NATS:g} nats" if level_kl else "")
+                + "); the earlier collapse warning no longer holds",
+                CollapseWarning, stacklevel=1)
         if self.collapsed and not self.warned and trainer.is_global_zero:
             self.warned = True
             if low_kl:
@@ -177,9 +191,18 @@ class EpochMetricsCSV(Callback):
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else ""
         row["elapsed_s"] = round(time.time() - self.started, 2)
         row["collapse_warning"] = int(self.guard.collapsed) if self.guard else ""
+        # The model kind's own metrics (e.g. val/kl_level0 -> val_kl_level0), after the fixed ones.
+        known = {f"{c.partition('_')[0]}/{c.partition('_')[2]}" for c in STAGE_COLUMNS}
+        for key, value in sorted(metrics.items()):
+            stage, _, name = key.partition("/")
+            if stage == "val" and key not in known:
+                row[f"val_{name}"] = value
+            elif stage == "train" and name.endswith("_epoch") and key[:-6] not in known:
+                row[f"train_{name[:-6]}"] = value
         self.rows.append(row)
+        extra = sorted({column for r in self.rows for column in r} - set(EPOCH_COLUMNS))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=EPOCH_COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=[*EPOCH_COLUMNS, *extra], restval="")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text_atomic(self.path, buffer.getvalue())
@@ -225,7 +248,8 @@ class EpochLines(Callback):
         metrics = trainer.callback_metrics
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         for label, key in (("train_loss", "train/loss_epoch"), ("val_loss", "val/loss"),
-                           ("val_kl", "val/kl"), ("val_mse", "val/mse")):
+                           ("val_kl", "val/kl"), ("val_mse", "val/mse"),
+                           ("val_fano", "val/fano_median")):
             if key in metrics:
                 parts.append(f"{label} {float(metrics[key]):.4g}")
         parts.append(f"{time.time() - self.epoch_started:.1f} s")
@@ -266,7 +290,8 @@ def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: b
     datamodule = datamodule_from_config(config)
     datamodule.setup("fit")
     _record_data(config, datamodule, resume)
-    model = VAE(config, datamodule.image_shape, datamodule.data_range)
+    model = VAE(config, datamodule.image_shape, datamodule.data_range,
+                preprocessing=datamodule.preprocessor())
     if checkpoint is not None:
         _load_weights(model, checkpoint, last_checkpoint)
         del checkpoint
@@ -391,7 +416,7 @@ def data_label(data: str) -> str:
 def _load_weights(model: VAE, checkpoint: dict[str, Any], path: Path) -> None:
     """The checkpoint's weights into ``model``, or a one-line error naming the first key that
     does not match the configured model (missing, unexpected or of another shape)."""
-    problem = load_state_dict_checked(model, checkpoint["state_dict"])
+    problem = load_state_dict_checked(model, upgrade_state_dict(model, checkpoint["state_dict"])[0])
     if problem is not None:
         raise CheckpointError(
             f"cannot resume from {path}: it does not match the run's configuration "

@@ -278,7 +278,7 @@ def _representation(model: Any, images: Any, ids: np.ndarray, n_trials: int, see
     import torch
 
     with torch.no_grad():
-        values = model.latent.mean(model.posterior(images)).reshape(len(images), -1).numpy()
+        values = model.posterior(images).mean.reshape(len(images), -1).numpy()
     return xr.DataArray(values, dims=("stimulus", "unit"), coords={"stimulus": ids})
 
 
