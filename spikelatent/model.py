@@ -420,7 +420,7 @@ def upgrade_state_dict(model: torch.nn.Module, state_dict: dict[str, Any]
             upgraded[key] = value  # reported as unexpected by the mismatch check
     note = None
     missing = [key for key in expected if key.startswith("preprocessor.") and key not in upgraded]
-    if missing:
+    if missing and not any(key.startswith("preprocessor.") for key in upgraded):
         upgraded.update({key: expected[key] for key in missing})
         preprocessor = getattr(model, "preprocessor", None)
         if preprocessor is not None and preprocessor.needs_fit:

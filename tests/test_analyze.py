@@ -56,7 +56,7 @@ def set_realistic_rates(run_dir: Path) -> np.ndarray:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = checkpoint["state_dict"]
         # mean = r (1 - p) / p = r exp(-logit p)  =>  logit p = log r - log mean
-        state["latent.prior_logit_prob"] = state["latent.prior_log_dispersion"] - torch.log(
+        state["family.latent.prior_logit_prob"] = state["family.latent.prior_log_dispersion"] - torch.log(
             torch.tensor(means, dtype=torch.float32)
         )
         torch.save(checkpoint, path)

@@ -49,12 +49,13 @@ def _field_array(values: np.ndarray, name: str, attrs: dict[str, Any]) -> xr.Dat
 
 
 @torch.no_grad()
-def generative_fields(model: Any, delta: float = 1.0) -> xr.DataArray:
+def generative_fields(model: Any, delta: float = 1.0, units: Any = None) -> xr.DataArray:
     """``decoder(z0 + delta e_k) − decoder(z0)`` for every unit k, ``(unit, channel, row, col)``.
 
     Args:
         model: a trained :class:`~spikelatent.model.VAE` (any latent family).
         delta: how far unit k is raised from the prior mean ``z0`` (1 = one more spike).
+        units: the units to compute (default all), e.g. the most active of a large hierarchy.
     """
     if not math.isfinite(delta) or delta == 0:
         raise SpikelatentError(f"delta must be a finite non-zero number; got {delta!r}")
@@ -62,6 +63,8 @@ def generative_fields(model: Any, delta: float = 1.0) -> xr.DataArray:
     base = _prior_mean(model)
     latent_dim = base.shape[1]
     raised = base + delta * torch.eye(latent_dim, device=base.device, dtype=base.dtype)
+    if units is not None:
+        raised = raised[torch.as_tensor(np.asarray(units, dtype=np.int64))]
     fields = model.decode(raised) - model.decode(base)
     return _field_array(fields.cpu().double().numpy(), "generative_field",
                         {"delta": float(delta), "base": "prior mean",
@@ -75,8 +78,9 @@ def encoder_fields(
     batch_size: int = 256,
     n_probes: int = 5000,
     seed: int = 0,
+    units: Any = None,
 ) -> xr.DataArray:
-    """Encoder receptive fields ``(unit, channel, row, col)``.
+    """Encoder receptive fields ``(unit, channel, row, col)`` (``units``: a subset, default all).
 
     Args:
         model: a trained VAE.
@@ -94,6 +98,8 @@ def encoder_fields(
                           disable=None, leave=False):
             x = images[start:start + batch_size].detach().clone().requires_grad_(True)
             rates = model.posterior(x).mean.reshape(len(x), -1)
+            if units is not None:
+                rates = rates[:, np.asarray(units, dtype=np.int64)]
             grads = _summed_gradients(rates, x)
             total = grads if total is None else total + grads
         fields = (total / len(images)).detach().cpu().double().numpy()
@@ -109,6 +115,8 @@ def encoder_fields(
                 probes = ((low + high) / 2 + (high - low) / 6 *
                           torch.randn((count, *model.image_shape), generator=generator))
                 rates = model.posterior(probes).mean.reshape(count, -1)
+                if units is not None:
+                    rates = rates[:, np.asarray(units, dtype=np.int64)]
                 flat = probes.flatten(1).double()
                 w = (rates.double().T @ flat)
                 weighted = w if weighted is None else weighted + w
@@ -257,8 +265,12 @@ def receptive_fields(
     delta: float = 1.0,
     batch_size: int = 256,
     fit: bool = True,
+    max_units: int | None = None,
 ) -> xr.Dataset:
     """Generative and encoder fields of every unit, their activity and Gabor fits.
+
+    ``max_units``: fields of only the most active units when there are more (one backward pass
+    and one Gabor fit per unit: a hierarchy has thousands); ``attrs["units"]`` says which.
 
     Returns an ``xarray.Dataset`` with ``generative_field`` and ``encoder_field``
     ``(unit, channel, row, col)``, ``activity`` ``(unit)`` (the mean posterior rate over
@@ -273,17 +285,25 @@ def receptive_fields(
             .reshape(len(images[start:start + batch_size]), -1)
             for start in range(0, len(images), batch_size)
         ]).mean(0).cpu().double().numpy()
-    generative = generative_fields(model, delta)
-    encoder = encoder_fields(model, images, method=method, batch_size=batch_size)
     order = np.argsort(-activity, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
+    units = None
+    if max_units is not None and len(activity) > max_units:
+        units = np.sort(order[:max_units])
+    generative = generative_fields(model, delta, units=units)
+    encoder = encoder_fields(model, images, method=method, batch_size=batch_size, units=units)
+    if units is not None:
+        generative = generative.assign_coords(unit=units)
+        encoder = encoder.assign_coords(unit=units)
+        activity, rank = activity[units], rank[units]
     dataset = xr.Dataset(
         {"generative_field": generative, "encoder_field": encoder,
          "activity": ("unit", activity, {"units": "mean posterior rate (spikes per window)"}),
          "activity_rank": ("unit", rank)},
         attrs={"model": getattr(model, "variant", ""), "n_stimuli": len(images),
-               "encoder_method": method, "delta": float(delta)},
+               "encoder_method": method, "delta": float(delta),
+               "units": "all" if units is None else f"the {len(units)} most active"},
     )
     if fit:
         dataset = dataset.merge(gabor_fits(generative))

@@ -293,8 +293,8 @@ class DigitsDataModule(ImageDataModule):
         super().__init__(**common)
         self.image_size = _positive_int(self.name, "image_size", image_size)
         self.image_shape = (1, self.image_size, self.image_size)
-        # Raw digits are sklearn's floats 0..16 at 8x8.
-        self.PREPROCESSING = {"float_scale": 16.0, "image_size": None if self.image_size == 8
+        # Raw digits are intensities on [0, 1] (sklearn's 0..16 divided by 16), upsampled.
+        self.PREPROCESSING = {"image_size": None if self.image_size == 8
                               else [self.image_size, self.image_size]}
 
     def _load_pools(self, folder: Path | None) -> tuple[Dataset, Dataset | None]:

@@ -10,7 +10,8 @@ tensors (docs/preprocessing.md).
 
 The order (as in ``spikelatent.data.sources``):
 
-1. raw -> float on [0, 1] (uint8 / 255, uint16 / 65535; floats divided by ``float_scale``);
+1. raw -> float on [0, 1] (uint8 / 255, uint16 / 65535; floats are taken as intensities on
+   [0, 1] as they are);
 2. per image, at its own size: ``crop`` -> ``image_size`` (scale to cover, centre crop) ->
    grey -> ``log(x + 0.01)`` -> Fourier whitening;
 3. to the model's input size: a model trained on whole images resizes (before step 2's
@@ -50,7 +51,6 @@ __all__ = ["Preprocessor", "as_image_list"]
 
 #: The settings a preprocessor is built from (JSON values), with their defaults.
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "float_scale": 1.0,
     "crop": None,
     "image_size": None,
     "grayscale": False,
@@ -156,8 +156,6 @@ class Preprocessor(nn.Module):
     # ------------------------------------------------------------------ the steps
     def to_float(self, image: torch.Tensor) -> torch.Tensor:
         """Step 1 for one image ``(C, H, W)``."""
-        if image.is_floating_point():
-            return image.to(torch.float32) / float(self._settings["float_scale"])
         return to_float_image(image)
 
     def image_stage(self, image: torch.Tensor, where: str = "image",

@@ -520,7 +520,8 @@ class HierarchicalNB(LatentModel):
         return LossTerms(
             reconstruction=reconstruction, kl=result.kl.sum(-1),
             kl_penalty=self.training_kl(result.kl), codes=self.flatten(result.counts),
-            posterior=None if training else _flat_pair(result.posteriors, result.priors),
+            # The population's posterior (along the mean pass), so val/fano_median is its Fano.
+            posterior=None if training else self.flat_posterior(x),
             metrics=metrics, evaluation_metrics=evaluation)
 
     def reconstruct(self, x: torch.Tensor, mode: str = "sample") -> torch.Tensor:

@@ -71,6 +71,11 @@ from spikelatent.populations import binned_counts, population
 # Counting-window analyses of model populations use at most this many stimuli: the binned counts
 # (trial, stimulus, time, unit) grow with every factor, and 100 stimuli give ample cells.
 COUNTING_STIMULI = 100
+#: ...and at most this many units, the most active ones (the pairwise noise correlations and
+#: their shuffles grow with the square of the units: a hierarchy has thousands).
+COUNTING_UNITS = 256
+#: Receptive fields and Gabor fits of at most this many units, the most active ones.
+FIELD_UNITS = 256
 COUNTING_BIN = 0.05  # seconds of the model's 1 s unit window
 
 
@@ -349,6 +354,9 @@ def analyze_run(
                      population=summary.population_sparsity)
         figures.draw("raster.png", plotting.plot_raster, pop["counts"])
         subset = pop.isel(stimulus=slice(0, COUNTING_STIMULI))
+        if subset.sizes["unit"] > COUNTING_UNITS:
+            active = np.argsort(-subset["rate"].mean("stimulus").values, kind="stable")
+            subset = subset.isel(unit=np.sort(active[:COUNTING_UNITS]))
         counting = counting_summary(binned_counts(subset, COUNTING_BIN, seed=seed), seed=seed)
         figures.counting(counting)
         report["population"] = {
@@ -356,6 +364,9 @@ def analyze_run(
             "counting": {
                 **counting.numbers,
                 "n_stimuli": int(subset.sizes["stimulus"]),
+                "n_units": int(subset.sizes["unit"]),
+                "units": (f"the {COUNTING_UNITS} most active (highest mean rate)"
+                          if subset.sizes["unit"] < pop.sizes["unit"] else "all"),
                 "spike_times": "uniform in the 1 s unit window given the counts",
             },
         }
@@ -377,7 +388,7 @@ def analyze_run(
         lines.append(report["population_note"])
 
     try:  # per unit: generative and encoder fields, Gabor fits (docs/receptive-fields.md)
-        fields = receptive_fields(model, images[:ANALYZE_STIMULI])
+        fields = receptive_fields(model, images[:ANALYZE_STIMULI], max_units=FIELD_UNITS)
     except (SpikelatentError, NotImplementedError) as error:  # a family without a prior mean
         report["receptive_fields"] = {"skipped": str(error)}
     else:

@@ -19,9 +19,11 @@ import numpy as np
 import xarray as xr
 
 from spikelatent._io import write_json_atomic, write_text_atomic
+from spikelatent.data.images import IMG_EXTENSIONS, decode_image_file
+from spikelatent.data.preprocessing import as_image_list
 from spikelatent.errors import SpikelatentError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+IMAGE_SUFFIXES = IMG_EXTENSIONS
 RESPONSE_SUFFIXES = (".nwb", ".npy", ".npz", ".nc")
 
 
@@ -29,32 +31,26 @@ RESPONSE_SUFFIXES = (".nwb", ".npy", ".npz", ".nc")
 
 
 def read_stimulus_images(path: str | os.PathLike) -> tuple[list[Any], np.ndarray, str]:
-    """Stimulus images from ``.npy``/``.npz`` or a folder, with their stable ids.
+    """Stimulus images from ``.npy``/``.npz`` or a folder, raw, with their stable ids.
 
-    Returns a list of ``(C, H, W)`` float32 tensors, the ids (array positions for arrays, or the
-    ``stimulus``/``stimulus_ids`` array of an ``.npz``; file stems for a folder, sorted by name),
-    and a note on the value range (uint8 images are divided by 255).
+    Returns a list of ``(C, H, W)`` tensors as stored (uint8, uint16 or float; each model's own
+    preprocessing prepares them: :meth:`~spikelatent.model.VAE.preprocess`), the ids (array
+    positions for arrays, or the ``stimulus``/``stimulus_ids`` array of an ``.npz``; file stems
+    for a folder, sorted by name), and a note on the values. Folders are decoded with PIL
+    (:func:`~spikelatent.data.images.decode_image_file`: PNG, JPEG, BMP, TIFF, 16-bit too).
     """
-    import torch
-
     source = Path(path)
     if source.is_dir():
-        from torchvision.io import ImageReadMode, decode_image
-
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in source.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise SpikelatentError(
                 f"{source} holds no image files ({', '.join(IMAGE_SUFFIXES)}); pass the folder "
                 "of stimulus images or an .npy/.npz array"
             )
-        images = []
-        for file in files:
-            try:
-                images.append(decode_image(str(file), mode=ImageReadMode.UNCHANGED))
-            except Exception as error:  # torchvision raises RuntimeError for unreadable files
-                raise SpikelatentError(f"cannot read image {file}: {error}") from None
-        ids = np.array([f.stem for f in files])
-        return [im.float() / 255.0 for im in images], ids, "image files (uint8) / 255"
+        images = [decode_image_file(file) for file in files]
+        dtypes = sorted({str(image.dtype).removeprefix("torch.") for image in images})
+        return images, np.array([f.stem for f in files]), f"image files ({', '.join(dtypes)})"
     if not source.is_file():
         raise SpikelatentError(f"images {source} not found (an .npy/.npz file or a folder)")
     ids = None
@@ -79,29 +75,22 @@ def read_stimulus_images(path: str | os.PathLike) -> tuple[list[Any], np.ndarray
             )
     except (ValueError, OSError) as error:
         raise SpikelatentError(f"cannot read images {source}: {error}") from None
-    if array.ndim == 3:
-        array = array[:, None]
-    elif array.ndim == 4 and array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
-        array = np.moveaxis(array, -1, 1)
-    if array.ndim != 4 or array.shape[1] not in (1, 3, 4) or array.shape[0] == 0:
+    if array.ndim not in (3, 4) or array.shape[0] == 0:
         raise SpikelatentError(
             f"images {source} have shape {array.shape}; expected (N, H, W), (N, C, H, W) or "
             "(N, H, W, C) with C in 1, 3, 4"
         )
-    note = "as stored (float)"
-    if array.dtype == np.uint8:
-        array, note = array.astype(np.float32) / 255.0, "uint8 / 255"
-    elif array.dtype.kind not in "fiu":
+    if array.dtype.kind not in "fiu":
         raise SpikelatentError(f"images {source} must be numeric, got dtype {array.dtype}")
-    array = np.asarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise SpikelatentError(f"images {source} contain NaN or infinite values")
-    ids = np.arange(len(array)) if ids is None else np.asarray(ids)
-    if ids.shape != (len(array),) or len(np.unique(ids)) != len(ids):
+    images = as_image_list(array[:, None] if array.ndim == 3 else array)
+    ids = np.arange(len(images)) if ids is None else np.asarray(ids)
+    if ids.shape != (len(images),) or len(np.unique(ids)) != len(ids):
         raise SpikelatentError(
-            f"{source}: the stimulus ids must be {len(array)} unique values, one per image"
+            f"{source}: the stimulus ids must be {len(images)} unique values, one per image"
         )
-    return list(torch.from_numpy(array)), ids, note
+    return images, ids, f"as stored ({array.dtype})"
 
 
 def read_recorded_responses(
@@ -221,44 +210,15 @@ def _sample(values: np.ndarray, n: int = 3) -> str:
     return "[" + ", ".join(items) + (", ...]" if len(values) > n else "]")
 
 
-def prepare_images(images: list[Any], image_shape: tuple[int, ...]) -> tuple[Any, str]:
-    """Stack the images into ``(N, C, H, W)`` for a model's input shape; resize/crop if needed.
-
-    Channels: RGB(A) -> grayscale (ITU-R 601-2 luma, alpha dropped) or grayscale repeated to RGB.
-    Size: resized (bilinear, antialiased) so the image covers H x W with its aspect ratio kept,
-    then centre-cropped to H x W. Returns the tensor and a description of the transform.
-    """
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    channels, height, width = (int(s) for s in image_shape)
-    steps: list[str] = []
-    out = []
-    for image in images:
-        if image.shape[0] == 4:
-            image = image[:3]
-        if image.shape[0] != channels:
-            image = F.rgb_to_grayscale(image) if channels == 1 else image.expand(channels, -1, -1)
-        h, w = image.shape[-2:]
-        if (h, w) != (height, width):
-            scale = max(height / h, width / w)
-            size = [max(height, round(h * scale)), max(width, round(w * scale))]
-            image = F.resize(image, size, antialias=True)
-            image = F.center_crop(image, [height, width])
-        out.append(image)
-    sources = {tuple(im.shape) for im in images}
-    if any(s[0] != channels for s in sources):
-        steps.append(
-            "RGB to grayscale (luma)"
-            if channels == 1
-            else f"grayscale repeated to {channels} channels"
-        )
-    if any(tuple(s[-2:]) != (height, width) for s in sources):
-        steps.append(
-            f"resized (bilinear, antialiased) to cover {height}x{width} keeping the aspect ratio, "
-            f"centre-cropped to {height}x{width}"
-        )
-    return torch.stack(out), "; ".join(steps) or "none (images already match the model's input)"
+def prepare_images(images: list[Any], model: Any) -> tuple[Any, str]:
+    """The raw stimuli as ``model`` sees them: its own preprocessing (the one it was trained
+    with, carried in its checkpoint: size, grey, log, whitening, scale), ``(N, C, H, W)``.
+    Returns the tensor and a description of the steps."""
+    settings = model.preprocessor.describe()
+    steps = [f"{key} {value}" for key, value in settings.items()
+             if key not in ("carried", "fitted") and value not in (None, False, "none")]
+    return model.preprocess(images), "the model's own preprocessing: " + (", ".join(steps) or
+                                                                          "none")
 
 
 # --------------------------------------------------------------------------- the workflow
@@ -268,7 +228,7 @@ def _representation(model: Any, images: Any, ids: np.ndarray, n_trials: int, see
     """The model population (count models, with trials) or the posterior-mean responses."""
     import spikelatent
 
-    if getattr(getattr(model, "latent", None), "is_count", False):
+    if model.family.is_count:
         return spikelatent.population(
             model, images, n_trials=n_trials, stimulus_ids=ids, seed=seed, progress=progress
         )
@@ -410,7 +370,7 @@ def similarity(
         "runs": {},
     }
     for name, (run, model) in models.items():
-        model_images, transform = prepare_images(shown, tuple(model.image_shape))
+        model_images, transform = prepare_images(shown, model)
         population = _representation(model, model_images, ids, int(n_trials), seed, progress)
         result = compare_populations(
             population,
