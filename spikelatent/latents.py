@@ -19,6 +19,9 @@ builds with the same options.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from spikelatent import options
 from spikelatent.errors import SpikelatentError
 from spikelatent.families.categorical import CategoricalLatent
@@ -28,6 +31,7 @@ from spikelatent.families.negbio import NegativeBinomialLatent
 from spikelatent.families.poisson import PoissonLatent
 from spikelatent.families.single_layer import (
     CLAMP_SHARPNESS,
+    LATENT_FAMILIES,
     MAX_ABS_LOG_MODULATION,
     MAX_LOG_RATE,
     PAPER_MODEL_ORDER,
@@ -61,41 +65,23 @@ __all__ = [
 ]
 
 
-def make_latent_family(
-    name: str,
-    latent_dim: int = options.LATENT_DIM.default,
-    *,
-    kl: str = options.KL.default,
-    relax: str = options.RELAX.default,
-    mc_samples: int = options.MC_SAMPLES.default,
-    categories: int = options.CATEGORIES.default,
-    prior_init: str = options.PRIOR_INIT.default,
-    posterior_logits: str = options.POSTERIOR_LOGITS.default,
-    modulation_bound: float = options.MODULATION_BOUND.default,
-    mc_kl: str = options.MC_KL.default,
-    gumbel_support: int | None = options.GUMBEL_SUPPORT.default,
-    nb_sampler: str = options.NB_SAMPLER.default,
-) -> LatentFamily:
+def make_latent_family(name: str, latent_dim: int = options.LATENT_DIM.default,
+                       **settings: Any) -> LatentFamily:
     """Build a latent family by ``spikelatent fit --model`` name (``negbinomial`` and ``nb`` are
-    accepted for ``negbio``), with the same defaults as ``spikelatent fit`` (:mod:`spikelatent.options`).
+    accepted for ``negbio``), with the same defaults as ``spikelatent fit``
+    (:mod:`spikelatent.options`): the family each kind registers, given those options.
 
-    The count options (``prior_init``, ``modulation_bound``, ``gumbel_support``; for NB also
-    ``posterior_logits`` and ``mc_kl``) are described in docs/training.md.
+    ``settings`` are the family's options by field name (``kl``, ``relax``, ``mc_samples``,
+    ``categories``, ``prior_init``, ``posterior_logits``, ``modulation_bound``, ``mc_kl``,
+    ``gumbel_support``, ``nb_sampler``; docs/training.md).
     """
     name = options.MODEL.canonical(name)
-    if name == "gaussian":
-        return GaussianLatent(latent_dim)
-    if name == "laplace":
-        return LaplaceLatent(latent_dim)
-    if name == "categorical":
-        return CategoricalLatent(latent_dim, categories=categories)
-    if name == "poisson":
-        return PoissonLatent(latent_dim, relax=relax, prior_init=prior_init,
-                             modulation_bound=modulation_bound, gumbel_support=gumbel_support)
-    if name == "negbio":
-        return NegativeBinomialLatent(
-            latent_dim, kl=kl, relax=relax, mc_samples=mc_samples, prior_init=prior_init,
-            posterior_logits=posterior_logits, modulation_bound=modulation_bound, mc_kl=mc_kl,
-            gumbel_support=gumbel_support, nb_sampler=nb_sampler,
-        )
-    raise SpikelatentError(f"unknown model {name!r}; choose one of {', '.join(options.MODELS)}")
+    if name not in LATENT_FAMILIES:
+        raise SpikelatentError(f"unknown model {name!r}; choose one of {', '.join(options.MODELS)}")
+    defaults = {option.name: option.default for option in vars(options).values()
+                if isinstance(option, options.Option)}
+    unknown = set(settings) - set(defaults)
+    if unknown:
+        raise SpikelatentError(f"unknown latent family options: {', '.join(sorted(unknown))}")
+    return LATENT_FAMILIES[name](SimpleNamespace(**{**defaults, **settings,
+                                                    "latent_dim": latent_dim}))

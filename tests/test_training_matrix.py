@@ -254,7 +254,11 @@ def test_ddp_checkpoint_has_the_single_process_parameters_and_finite_losses(ddp_
     fresh_state = fresh.state_dict()
     assert set(state) == set(fresh_state)
     assert all(state[key].shape == fresh_state[key].shape for key in state)
-    assert sum(tensor.numel() for tensor in state.values()) == by_hand
+    # ...plus the preprocessor's four scalar buffers (contrast epsilon, offset, scale, fitted).
+    assert sum(tensor.numel() for tensor in state.values()) == by_hand + 4
+    assert {key for key in state if key.startswith("preprocessor.")} == {
+        "preprocessor.contrast_epsilon", "preprocessor.offset", "preprocessor.scale",
+        "preprocessor.fitted"}
 
     rows = list(csv.DictReader((ddp_run / "metrics.csv").open()))
     assert len(rows) == 1

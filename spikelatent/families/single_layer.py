@@ -257,8 +257,13 @@ def network_options(config: Any, role: str) -> dict[str, Any]:
     return {"channels": config.decoder_channels, "unit_norm": config.decoder_unit_norm}
 
 
+#: The distribution layer of each single-layer kind by name: ``make_latent(config)``.
+LATENT_FAMILIES: dict[str, Callable[[Any], LatentFamily]] = {}
+
+
 def register_single_layer(name: str, make_latent: Callable[[Any], LatentFamily]) -> None:
     """Register a single-layer model kind: ``make_latent(config)`` builds its family."""
+    LATENT_FAMILIES[name] = make_latent
 
     @register_family(name)
     def build(config: Any, image_shape: tuple[int, int, int],
