@@ -29,11 +29,13 @@ from spikelatent.analysis.receptive_fields import (
 )
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
 from spikelatent.analysis.similarity import (
+    RecordingSummary,
     compare_populations,
     dissimilarity_matrix,
     linear_cka,
     linear_predictivity,
     population_statistics,
+    prepare_recording,
     rank_models,
     rsa,
 )
@@ -47,6 +49,7 @@ from spikelatent.analysis.sparsity import (
 from spikelatent.analysis.timecourse import aligned_counts, firing_rate, sliding_fano_factor
 
 __all__ = [
+    "RecordingSummary",
     "active_units",
     "aligned_counts",
     "balanced_splits",
@@ -77,6 +80,7 @@ __all__ = [
     "gabor_fraction",
     "population_sparsity",
     "population_statistics",
+    "prepare_recording",
     "rank_models",
     "rsa",
     "shattering_dimensionality",

@@ -360,6 +360,7 @@ def similarity(
         COMPARISONS,
         METRICS,
         compare_populations,
+        prepare_recording,
         rank_models,
     )
     from spikelatent.checkpoints import load
@@ -409,12 +410,13 @@ def similarity(
         "seed": int(seed),
         "runs": {},
     }
+    recording = prepare_recording(recorded)  # the recording-side work, done once for every run
     for name, (run, model) in models.items():
         model_images, transform = prepare_images(shown, tuple(model.image_shape))
         population = _representation(model, model_images, ids, int(n_trials), seed, progress)
         result = compare_populations(
             population,
-            recorded,
+            recording,
             metric=metric,
             compare=compare,
             folds=folds,
