@@ -571,3 +571,80 @@ def test_shuffled_stimulus_null_equals_explicit_relabelling(tuned, compare):
     assert float(result["null_high"]) == pytest.approx(np.quantile(expected, 0.95))
     # The planted shared structure sits far above its null.
     assert value > float(result["null_high"])
+
+
+# --------------------------------------------------------------------------- crossnobis on trials
+
+
+def _rsatoolbox_crossnobis(trials: np.ndarray) -> np.ndarray:
+    """rsatoolbox's crossnobis RDM of (trial, stimulus, unit) trials, folds = trials."""
+    import warnings
+
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm
+
+    n_trial, n_stimulus, n_unit = trials.shape
+    observations = trials.reshape(-1, n_unit).astype(float)  # trial-major rows
+    dataset = Dataset(
+        observations,
+        obs_descriptors={
+            "image": np.tile(np.arange(n_stimulus), n_trial),
+            "run": np.repeat(np.arange(n_trial), n_stimulus),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rsatoolbox's NaN-filled integer averages
+        rdm = calc_rdm(dataset, method="crossnobis", descriptor="image", cv_descriptor="run")
+    return rdm.dissimilarities[0]
+
+
+def _population_and_recording(seed: int = 13):
+    rng = np.random.default_rng(seed)
+    rates = rng.gamma(2.0, 1.5, size=(15, 9))
+    stimulus = np.arange(15) * 3 + 5
+    pop = xr.Dataset(
+        {
+            "rate": (("stimulus", "unit"), rates),
+            "counts": (("trial", "stimulus", "unit"), rng.poisson(rates, size=(6, 15, 9))),
+        },
+        coords={"stimulus": stimulus},
+    )
+    tuning = rates @ rng.gamma(1.0, 0.3, size=(9, 11))
+    recorded = xr.DataArray(
+        rng.poisson(tuning, size=(4, 15, 11)),
+        dims=("trial", "stimulus", "unit"),
+        coords={"stimulus": stimulus},
+    )
+    return pop, recorded
+
+
+def test_crossnobis_of_a_population_uses_its_counts_and_equals_rsatoolbox():
+    from rsatoolbox.rdm import RDMs
+    from rsatoolbox.rdm import compare as rsatoolbox_compare
+
+    pop, recorded = _population_and_recording()
+    model_rdm = _rsatoolbox_crossnobis(pop["counts"].values)
+    recorded_rdm = _rsatoolbox_crossnobis(recorded.values)
+    np.testing.assert_allclose(
+        _upper(dissimilarity_matrix(pop, metric="crossnobis").values), model_rdm, atol=1e-12
+    )
+    expected = float(
+        rsatoolbox_compare(RDMs(model_rdm[None]), RDMs(recorded_rdm[None]), method="tau-a")[0, 0]
+    )
+    result = rsa(pop, recorded, metric="crossnobis", compare="kendall_tau_a", n_boot=0)
+    assert float(result["similarity"]) == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(_upper(result["rdm_a"].values), model_rdm, atol=1e-12)
+    both = compare_populations(pop, recorded, metric="crossnobis", compare="kendall_tau_a", n_boot=0)
+    assert float(both["rsa_similarity"]) == pytest.approx(expected, abs=1e-12)
+    assert np.isfinite(float(both["rsa_noise_ceiling_low"]))
+
+
+def test_crossnobis_names_the_side_without_trials():
+    pop, recorded = _population_and_recording()
+    with pytest.raises(SpikelatentError, match="needs trials of the model population") as error:
+        compare_populations(pop["rate"], recorded, metric="crossnobis", n_boot=0)
+    assert len(str(error.value).splitlines()) == 1
+    with pytest.raises(SpikelatentError, match="needs trials of recorded responses"):
+        compare_populations(pop, recorded.mean("trial"), metric="crossnobis", n_boot=0)
+    with pytest.raises(SpikelatentError, match="needs trials of b,"):
+        rsa(pop, recorded.mean("trial"), metric="crossnobis", n_boot=0)

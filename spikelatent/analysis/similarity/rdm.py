@@ -12,7 +12,8 @@ from spikelatent.analysis.similarity.inputs import mean_response, responses_arra
 from spikelatent.errors import SpikelatentError
 
 METRICS = ("correlation", "euclidean", "crossnobis")
-# Our names -> rsatoolbox.rdm.compare's method names.
+# Metrics computed on single trials, not on trial means.
+TRIAL_METRICS = frozenset({"crossnobis"})
 _METRIC_DESCRIPTION = {
     "correlation": "1 - Pearson correlation of the two stimuli's response patterns across units",
     "euclidean": "squared Euclidean distance of the mean response patterns, divided by the number "
@@ -22,8 +23,20 @@ _METRIC_DESCRIPTION = {
 }
 
 
-def _rdm_values(responses: xr.DataArray, metric: str) -> np.ndarray:
-    """The (stimulus, stimulus) RDM of responses (crossnobis through rsatoolbox)."""
+def trial_source(x: Any, metric: str) -> Any:
+    """What ``metric`` is computed on: a population Dataset's ``counts`` (its trials) when the
+    metric needs single trials (:data:`TRIAL_METRICS`), else ``x`` itself (whose ``rate`` is then
+    the representation)."""
+    if metric in TRIAL_METRICS and isinstance(x, xr.Dataset) and "counts" in x.data_vars:
+        return x["counts"]
+    return x
+
+
+def _rdm_values(responses: xr.DataArray, metric: str, what: str = "the responses") -> np.ndarray:
+    """The (stimulus, stimulus) RDM of responses (crossnobis through rsatoolbox).
+
+    ``what`` names the population in the errors (e.g. "the model population").
+    """
     from rsatoolbox.data import Dataset
     from rsatoolbox.rdm import calc_rdm
 
@@ -32,12 +45,14 @@ def _rdm_values(responses: xr.DataArray, metric: str) -> np.ndarray:
     if metric == "crossnobis":
         if "trial" not in responses.dims or responses.sizes["trial"] < 2:
             raise SpikelatentError(
-                "metric='crossnobis' needs trials: responses (trial, stimulus, unit) with >= 2 trials"
+                f"metric='crossnobis' needs trials of {what}, (trial, stimulus, unit) with >= 2 "
+                f"trials, but it has dims {tuple(responses.dims)}; pass its trials (a "
+                "spikelatent.population Dataset gives its counts) or use metric='correlation'"
             )
         values = responses.values
         if np.isnan(values).any():
             raise SpikelatentError(
-                "metric='crossnobis' needs the same number of trials for every stimulus"
+                f"metric='crossnobis' needs the same number of trials for every stimulus of {what}"
             )
         n_trial, n_stimulus, n_unit = values.shape
         dataset = Dataset(
@@ -99,7 +114,8 @@ def dissimilarity_matrix(responses: Any, metric: str = "correlation") -> xr.Data
 
     Args:
         responses: ``(stimulus, unit)`` or ``(trial, stimulus, unit)`` (see :func:`responses_array`).
-            ``"correlation"`` and ``"euclidean"`` use the trial-averaged responses.
+            ``"correlation"`` and ``"euclidean"`` use the trial-averaged responses (a population
+            Dataset's ``rate``), ``"crossnobis"`` the single trials (its ``counts``).
         metric: ``"correlation"`` (1 − Pearson r across units), ``"euclidean"`` (squared Euclidean
             distance / n_units, as rsatoolbox) or ``"crossnobis"`` (its leave-one-trial-out
             cross-validated, unbiased version; needs equal trial counts).
@@ -108,7 +124,7 @@ def dissimilarity_matrix(responses: Any, metric: str = "correlation") -> xr.Data
         DataArray ``rdm`` ``(stimulus, stimulus_)``, symmetric with a zero diagonal; coordinates
         are the stimulus ids; ``attrs["metric"]``, ``attrs["description"]``.
     """
-    responses = responses_array(responses)
+    responses = responses_array(trial_source(responses, metric))
     if responses.sizes["stimulus"] < 2:
         raise SpikelatentError("an RDM needs at least 2 stimuli")
     matrix = _rdm_values(responses, metric)

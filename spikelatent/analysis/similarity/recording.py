@@ -23,7 +23,7 @@ from spikelatent.analysis.similarity.ceiling import (
 )
 from spikelatent.analysis.similarity.compare import _ranks, _SortedPairs
 from spikelatent.analysis.similarity.inputs import mean_response, responses_array
-from spikelatent.analysis.similarity.rdm import _rdm_values
+from spikelatent.analysis.similarity.rdm import TRIAL_METRICS, _rdm_values
 
 __all__ = ["RecordingSummary", "prepare_recording"]
 
@@ -33,16 +33,25 @@ class RecordingSummary:
 
     Args:
         recorded: recorded responses, ``(trial, stimulus, unit)`` or ``(stimulus, unit)`` (see
-            :func:`~spikelatent.analysis.similarity.inputs.responses_array`).
+            :func:`~spikelatent.analysis.similarity.inputs.responses_array`), or a population
+            Dataset (its ``rate`` is the representation, its ``counts`` the trials).
         what: the name used in error messages.
 
     Attributes:
-        responses: the checked float64 responses DataArray.
+        responses: the checked float64 responses DataArray (the representation).
+        trials: the single trials, ``(trial, stimulus, unit)``, for metrics that need them: a
+            Dataset's ``counts``, else ``responses`` when it has trials, else None.
         stimulus: the stimulus ids, in the recording's order.
     """
 
-    def __init__(self, recorded: Any, what: str = "recorded responses"):
+    def __init__(self, recorded: Any, what: str = "recorded responses", *, _trials: Any = None):
         self.responses = responses_array(recorded, what)
+        if _trials is None and isinstance(recorded, xr.Dataset) and "counts" in recorded:
+            _trials = recorded["counts"]
+        if _trials is not None:
+            self.trials = responses_array(_trials, what).sel(stimulus=self.responses["stimulus"])
+        else:
+            self.trials = self.responses if "trial" in self.responses.dims else None
         self.stimulus = np.asarray(self.responses["stimulus"].values)
         self.what = what
         self._cache: dict[tuple, Any] = {}
@@ -83,16 +92,33 @@ class RecordingSummary:
             return self
         key = tuple(stimulus.tolist())
         if key not in self._subsets:
-            self._subsets[key] = RecordingSummary(self.responses.sel(stimulus=stimulus), self.what)
+            separate = self.trials is not None and self.trials is not self.responses
+            self._subsets[key] = RecordingSummary(
+                self.responses.sel(stimulus=stimulus),
+                self.what,
+                _trials=self.trials.sel(stimulus=stimulus) if separate else None,
+            )
         return self._subsets[key]
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Row and column indices of the RDM's upper triangle (``numpy.triu_indices(n, 1)``)."""
         return self._memo(("pairs",), lambda: np.triu_indices(self.n_stimuli, k=1))
 
+    def source(self, metric: str) -> xr.DataArray:
+        """What ``metric`` is computed on: the single trials for :data:`TRIAL_METRICS` (a
+        one-line error naming the recording when it has none), else the responses."""
+        if metric not in TRIAL_METRICS:
+            return self.responses
+        if self.trials is None:
+            # _rdm_values words the error (no trial dimension).
+            _rdm_values(self.responses, metric, self.what)
+        return self.trials
+
     def rdm(self, metric: str) -> np.ndarray:
         """The ``(stimulus, stimulus)`` RDM (see :func:`dissimilarity_matrix`)."""
-        return self._memo(("rdm", metric), lambda: _rdm_values(self.responses, metric))
+        return self._memo(
+            ("rdm", metric), lambda: _rdm_values(self.source(metric), metric, self.what)
+        )
 
     def rdm_vector(self, metric: str) -> np.ndarray:
         """The RDM's upper triangle, in :meth:`pairs` order."""
@@ -113,15 +139,24 @@ class RecordingSummary:
             ),
         )
 
+    def has_repeats_for(self, metric: str) -> bool:
+        """Whether the noise ceiling of ``metric`` can be computed (>= 2 trials per stimulus in
+        what the metric is computed on)."""
+        if metric not in TRIAL_METRICS or self.trials is self.responses:
+            return self.has_repeats
+        return self.trials is not None and bool(
+            (np.isfinite(self.trials.values).all(axis=-1).sum(axis=0) >= 2).all()
+        )
+
     def noise_ceiling(
         self, metric: str, compare: str, n_splits: int | None, split_repeats: int, seed: int
     ) -> NoiseCeiling:
-        """Nili et al. (2014) bounds over disjoint trial groups (needs :attr:`has_repeats`)."""
+        """Nili et al. (2014) bounds over disjoint trial groups (needs :meth:`has_repeats_for`)."""
         key = ("ceiling", metric, compare, n_splits, int(split_repeats), int(seed))
         return self._memo(
             key,
             lambda: _noise_ceiling(
-                self.responses, metric, compare, n_splits, int(split_repeats), int(seed)
+                self.source(metric), metric, compare, n_splits, int(split_repeats), int(seed)
             ),
         )
 

@@ -14,7 +14,7 @@ from spikelatent.analysis.similarity.compare import (
     _permutation_null,
 )
 from spikelatent.analysis.similarity.inputs import responses_array, shared_stimuli
-from spikelatent.analysis.similarity.rdm import _rdm_array, _rdm_values
+from spikelatent.analysis.similarity.rdm import _rdm_array, _rdm_values, trial_source
 from spikelatent.analysis.similarity.recording import prepare_recording
 from spikelatent.errors import SpikelatentError
 
@@ -31,6 +31,7 @@ def rsa(
     split_repeats: int = 4,
     n_permutations: int = 100,
     seed: int = 0,
+    names: tuple[str, str] = ("a", "b"),
 ) -> xr.Dataset:
     """Representational similarity of two populations on their shared stimuli.
 
@@ -44,7 +45,9 @@ def rsa(
     (mean over groups), to be read against the band.
 
     Args:
-        a: first population (typically the model), responses as in :func:`responses_array`.
+        a: first population (typically the model), responses as in :func:`responses_array`; a
+            population Dataset gives its ``rate``, or its ``counts`` for metrics computed on
+            single trials (``"crossnobis"``).
         b: second population (typically the recording); its trials define the noise ceiling. A
             :class:`RecordingSummary` keeps its RDM and ceiling for the next call.
         metric: RDM metric, see :func:`dissimilarity_matrix`.
@@ -59,6 +62,7 @@ def rsa(
             (0: none). A score means something only above this null and below the ceiling.
         seed: seed of the bootstrap and of the splits (equal seeds give the same resamples for
             different ``a`` on the same stimuli, so bootstrap samples of two models are paired).
+        names: what ``a`` and ``b`` are called in error messages.
 
     Returns:
         Dataset: scalars ``similarity``, ``ci_low``, ``ci_high``, (with trials in ``b``)
@@ -79,13 +83,13 @@ def rsa(
         raise SpikelatentError(f"confidence must lie in (0, 1); got {confidence}")
     if n_splits is not None and (int(n_splits) != n_splits or n_splits < 2):
         raise SpikelatentError(f"n_splits must be an integer >= 2 or None; got {n_splits}")
-    a = responses_array(a, "a")
-    recording = prepare_recording(b, "b")
-    shared = shared_stimuli(a, recording.responses, names=("a", "b"))
+    a = responses_array(trial_source(a, metric), names[0])
+    recording = prepare_recording(b, names[1])
+    shared = shared_stimuli(a, recording.responses, names=names)
     a, recording = a.sel(stimulus=shared), recording.restricted(shared)
     stimulus = a["stimulus"].values
     n = len(stimulus)
-    rdm_a, rdm_b = _rdm_values(a, metric), recording.rdm(metric)
+    rdm_a, rdm_b = _rdm_values(a, metric, names[0]), recording.rdm(metric)
     rows, cols = recording.pairs()
     x, y = rdm_a[rows, cols], recording.rdm_vector(metric)
     value = _compare_vectors(x, y, compare)
@@ -147,7 +151,7 @@ def rsa(
         "interval": "percentile bootstrap over stimuli",
         "seed": int(seed),
     }
-    if recording.has_repeats:
+    if recording.has_repeats_for(metric):
         ceiling = recording.noise_ceiling(metric, compare, n_splits, int(split_repeats), seed)
         data["noise_ceiling_low"] = xr.DataArray(ceiling.low)
         data["noise_ceiling_high"] = xr.DataArray(ceiling.high)

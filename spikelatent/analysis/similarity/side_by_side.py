@@ -79,7 +79,8 @@ def compare_populations(
     )
     if len(shared):
         similarity = rsa(
-            representation,
+            # The Dataset itself: its counts feed the metrics computed on single trials.
+            model_population if isinstance(model_population, xr.Dataset) else representation,
             recording,
             metric,
             compare,
@@ -87,6 +88,7 @@ def compare_populations(
             confidence=confidence,
             n_splits=n_splits,
             seed=seed,
+            names=("the model population", "the recording"),
         )
         for name, value in similarity.data_vars.items():
             if name == "rdm_a":
