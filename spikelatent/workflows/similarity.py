@@ -5,8 +5,9 @@ Reads the recorded responses (an NWB file whose trials table names each trial's 
 files), and each run; shows the images the recording saw to every model (resized/cropped to the
 model's input when needed, the transform named in the output); compares each model population
 with the recording (:func:`spikelatent.analysis.compare_populations`) and writes
-``similarity.json``, ``similarity.md`` (a ranking table when several runs are given) and one figure
-page per run. Every input is checked before anything is written.
+``similarity.json``, ``similarity.md`` (a ranking table when several runs are given), one figure
+page per run and each run's model responses (``population_<run>.nc``). Every input is checked
+before anything is written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from spikelatent._io import write_json_atomic, write_text_atomic
+from spikelatent._io import write_json_atomic, write_netcdf_atomic, write_text_atomic
 from spikelatent.errors import SpikelatentError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
@@ -392,6 +393,7 @@ def similarity(
         raise SpikelatentError(f"--out {out_dir} is a file; give a folder")
 
     results: dict[str, xr.Dataset] = {}
+    populations: dict[str, xr.Dataset] = {}
     report: dict[str, Any] = {
         "responses": str(responses),
         "images": str(images),
@@ -425,6 +427,11 @@ def similarity(
             seed=seed,
         )
         results[name] = result
+        populations[name] = (
+            population
+            if isinstance(population, xr.Dataset)
+            else population.to_dataset(name=population.name or "responses")
+        )
         report["runs"][name] = {
             "run_dir": str(run),
             "model": str(getattr(model, "variant", "")),
@@ -443,11 +450,16 @@ def similarity(
     figures = []
     for name, result in results.items():
         figures.append(str(plot_similarity(result, out_dir / f"similarity_{name}.png", title=name)))
+    saved = []
+    for name, population in populations.items():
+        # The model responses every number was computed from, so that they can be recomputed.
+        saved.append(str(write_netcdf_atomic(population, out_dir / f"population_{name}.nc")))
     table = markdown_table(report)
     files = {
         "json": str(out_dir / "similarity.json"),
         "markdown": str(out_dir / "similarity.md"),
         "figures": figures,
+        "populations": saved,
     }
     report["files"] = files
     write_text_atomic(files["markdown"], table)
