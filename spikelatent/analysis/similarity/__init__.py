@@ -22,33 +22,61 @@ stable stimulus id) and refuses when fewer than three are shared.
 Modules: ``inputs`` (responses and stimulus joins), ``rdm`` (RDMs), ``compare`` (RDM comparison,
 bootstrap, shuffled null), ``ceiling`` (noise ceilings, split-half reliability), ``recording``
 (the per-recording summary), ``rsa``, ``cka``, ``predictivity``, ``statistics``, ``side_by_side``
-(:func:`compare_populations`), ``ranking``.
+(:func:`compare_populations`), ``ranking``, ``readouts`` (ridge, PCA + ridge, factorised),
+``scores`` (r²_ER, ceiled score), ``baselines`` (pixels, Gabor energy), ``representations``
+(:func:`compare_representations`, :func:`map_representations`), ``placement``
+(:func:`place_stimuli`).
 """
 
+from spikelatent.analysis.similarity.baselines import (
+    BASELINES,
+    GaborBank,
+    baseline_representations,
+    gabor_energy,
+)
 from spikelatent.analysis.similarity.ceiling import NoiseCeiling
 from spikelatent.analysis.similarity.ceiling import _nili_bounds as _nili_bounds  # for tests
 from spikelatent.analysis.similarity.cka import linear_cka
 from spikelatent.analysis.similarity.compare import COMPARISONS
-from spikelatent.analysis.similarity.inputs import responses_array, shared_stimuli
+from spikelatent.analysis.similarity.inputs import features_array, responses_array, shared_stimuli
+from spikelatent.analysis.similarity.placement import place_stimuli
 from spikelatent.analysis.similarity.predictivity import linear_predictivity
 from spikelatent.analysis.similarity.ranking import rank_models
 from spikelatent.analysis.similarity.rdm import METRICS, dissimilarity_matrix
+from spikelatent.analysis.similarity.readouts import READOUTS, FactorizedOptions
 from spikelatent.analysis.similarity.recording import RecordingSummary, prepare_recording
+from spikelatent.analysis.similarity.representations import (
+    compare_representations,
+    map_representations,
+)
 from spikelatent.analysis.similarity.rsa import rsa
+from spikelatent.analysis.similarity.scores import ceiled_score, r2_er
 from spikelatent.analysis.similarity.side_by_side import compare_populations
 from spikelatent.analysis.similarity.statistics import population_statistics
 
 __all__ = [
+    "BASELINES",
     "COMPARISONS",
     "METRICS",
+    "READOUTS",
+    "FactorizedOptions",
+    "GaborBank",
     "NoiseCeiling",
     "RecordingSummary",
+    "baseline_representations",
+    "ceiled_score",
     "compare_populations",
+    "compare_representations",
     "dissimilarity_matrix",
+    "features_array",
+    "gabor_energy",
     "linear_cka",
     "linear_predictivity",
+    "map_representations",
+    "place_stimuli",
     "population_statistics",
     "prepare_recording",
+    "r2_er",
     "rank_models",
     "responses_array",
     "rsa",

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.analysis.similarity.compare import _compare_vectors, _pearson, _ranks
-from spikelatent.analysis.similarity.rdm import _rdm_of_means, _rdm_values
+from spikelatent.analysis.similarity.rdm import TRIAL_METRICS, _rdm_of_means, _rdm_values
 from spikelatent.errors import SpikelatentError
 
 
@@ -154,15 +154,16 @@ def _noise_ceiling(
                 f"the noise ceiling needs every stimulus in each of the {max(n_groups, 2)} trial "
                 "groups; some stimuli have too few trials"
             )
-        if metric == "crossnobis" and (members.min() < 2 or members.max() != members.min()):
+        single_trials = metric in TRIAL_METRICS
+        if single_trials and (members.min() < 2 or members.max() != members.min()):
             raise SpikelatentError(
-                "crossnobis noise ceiling needs >= 2 and equal trials per stimulus in every "
+                f"the {metric} noise ceiling needs >= 2 and equal trials per stimulus in every "
                 "split; use n_splits=2 with an even number (>= 4) of trials per stimulus"
             )
-        means = _group_means(values, group, n_groups) if metric != "crossnobis" else None
+        means = None if single_trials else _group_means(values, group, n_groups)
         vectors = []
         for g in range(n_groups):
-            if metric == "crossnobis":
+            if single_trials:
                 keep = group == g
                 order = np.argsort(~keep, axis=0, kind="stable")[: members[0, g]]
                 part = xr.DataArray(

@@ -62,8 +62,15 @@ def linear_cka(a: Any, b: Any, debiased: bool = False) -> xr.DataArray:
     else:
         y, norm_yy = recording.cka_terms(debiased=False)
         x = x - x.mean(axis=0)
-        cross = np.linalg.norm(y.T @ x) ** 2
-        denominator = np.linalg.norm(x.T @ x) * norm_yy
+        if x.shape[1] > x.shape[0]:
+            # Wide features (pixels, filter banks): the same sums through (stimulus, stimulus)
+            # Gram matrices, ||YᵀX||² = <XXᵀ, YYᵀ> and ||XᵀX|| = ||XXᵀ||.
+            gram_x = x @ x.T
+            cross = float(np.sum(gram_x * recording.centred_gram()))
+            denominator = np.linalg.norm(gram_x) * norm_yy
+        else:
+            cross = np.linalg.norm(y.T @ x) ** 2
+            denominator = np.linalg.norm(x.T @ x) * norm_yy
         value = cross / denominator if denominator > 0 else np.nan
     return xr.DataArray(
         float(value),

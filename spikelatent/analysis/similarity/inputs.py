@@ -129,3 +129,52 @@ def _aligned(a: Any, b: Any, names: tuple[str, str]) -> tuple[xr.DataArray, xr.D
     b = responses_array(b, names[1])
     shared = shared_stimuli(a, b, names=names)
     return a.sel(stimulus=shared), b.sel(stimulus=shared)
+
+
+_MAP_DIMS = ("stimulus", "channel", "y", "x")
+
+
+def features_array(x: Any, what: str = "features") -> xr.DataArray:
+    """A representation as float64 ``(stimulus, unit)`` features or ``(stimulus, channel, y, x)`` maps.
+
+    Responses of :func:`responses_array` (trial-averaged), a numpy array ``(stimulus, channel,
+    y, x)``, or a DataArray with a ``stimulus`` dim and any feature dims (trials averaged; maps
+    keep ``channel, y, x``, other layouts are flattened to ``unit``). Stimulus ids default to
+    ``0..N-1``.
+    """
+    if isinstance(x, np.ndarray | list | tuple) and np.ndim(x) == 4:
+        x = xr.DataArray(np.asarray(x), dims=_MAP_DIMS)
+    if not isinstance(x, xr.DataArray) or set(x.dims) <= {"trial", "stimulus", "unit"}:
+        return mean_response(responses_array(x, what))
+    if "stimulus" not in x.dims:
+        raise SpikelatentError(f"{what}: needs a 'stimulus' dim; got dims {tuple(x.dims)}")
+    if "trial" in x.dims:
+        x = mean_response(x)
+    if x.dtype.kind not in "uif":
+        raise SpikelatentError(f"{what}: features must be numeric, got dtype {x.dtype}")
+    if "stimulus" not in x.coords:
+        x = x.assign_coords(stimulus=np.arange(x.sizes["stimulus"]))
+    if set(x.dims) == set(_MAP_DIMS):
+        x = x.transpose(*_MAP_DIMS)
+    else:
+        others = [d for d in x.dims if d != "stimulus"]
+        x = x.transpose("stimulus", *others)
+        flat = np.asarray(x.values).reshape(x.sizes["stimulus"], -1)
+        x = xr.DataArray(flat, dims=("stimulus", "unit"), coords={"stimulus": x["stimulus"].values})
+    values = np.asarray(x.values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise SpikelatentError(f"{what}: features contain NaN or infinite values")
+    ids = np.asarray(x["stimulus"].values)
+    if len(np.unique(ids)) != len(ids):
+        raise SpikelatentError(f"{what}: stimulus ids are not unique; each stimulus needs one id")
+    return x.copy(data=values)
+
+
+def flat_features(x: xr.DataArray) -> xr.DataArray:
+    """``(stimulus, unit)`` view of :func:`features_array` output (maps flattened)."""
+    if x.ndim == 2:
+        return x
+    values = x.values.reshape(x.sizes["stimulus"], -1)
+    return xr.DataArray(
+        values, dims=("stimulus", "unit"), coords={"stimulus": x["stimulus"].values}
+    )

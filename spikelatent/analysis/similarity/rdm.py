@@ -11,15 +11,21 @@ import xarray as xr
 from spikelatent.analysis.similarity.inputs import mean_response, responses_array
 from spikelatent.errors import SpikelatentError
 
-METRICS = ("correlation", "euclidean", "crossnobis")
+METRICS = ("correlation", "euclidean", "crossnobis", "poisson", "poisson_cv")
 # Metrics computed on single trials, not on trial means.
-TRIAL_METRICS = frozenset({"crossnobis"})
+TRIAL_METRICS = frozenset({"crossnobis", "poisson_cv"})
+# Metrics of counts (rsatoolbox's Poisson KL divergences): the responses must be >= 0.
+COUNT_METRICS = frozenset({"poisson", "poisson_cv"})
 _METRIC_DESCRIPTION = {
     "correlation": "1 - Pearson correlation of the two stimuli's response patterns across units",
     "euclidean": "squared Euclidean distance of the mean response patterns, divided by the number "
     "of units (rsatoolbox's convention)",
     "crossnobis": "cross-validated squared Euclidean distance (leave one trial out, identity noise "
     "precision), divided by the number of units: unbiased by trial noise",
+    "poisson": "symmetrised KL divergence of Poisson rates (rsatoolbox's 'poisson': mean counts "
+    "shrunk towards 1 by a prior weight 0.1), divided by the number of units",
+    "poisson_cv": "cross-validated symmetrised Poisson KL divergence (rsatoolbox's 'poisson_cv'), "
+    "averaged over leave-one-trial-out folds, divided by the number of units",
 }
 
 
@@ -42,18 +48,25 @@ def _rdm_values(responses: xr.DataArray, metric: str, what: str = "the responses
 
     if metric not in METRICS:
         raise SpikelatentError(f"unknown RDM metric {metric!r}; use one of {', '.join(METRICS)}")
-    if metric == "crossnobis":
+    if metric in COUNT_METRICS and np.nanmin(responses.values) < 0:
+        raise SpikelatentError(
+            f"metric={metric!r} needs non-negative responses (counts or rates) of {what}; use "
+            "metric='correlation' or 'euclidean' for signed responses"
+        )
+    if metric in TRIAL_METRICS:
         if "trial" not in responses.dims or responses.sizes["trial"] < 2:
             raise SpikelatentError(
-                f"metric='crossnobis' needs trials of {what}, (trial, stimulus, unit) with >= 2 "
+                f"metric={metric!r} needs trials of {what}, (trial, stimulus, unit) with >= 2 "
                 f"trials, but it has dims {tuple(responses.dims)}; pass its trials (a "
                 "spikelatent.population Dataset gives its counts) or use metric='correlation'"
             )
         values = responses.values
         if np.isnan(values).any():
             raise SpikelatentError(
-                f"metric='crossnobis' needs the same number of trials for every stimulus of {what}"
+                f"metric={metric!r} needs the same number of trials for every stimulus of {what}"
             )
+        if metric == "poisson_cv":
+            return _poisson_cv(values)
         n_trial, n_stimulus, n_unit = values.shape
         dataset = Dataset(
             values.reshape(-1, n_unit),
@@ -81,12 +94,48 @@ def _rdm_values(responses: xr.DataArray, metric: str, what: str = "the responses
     return rdm.get_matrices()[0]
 
 
+def _poisson_cv(values: np.ndarray) -> np.ndarray:
+    """rsatoolbox's 'poisson_cv' RDM of (trial, stimulus, unit) counts, averaged over the
+    leave-one-trial-out folds.
+
+    rsatoolbox 0.3.2's ``calc_rdm_poisson_cv`` returns the RDM of its last fold only (its loop
+    overwrites the result), so each fold is one rsatoolbox call (the training trials' mean and the
+    held-out trial, the held-out one as its last fold) and the folds are averaged here.
+    """
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm
+
+    n_trial, n_stimulus, n_unit = values.shape
+    total = values.sum(axis=0)
+    stimulus = np.tile(np.arange(n_stimulus), 2)
+    fold = np.repeat([0, 1], n_stimulus)  # 1 (held out) is rsatoolbox's last fold
+    matrix = np.zeros((n_stimulus, n_stimulus))
+    for k in range(n_trial):
+        train = (total - values[k]) / (n_trial - 1)
+        dataset = Dataset(
+            np.concatenate([train, values[k]]),
+            obs_descriptors={"stimulus": stimulus, "fold": fold},
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
+            rdm = calc_rdm(
+                dataset, method="poisson_cv", descriptor="stimulus", cv_descriptor="fold"
+            )
+        matrix += rdm.get_matrices()[0]
+    return matrix / n_trial
+
+
 def _rdm_of_means(mean: np.ndarray, metric: str) -> np.ndarray:
     """rsatoolbox's correlation / euclidean RDM of (stimulus, unit) means, as one BLAS product.
 
     rsatoolbox computes the same numbers through a non-BLAS einsum, ~10x slower at 2,000 stimuli
-    (tests check the two agree).
+    (tests check the two agree). ``poisson`` goes through rsatoolbox itself.
     """
+    if metric == "poisson":
+        from rsatoolbox.data import Dataset
+        from rsatoolbox.rdm import calc_rdm
+
+        return calc_rdm(Dataset(mean), method="poisson").get_matrices()[0]
     if metric == "correlation":
         centred = mean - mean.mean(axis=1, keepdims=True)
         centred /= np.sqrt(np.einsum("ij,ij->i", centred, centred))[:, None]

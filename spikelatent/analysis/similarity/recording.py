@@ -190,6 +190,15 @@ class RecordingSummary:
 
         return self._memo(("cka", bool(debiased)), compute)
 
+    def centred_gram(self) -> np.ndarray:
+        """``YYᵀ`` of the column-centred trial means (stimulus, stimulus), for wide CKA."""
+
+        def compute():
+            y, _ = self.cka_terms(debiased=False)
+            return y @ y.T
+
+        return self._memo(("centred_gram",), compute)
+
     def statistics(self) -> xr.Dataset | None:
         """:func:`population_statistics` of the recording, or None without >= 2 trials or with
         negative responses."""

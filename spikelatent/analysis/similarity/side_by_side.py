@@ -8,8 +8,14 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.analysis.similarity.cka import linear_cka
-from spikelatent.analysis.similarity.inputs import responses_array, shared_stimuli
+from spikelatent.analysis.similarity.inputs import (
+    features_array,
+    flat_features,
+    responses_array,
+    shared_stimuli,
+)
 from spikelatent.analysis.similarity.predictivity import linear_predictivity
+from spikelatent.analysis.similarity.readouts import FactorizedOptions
 from spikelatent.analysis.similarity.recording import prepare_recording
 from spikelatent.analysis.similarity.rsa import rsa
 from spikelatent.analysis.similarity.statistics import _statistics_dataset, population_statistics
@@ -22,11 +28,16 @@ def compare_populations(
     *,
     metric: str = "correlation",
     compare: str = "spearman",
-    folds: int = 5,
+    folds: Any = 5,
+    readout: str = "ridge",
+    n_components: int = 100,
+    factorized: FactorizedOptions | None = None,
     n_boot: int = 200,
+    n_permutations: int = 100,
     confidence: float = 0.95,
     n_splits: int | None = 2,
     statistics: bool = True,
+    with_rsa: bool = True,
     seed: int = 0,
 ) -> xr.Dataset:
     """A model population and recorded responses side by side.
@@ -42,28 +53,37 @@ def compare_populations(
 
     Args:
         model_population: a :func:`spikelatent.population` Dataset (``rate`` is the representation,
-            ``counts`` feed the statistics) or responses as in :func:`responses_array`.
+            ``counts`` feed the statistics and the metrics computed on single trials), responses
+            as in :func:`responses_array`, or ``(stimulus, channel, y, x)`` maps (flattened for
+            RSA and CKA; the factorised readout uses their layout).
         recorded: recorded responses, e.g. (trial, stimulus, unit) counts, or a
             :class:`RecordingSummary` (:func:`prepare_recording`) shared by several calls, so the
             recording's RDM, ceiling, reliabilities and statistics are computed once.
-        metric, compare, n_boot, confidence, n_splits: as in :func:`rsa`.
-        folds: as in :func:`linear_predictivity`.
+        metric, compare, n_boot, n_permutations, confidence, n_splits: as in :func:`rsa`.
+        folds, readout, n_components, factorized: as in :func:`linear_predictivity`.
         statistics: also compute the side-by-side statistics.
+        with_rsa: compute the RSA (off for a representation without the trials ``metric`` needs).
         seed: seed of every resampling.
 
     Returns:
-        Dataset; ``attrs`` hold the metric, comparison and the number of shared stimuli.
+        Dataset; ``attrs`` hold the metric, comparison, readout and the number of shared stimuli.
     """
+    features = features_array(model_population, "model population")
+    model_counts = None
     if isinstance(model_population, xr.Dataset):
-        representation = responses_array(model_population, "model population")
+        representation = features
         model_counts = model_population["counts"] if "counts" in model_population else None
-    else:
+    elif features.ndim == 2 and not (
+        isinstance(model_population, xr.DataArray) and "channel" in model_population.dims
+    ):
         representation = responses_array(model_population, "model population")
         model_counts = representation if "trial" in representation.dims else None
+    else:
+        representation = flat_features(features)
     recording = prepare_recording(recorded, "recorded responses")
     try:
         shared = shared_stimuli(
-            representation, recording.responses, names=("the model population", "the recording")
+            features, recording.responses, names=("the model population", "the recording")
         )
     except SpikelatentError:
         if not statistics:
@@ -73,37 +93,48 @@ def compare_populations(
         attrs={
             "metric": metric,
             "compare": compare,
+            "readout": readout,
             "shared_stimuli": len(shared),
             "seed": int(seed),
         }
     )
     if len(shared):
-        similarity = rsa(
-            # The Dataset itself: its counts feed the metrics computed on single trials.
-            model_population if isinstance(model_population, xr.Dataset) else representation,
-            recording,
-            metric,
-            compare,
-            n_boot=n_boot,
-            confidence=confidence,
-            n_splits=n_splits,
-            seed=seed,
-            names=("the model population", "the recording"),
-        )
-        for name, value in similarity.data_vars.items():
-            if name == "rdm_a":
-                result["rdm_model"] = value
-            elif name == "rdm_b":
-                result["rdm_recorded"] = value
-            else:
-                result[f"rsa_{name}"] = value
-        result.attrs.update(
-            {f"rsa_{k}": v for k, v in similarity.attrs.items() if isinstance(v, str)}
-        )
+        if with_rsa:
+            similarity = rsa(
+                # The Dataset itself: its counts feed the metrics computed on single trials.
+                model_population if isinstance(model_population, xr.Dataset) else representation,
+                recording,
+                metric,
+                compare,
+                n_boot=n_boot,
+                n_permutations=n_permutations,
+                confidence=confidence,
+                n_splits=n_splits,
+                seed=seed,
+                names=("the model population", "the recording"),
+            )
+            for name, value in similarity.data_vars.items():
+                if name == "rdm_a":
+                    result["rdm_model"] = value
+                elif name == "rdm_b":
+                    result["rdm_recorded"] = value
+                else:
+                    result[f"rsa_{name}"] = value
+            result.attrs.update(
+                {f"rsa_{k}": v for k, v in similarity.attrs.items() if isinstance(v, str)}
+            )
         result["cka"] = linear_cka(representation, recording)
         result["cka_debiased"] = linear_cka(representation, recording, debiased=True)
         predictivity = linear_predictivity(
-            representation, recording, folds=folds, n_boot=n_boot, confidence=confidence, seed=seed
+            features,
+            recording,
+            folds=folds,
+            readout=readout,
+            n_components=n_components,
+            factorized=factorized,
+            n_boot=n_boot,
+            confidence=confidence,
+            seed=seed,
         ).rename({"unit": "recorded_unit"})
         for name, value in predictivity.data_vars.items():
             result[f"predictivity_{name}"] = value
