@@ -556,6 +556,82 @@ def test_similarity_cli_writes_json_table_and_figures(digits_run, capsys):
     predictivity = linear_predictivity(pop, recorded, n_boot=20, seed=0)
     for key in ("median_r", "median_r2_corrected", "median_r2_corrected_ci_low"):
         assert first["predictivity"][key] == pytest.approx(float(predictivity[key]), abs=1e-12)
+    # The pixel baseline: the images themselves (already the model's size), RDM by numpy.
+    images = digits_run["images"].reshape(24, -1).astype(np.float64)
+    pixels = report["representations"]["pixels"]
+    assert pixels["kind"] == "baseline" and report["representations"]["shuffled"]["kind"] == "null"
+    assert pixels["rsa"]["similarity"] == pytest.approx(
+        stats.spearmanr(_upper(1 - np.corrcoef(images)), rdm_recorded).statistic, abs=1e-9
+    )
+    assert report["representations"]["nb/rate"]["rsa"]["similarity"] == first["rsa"]["similarity"]
+    assert report["runs"]["nb"]["mapping"]["committed"] in ("nb/rate", "nb/counts (trial mean)")
+    assert len(report["runs"]["nb"]["mapping"]["chosen_per_fold"]) == 5
+    assert "## Representations, baselines and the shuffled null" in table
+    assert Path(report["files"]["summary_figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_similarity_cli_baseline_features_placement_and_readout_options(digits_run, tmp_path):
+    import json
+
+    from spikelatent.cli import main
+
+    root = digits_run["root"]
+    features = np.random.default_rng(0).normal(size=(24, 5))
+    np.save(tmp_path / "mine.npy", features)
+    out = tmp_path / "options"
+    arguments = ["similarity", str(digits_run["run"]), "--responses", str(root / "rec.nwb")]
+    arguments += ["--images", str(root / "images.npy"), "--out", str(out), "--n-boot", "0"]
+    arguments += ["--trials", "3", "--no-progress", "--baselines", "none"]
+    arguments += ["--features", f"mine={tmp_path / 'mine.npy'}", "--readout", "pca-ridge"]
+    arguments += ["--n-components", "4", "--visual-degrees", "8", "--stimulus-degrees", "4"]
+    assert main(arguments) == 0
+    report = json.loads((out / "similarity.json").read_text())
+    assert report["readout"] == "pca-ridge"
+    assert report["stimulus_placement"]["ratio"] == 2.0
+    assert "grey padding" in report["stimulus_placement"]["rule"]
+    # 28 x 28 images centred on a 56 x 56 grey canvas, then resized to the model's 28 x 28.
+    assert "resized" in report["runs"]["nb"]["stimulus_transform"]
+    assert list(report["representations"]) == [
+        "nb/rate",
+        "nb/counts (trial mean)",
+        "mine",
+        "shuffled",
+    ]
+    assert report["shuffled_null_of"] == "nb/rate"
+    # User features: their RSA is the numpy RDM of the rows against the recording's.
+    from spikelatent.nwb.stimuli import read_responses
+
+    recorded = read_responses(root / "rec.nwb").mean("trial").values
+    expected = stats.spearmanr(
+        _upper(1 - np.corrcoef(features)), _upper(1 - np.corrcoef(recorded))
+    ).statistic
+    assert report["representations"]["mine"]["rsa"]["similarity"] == pytest.approx(
+        expected, abs=1e-9
+    )
+
+
+def test_similarity_cli_refuses_features_with_the_wrong_rows(digits_run, capsys, tmp_path):
+    from spikelatent.cli import main
+
+    root = digits_run["root"]
+    np.save(tmp_path / "short.npy", np.zeros((5, 3)))
+    code = main(
+        [
+            "similarity",
+            str(digits_run["run"]),
+            "--responses",
+            str(root / "rec.nwb"),
+            "--images",
+            str(root / "images.npy"),
+            "--out",
+            str(tmp_path / "never"),
+            "--features",
+            f"short={tmp_path / 'short.npy'}",
+        ]
+    )
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and "one row per image (24 rows)" in error
+    assert not (tmp_path / "never").exists()
 
 
 def test_similarity_cli_crossnobis_uses_the_model_counts(digits_run):
@@ -583,6 +659,10 @@ def test_similarity_cli_crossnobis_uses_the_model_counts(digits_run):
         method="spearman",
     )[0, 0]
     assert report["runs"]["nb"]["rsa"]["similarity"] == pytest.approx(expected, abs=1e-9)
+    # Pixels have no trials: no crossnobis RSA for them (None), the other columns as usual.
+    pixels = report["representations"]["pixels"]
+    assert pixels["rsa"].get("similarity") is None
+    assert pixels["predictivity"]["median_r"] is not None
 
 
 def test_similarity_cli_resizes_other_image_sizes(digits_run):
