@@ -104,8 +104,6 @@ def gabor_energy(images: np.ndarray, bank: GaborBank | None = None, batch: int =
     Returns:
         float32 responses; ``channel`` follows :meth:`GaborBank.channels`.
     """
-    import torch
-
     bank = bank or GaborBank()
     grey = grey_images(images)
     grey = grey - grey.mean(axis=(1, 2), keepdims=True)
@@ -120,14 +118,17 @@ def gabor_energy(images: np.ndarray, bank: GaborBank | None = None, batch: int =
                 for theta in bank.thetas()
                 for phase in (0.0, np.pi / 2)
             ]
-        )
-        weight = torch.as_tensor(kernels[:, None], dtype=torch.float32)
-        half = kernels.shape[-1] // 2
+        )  # (orientation x phase, size, size)
+        # The correlation (zero padding) is needed at the grid positions only: each kernel
+        # placed at each position on an image-sized canvas is one column of a matrix, and the
+        # responses of a batch of images are one matrix product with it.
+        placed = _placed_kernels(kernels, rows, cols, height, width)  # (h·w, g·g·kernel)
+        flat = grey.reshape(n, -1).astype(np.float32)
         for start in range(0, n, batch):
-            chunk = torch.as_tensor(grey[start : start + batch, None], dtype=torch.float32)
-            with torch.no_grad():
-                response = torch.nn.functional.conv2d(chunk, weight, padding=half).numpy()
-            response = response[:, :, rows][:, :, :, cols]  # (n, orientation x phase, grid, grid)
+            response = (flat[start : start + batch] @ placed).reshape(
+                -1, bank.grid, bank.grid, len(kernels)
+            )
+            response = response.transpose(0, 3, 1, 2)  # (n, orientation x phase, grid, grid)
             even, odd = response[:, 0::2], response[:, 1::2]
             outputs = np.stack(
                 [
@@ -140,10 +141,29 @@ def gabor_energy(images: np.ndarray, bank: GaborBank | None = None, batch: int =
                 axis=2,
             )  # (n, orientation, output, grid, grid)
             out[start : start + batch, channel : channel + outputs.shape[1] * 5] = outputs.reshape(
-                len(chunk), -1, bank.grid, bank.grid
+                len(response), -1, bank.grid, bank.grid
             )
         channel += bank.orientations * 5
     return out
+
+
+def _placed_kernels(
+    kernels: np.ndarray, rows: np.ndarray, cols: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """``(height·width, rows·cols·kernels)``: column (g, k) is kernel k centred on grid position g
+    and cut to the image (what zero padding gives)."""
+    count, size = kernels.shape[0], kernels.shape[-1]
+    half = size // 2
+    placed = np.zeros((height, width, len(rows), len(cols), count), dtype=np.float32)
+    for i, r in enumerate(rows):
+        top, bottom = max(0, r - half), min(height, r + half + 1)
+        for j, c in enumerate(cols):
+            left, right = max(0, c - half), min(width, c + half + 1)
+            window = kernels[
+                :, top - r + half : bottom - r + half, left - c + half : right - c + half
+            ]
+            placed[top:bottom, left:right, i, j] = np.moveaxis(window, 0, -1)
+    return placed.reshape(height * width, -1)
 
 
 def baseline_representations(
