@@ -29,11 +29,16 @@ from spikelatent.analysis.receptive_fields import (
 )
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
 from spikelatent.analysis.similarity import (
+    RecordingSummary,
+    baseline_representations,
     compare_populations,
+    compare_representations,
     dissimilarity_matrix,
     linear_cka,
     linear_predictivity,
+    map_representations,
     population_statistics,
+    prepare_recording,
     rank_models,
     rsa,
 )
@@ -47,10 +52,13 @@ from spikelatent.analysis.sparsity import (
 from spikelatent.analysis.timecourse import aligned_counts, firing_rate, sliding_fano_factor
 
 __all__ = [
+    "RecordingSummary",
     "active_units",
     "aligned_counts",
     "balanced_splits",
+    "baseline_representations",
     "compare_populations",
+    "compare_representations",
     "dissimilarity_matrix",
     "empirical_fano_factor",
     "fano_factor_by_window",
@@ -63,6 +71,7 @@ __all__ = [
     "lifetime_sparsity",
     "linear_cka",
     "linear_predictivity",
+    "map_representations",
     "mean_matched_fano_factor",
     "mean_variance_relation",
     "model_fano_summary",
@@ -77,6 +86,7 @@ __all__ = [
     "gabor_fraction",
     "population_sparsity",
     "population_statistics",
+    "prepare_recording",
     "rank_models",
     "rsa",
     "shattering_dimensionality",

@@ -13,9 +13,12 @@ def register(subparsers: Any) -> None:
         description=(
             "Show the recording's stimuli to every run's model and compare each model population "
             "with the recorded responses on the shared stimuli: RSA with a bootstrap interval and "
-            "the noise ceiling, linear CKA, cross-validated linear predictivity corrected for "
-            "each unit's reliability, and the population statistics side by side. Several runs "
-            "give a ranking table. Writes similarity.json, similarity.md and one figure per run. "
+            "the noise ceiling, linear CKA, cross-validated predictivity corrected for each "
+            "unit's reliability (r, EV, r2_ER, ceiled score), and the population statistics "
+            "side by side; every representation of every run beside the pixels and Gabor-energy "
+            "baselines and a shuffled-stimulus null, with the representation committed on "
+            "training folds. Several runs give a ranking table. Writes similarity.json, "
+            "similarity.md, one figure per run and a summary figure. "
             "Example: spikelatent similarity runs/digits-nb runs/digits-pvae "
             "--responses session.nwb --images stimuli.npy --out runs/similarity"
         ),
@@ -47,8 +50,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--metric",
         default="correlation",
-        choices=("correlation", "euclidean", "crossnobis"),
-        help="RDM dissimilarity (default correlation)",
+        choices=("correlation", "euclidean", "crossnobis", "poisson", "poisson_cv"),
+        help="RDM dissimilarity (default correlation; crossnobis and poisson_cv use single "
+        "trials, poisson and poisson_cv need non-negative responses)",
     )
     parser.add_argument(
         "--compare",
@@ -69,6 +73,47 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--folds", type=int, default=5, metavar="K", help="predictivity folds (default 5)"
     )
+    parser.add_argument(
+        "--readout",
+        default="ridge",
+        choices=("ridge", "pca-ridge", "factorized"),
+        help="readout of the predictivity: ridge over all features (default), ridge on the "
+        "principal components fitted inside the folds, or the factorised spatial readout",
+    )
+    parser.add_argument(
+        "--n-components",
+        type=int,
+        default=100,
+        metavar="K",
+        help="principal components of --readout pca-ridge (default 100)",
+    )
+    parser.add_argument(
+        "--baselines",
+        default="pixels,gabor-energy",
+        metavar="LIST",
+        help="baseline representations scored beside the runs: comma-separated of pixels, "
+        "gabor-energy (default both), or none",
+    )
+    parser.add_argument(
+        "--features",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy",
+        help="your own feature array, one row per image of --images (repeatable)",
+    )
+    parser.add_argument(
+        "--visual-degrees",
+        type=float,
+        metavar="MODEL_DEG",
+        help="visual angle of the model's input; with --stimulus-degrees the stimuli are placed "
+        "in it (grey padding when smaller, centre crop when larger)",
+    )
+    parser.add_argument(
+        "--stimulus-degrees",
+        type=float,
+        metavar="STIM_DEG",
+        help="visual angle the stimuli spanned in the recording",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every resampling (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -80,6 +125,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_boot < 0 or args.folds < 2:
         raise SpikelatentError("--n-boot must be >= 0 and --folds >= 2")
+    if args.n_components < 1:
+        raise SpikelatentError("--n-components must be >= 1")
+    if (args.visual_degrees is None) != (args.stimulus_degrees is None):
+        raise SpikelatentError("give both --visual-degrees and --stimulus-degrees, or neither")
+    baselines = tuple(
+        b.strip() for b in args.baselines.split(",") if b.strip() and b.strip() != "none"
+    )
+    features = {}
+    for spec in args.features:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SpikelatentError(f"--features {spec}: use NAME=FILE.npy")
+        if name in features:
+            raise SpikelatentError(f"--features: the name {name!r} is given twice")
+        features[name] = path
     report = similarity(
         args.run_dirs,
         args.responses,
@@ -91,6 +151,13 @@ def run(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         n_boot=args.n_boot,
         folds=args.folds,
+        readout=args.readout,
+        n_components=args.n_components,
+        baselines=baselines,
+        features=features,
+        visual_degrees=None
+        if args.visual_degrees is None
+        else (args.visual_degrees, args.stimulus_degrees),
         seed=args.seed,
         progress=False if args.no_progress else None,
     )

@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 
 from spikelatent.plotting.save import DPI, save_figure
 
-__all__ = ["plot_similarity"]
+__all__ = ["plot_representations", "plot_similarity"]
 
 _STATISTICS = (
     ("fano_factor", "Fano factor (per cell)"),
@@ -149,3 +149,99 @@ def _statistics_panels(axes_row, result: xr.Dataset) -> None:
         axes.set_title(label, fontsize="medium")
     if populations:
         axes_row[0].set_ylabel("5–25–50–75–95 % quantiles")
+
+
+def _interval_keys(key: str) -> tuple[str, str]:
+    if key == "rsa_similarity":
+        return "rsa_ci_low", "rsa_ci_high"
+    return f"{key}_ci_low", f"{key}_ci_high"
+
+
+def _interval_points(axes, positions, table, names, key, color, marker="o", label=None):
+    values = np.array([float(table[key].sel(representation=n)) for n in names])
+    low_key, high_key = _interval_keys(key)
+    if low_key in table and high_key in table:
+        low = np.array([float(table[low_key].sel(representation=n)) for n in names])
+        high = np.array([float(table[high_key].sel(representation=n)) for n in names])
+        errors = np.vstack([values - low, high - values])
+        if not np.isfinite(errors).all():
+            errors = None
+    else:
+        errors = None
+    axes.errorbar(
+        positions, values, yerr=errors, fmt=marker + "-", color=color, capsize=3, label=label
+    )
+
+
+def plot_representations(
+    table: xr.Dataset,
+    path: str | os.PathLike,
+    by_run: dict[str, list[str]] | None = None,
+    title: str = "",
+) -> Path:
+    """Scores of every representation against one recording, with baselines and the null.
+
+    ``table`` is a :func:`spikelatent.analysis.compare_representations` Dataset; ``by_run``
+    groups the model representations of each run in depth order (drawn as a line: score against
+    depth). Baselines are horizontal lines with their interval as a band, the shuffled null a grey
+    line. Left: RSA (full data) with its bootstrap interval; right: the noise-corrected
+    predictivity r²_ER (Pospisil & Bair 2021; 1 = the explainable variance) with its interval over
+    units.
+    """
+    figure = Figure(figsize=(12, 4.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(1, 2)
+    names = [str(n) for n in table["representation"].values]
+    kinds = dict(zip(names, (str(k) for k in table["kind"].values), strict=True))
+    by_run = by_run or {"model": [n for n in names if kinds[n] not in ("baseline", "null")]}
+    metrics = (
+        ("rsa_similarity", f"RSA ({table.attrs.get('compare', '')}, full data)"),
+        ("predictivity_median_r2_er", f"r²_ER ({table.attrs.get('readout', '')} readout)"),
+    )
+    depth = max((len(v) for v in by_run.values()), default=1)
+    for axes, (key, label) in zip(panels, metrics, strict=True):
+        if key not in table:
+            axes.text(0.5, 0.5, f"{label}: n/a", ha="center", transform=axes.transAxes)
+            axes.axis("off")
+            continue
+        for index, (run, keys) in enumerate(by_run.items()):
+            keys = [k for k in keys if k in names]
+            if keys:
+                _interval_points(axes, range(len(keys)), table, keys, key, f"C{index}", label=run)
+        for index, name in enumerate(n for n in names if kinds[n] == "baseline"):
+            value = float(table[key].sel(representation=name))
+            color = f"C{len(by_run) + index}"
+            axes.axhline(value, color=color, linestyle="--", label=name)
+            low, high = _interval_keys(key)
+            if low in table and np.isfinite(float(table[low].sel(representation=name))):
+                axes.axhspan(
+                    float(table[low].sel(representation=name)),
+                    float(table[high].sel(representation=name)),
+                    color=color,
+                    alpha=0.12,
+                )
+        for name in (n for n in names if kinds[n] == "null"):
+            axes.axhline(
+                float(table[key].sel(representation=name)), color="0.5", label="shuffled stimuli"
+            )
+        if key.startswith("predictivity"):
+            axes.axhline(1.0, color="k", linewidth=0.8)
+        axes.axhline(0.0, color="k", linewidth=0.5)
+        axes.set_xticks(range(depth), [f"depth {i}" for i in range(depth)])
+        axes.set_xlabel("representation depth (order given by the run)")
+        axes.set_xlim(-0.5, depth - 0.5)
+        axes.set_ylabel(label)
+        axes.legend(fontsize="small")
+    if by_run:
+        labels = "; ".join(
+            f"{run}: " + ", ".join(k.split("/", 1)[-1] for k in keys)
+            for run, keys in by_run.items()
+        )
+    else:
+        labels = ""
+    figure.suptitle(
+        (title or "representations, baselines and the shuffled null vs the recording")
+        + (f"\n{labels}" if labels else ""),
+        fontsize="medium",
+    )
+    return save_figure(figure, path)

@@ -5,8 +5,9 @@ Reads the recorded responses (an NWB file whose trials table names each trial's 
 files), and each run; shows the images the recording saw to every model (resized/cropped to the
 model's input when needed, the transform named in the output); compares each model population
 with the recording (:func:`spikelatent.analysis.compare_populations`) and writes
-``similarity.json``, ``similarity.md`` (a ranking table when several runs are given) and one figure
-page per run. Every input is checked before anything is written.
+``similarity.json``, ``similarity.md`` (a ranking table when several runs are given), one figure
+page per run and each run's model responses (``population_<run>.nc``). Every input is checked
+before anything is written.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from spikelatent._io import write_json_atomic, write_text_atomic
-from spikelatent.data.images import IMG_EXTENSIONS, decode_image_file
+from spikelatent._io import write_json_atomic, write_netcdf_atomic, write_text_atomic
+from spikelatent.data.images import IMG_EXTENSIONS, decode_image_file, to_float_image
 from spikelatent.data.preprocessing import as_image_list
 from spikelatent.errors import SpikelatentError
 
@@ -242,6 +243,62 @@ def _representation(model: Any, images: Any, ids: np.ndarray, n_trials: int, see
     return xr.DataArray(values, dims=("stimulus", "unit"), coords={"stimulus": ids})
 
 
+def run_representations(
+    model: Any, images: Any, ids: np.ndarray, population: Any
+) -> dict[str, Any]:
+    """The named representations of one run, in depth order.
+
+    A model with ``representations(x) -> dict[str, Tensor (batch, features)]`` gives all of its
+    own (encoder stages, latent rates, levels); otherwise the run's population: its posterior
+    rates (``rate``) and, for count models, its sampled counts averaged over trials.
+    """
+    own = getattr(model, "representations", None)
+    if callable(own):
+        import torch
+
+        with torch.no_grad():
+            named = own(images)
+        return {
+            str(name): xr.DataArray(
+                value.detach().reshape(len(images), -1).cpu().numpy().astype(np.float64),
+                dims=("stimulus", "unit"),
+                coords={"stimulus": ids},
+            )
+            for name, value in named.items()
+        }
+    if isinstance(population, xr.Dataset):
+        out = {"rate": population}
+        if "counts" in population:
+            out["counts (trial mean)"] = population["counts"].mean("trial")
+        return out
+    return {"rate": population}
+
+
+def read_features(
+    specs: dict[str, str | os.PathLike] | None, n_images: int
+) -> dict[str, np.ndarray]:
+    """User feature arrays ``NAME -> FILE.npy``: one row per image of the images file, in its
+    order (positions, or the sorted file names of a folder)."""
+    out = {}
+    for name, path in (specs or {}).items():
+        source = Path(path)
+        if not source.is_file() or source.suffix != ".npy":
+            raise SpikelatentError(f"--features {name}={source}: give an existing .npy file")
+        try:
+            values = np.load(source, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise SpikelatentError(f"cannot read features {source}: {error}") from None
+        if values.ndim < 2 or len(values) != n_images or values.dtype.kind not in "fiu":
+            raise SpikelatentError(
+                f"--features {name}={source}: expected a numeric array with one row per image "
+                f"({n_images} rows), got shape {values.shape}"
+            )
+        if not np.isfinite(values).all():
+            raise SpikelatentError(f"--features {name}={source}: contains NaN or infinite values")
+        out[name] = values
+    return out
+
+
 def _number(value: Any) -> float | None:
     number = float(value)
     return number if np.isfinite(number) else None
@@ -296,6 +353,55 @@ def _summary(result: xr.Dataset) -> dict[str, Any]:
     return summary
 
 
+_ROW_KEYS = {
+    "rsa": ("rsa_similarity", "rsa_ci_low", "rsa_ci_high", "rsa_similarity_split", "rsa_null_high"),
+    "cka": ("cka", "cka_debiased"),
+    "predictivity": (
+        "predictivity_median_r",
+        "predictivity_median_r_corrected",
+        "predictivity_median_r_corrected_ci_low",
+        "predictivity_median_r_corrected_ci_high",
+        "predictivity_median_r2_corrected",
+        "predictivity_median_r2_corrected_ci_low",
+        "predictivity_median_r2_corrected_ci_high",
+        "predictivity_median_r2_er",
+        "predictivity_median_r2_er_ci_low",
+        "predictivity_median_r2_er_ci_high",
+        "predictivity_ceiled_score",
+        "predictivity_ceiled_score_ci_low",
+        "predictivity_ceiled_score_ci_high",
+        "predictivity_n_above_1_r_corrected",
+        "predictivity_n_above_1_r2_corrected",
+        "predictivity_n_above_1_r2_er",
+    ),
+}
+
+
+def _row_summary(row: xr.Dataset) -> dict[str, Any]:
+    """The JSON numbers of one compare_representations row."""
+    out: dict[str, Any] = {"kind": str(row["kind"].values)}
+    for group, keys in _ROW_KEYS.items():
+        prefix = f"{group}_" if group != "cka" else ""
+        out[group] = {key[len(prefix) :]: _number(row[key]) for key in keys if key in row.data_vars}
+    return out
+
+
+def _mapping_summary(mapping: xr.Dataset) -> dict[str, Any]:
+    keys = ("median_r_corrected", "median_r2_corrected", "median_r2_er", "ceiled_score")
+    out: dict[str, Any] = {
+        "committed": mapping.attrs["committed"],
+        "chosen_per_fold": [str(v) for v in mapping["chosen"].values],
+        "rule": mapping.attrs["rule"],
+    }
+    for key in keys:
+        if key in mapping:
+            out[key] = _number(mapping[key])
+            for tail in ("_ci_low", "_ci_high"):
+                if key + tail in mapping:
+                    out[key + tail] = _number(mapping[key + tail])
+    return out
+
+
 def similarity(
     run_dirs: list[str | os.PathLike],
     responses: str | os.PathLike,
@@ -309,17 +415,38 @@ def similarity(
     n_boot: int = 200,
     folds: int = 5,
     confidence: float = 0.95,
+    readout: str = "ridge",
+    n_components: int = 100,
+    baselines: tuple[str, ...] | None = ("pixels", "gabor-energy"),
+    features: dict[str, str | os.PathLike] | None = None,
+    visual_degrees: tuple[float, float] | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Compare every run's population with a recording; write json, markdown and figures.
 
+    Besides each run's population (as :func:`~spikelatent.analysis.compare_populations`), every
+    representation of every run, the baselines (``pixels``, ``gabor-energy``; ``None`` or ``()``
+    for none) and the user ``features`` (``{name: .npy path}``, one row per image) are scored
+    side by side (:func:`~spikelatent.analysis.compare_representations`, with a shuffled-stimulus
+    null row), each run's representation is committed on training folds
+    (:func:`~spikelatent.analysis.map_representations`), and ``visual_degrees = (model degrees,
+    stimulus degrees)`` places the stimuli in the model's field of view first
+    (:func:`~spikelatent.analysis.similarity.place_stimuli`).
+
     Returns the report written to ``similarity.json`` (paths under ``"files"``).
     """
     from spikelatent.analysis.similarity import (
+        BASELINES,
         COMPARISONS,
         METRICS,
+        READOUTS,
+        baseline_representations,
         compare_populations,
+        compare_representations,
+        map_representations,
+        place_stimuli,
+        prepare_recording,
         rank_models,
     )
     from spikelatent.checkpoints import load
@@ -334,11 +461,31 @@ def similarity(
         )
     if isinstance(n_trials, bool) or int(n_trials) != n_trials or n_trials < 2:
         raise SpikelatentError(f"trials must be an integer >= 2; got {n_trials}")
+    if readout not in READOUTS:
+        raise SpikelatentError(f"unknown readout {readout!r}; use one of {', '.join(READOUTS)}")
+    baselines = tuple(baselines or ())
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise SpikelatentError(
+            f"unknown baseline(s) {', '.join(unknown)}; use {', '.join(BASELINES)} or none"
+        )
     # Read and check everything first: nothing is written on bad input.
     recorded = read_recorded_responses(responses, stimulus_column)
     image_list, image_ids, value_note = read_stimulus_images(images)
     positions, matching = match_stimuli(recorded["stimulus"].values, image_ids, images)
+    user_features = {
+        name: values[positions] for name, values in read_features(features, len(image_list)).items()
+    }
     shown = [image_list[p] for p in positions]
+    placement = None
+    if visual_degrees is not None:
+        import torch
+
+        placed = []
+        for image in shown:  # on [0, 1] floats, so the grey padding is mid-grey for any dtype
+            array, placement = place_stimuli(to_float_image(image).numpy()[None], *visual_degrees)
+            placed.append(torch.from_numpy(array[0]))
+        shown = placed
     ids = recorded["stimulus"].values
     models = {}
     for run in run_dirs:
@@ -351,6 +498,7 @@ def similarity(
         raise SpikelatentError(f"--out {out_dir} is a file; give a folder")
 
     results: dict[str, xr.Dataset] = {}
+    populations: dict[str, xr.Dataset] = {}
     report: dict[str, Any] = {
         "responses": str(responses),
         "images": str(images),
@@ -364,25 +512,51 @@ def similarity(
         },
         "metric": metric,
         "compare": compare,
+        "readout": readout,
         "n_boot": int(n_boot),
         "confidence": confidence,
         "seed": int(seed),
+        "stimulus_placement": placement,
         "runs": {},
     }
+    representations: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    precomputed: dict[str, xr.Dataset] = {}
+    by_run: dict[str, list[str]] = {}
+    baseline_images = None
+    recording = prepare_recording(recorded)  # the recording-side work, done once for every run
     for name, (run, model) in models.items():
         model_images, transform = prepare_images(shown, model)
         population = _representation(model, model_images, ids, int(n_trials), seed, progress)
         result = compare_populations(
             population,
-            recorded,
+            recording,
             metric=metric,
             compare=compare,
             folds=folds,
+            readout=readout,
+            n_components=n_components,
             n_boot=n_boot,
             confidence=confidence,
             seed=seed,
         )
         results[name] = result
+        if baseline_images is None:
+            baseline_images = model_images.numpy()
+        by_run[name] = []
+        for rep_name, value in run_representations(model, model_images, ids, population).items():
+            key = f"{name}/{rep_name}"
+            representations[key], kinds[key] = value, "model"
+            by_run[name].append(key)
+        if f"{name}/rate" in representations and not callable(
+            getattr(model, "representations", None)
+        ):
+            precomputed[f"{name}/rate"] = result
+        populations[name] = (
+            population
+            if isinstance(population, xr.Dataset)
+            else population.to_dataset(name=population.name or "responses")
+        )
         report["runs"][name] = {
             "run_dir": str(run),
             "model": str(getattr(model, "variant", "")),
@@ -394,23 +568,86 @@ def similarity(
         }
     ranking = rank_models(results, confidence=confidence, seed=seed)
     report["ranking"] = ranking
+    if baselines or user_features:
+        for key, value in baseline_representations(
+            baseline_images, ids, baselines, features=user_features
+        ).items():
+            representations[key], kinds[key] = value, "baseline"
+        report["baseline_image_shape"] = list(baseline_images.shape[1:])
+    scored = compare_representations(
+        representations,
+        recording,
+        kinds=kinds,
+        metric=metric,
+        compare=compare,
+        readout=readout,
+        folds=folds,
+        n_components=n_components,
+        n_boot=n_boot,
+        confidence=confidence,
+        precomputed=precomputed,
+        seed=seed,
+    )
+    report["representations"] = {
+        str(key): _row_summary(scored.sel(representation=key))
+        for key in scored["representation"].values
+    }
+    report["shuffled_null_of"] = scored.attrs["shuffled_null"]
+    for name, keys in by_run.items():
+        mapping = map_representations(
+            {key: representations[key] for key in keys},
+            recording,
+            readout=readout,
+            folds=folds,
+            n_boot=n_boot,
+            confidence=confidence,
+            scored=scored,
+            seed=seed,
+        )
+        report["runs"][name]["mapping"] = _mapping_summary(mapping)
+    report["ranking_with_baselines"] = rank_models(
+        {str(key): scored.sel(representation=key) for key in scored["representation"].values},
+        confidence=confidence,
+        seed=seed,
+    )
 
-    from spikelatent.plotting.similarity import plot_similarity
+    from spikelatent.plotting.similarity import plot_representations, plot_similarity
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = []
     for name, result in results.items():
         figures.append(str(plot_similarity(result, out_dir / f"similarity_{name}.png", title=name)))
+    summary_figure = str(
+        plot_representations(scored, out_dir / "similarity_representations.png", by_run=by_run)
+    )
+    saved = []
+    for name, population in populations.items():
+        # The model responses every number was computed from, so that they can be recomputed.
+        saved.append(str(write_netcdf_atomic(population, out_dir / f"population_{name}.nc")))
     table = markdown_table(report)
     files = {
         "json": str(out_dir / "similarity.json"),
         "markdown": str(out_dir / "similarity.md"),
         "figures": figures,
+        "summary_figure": summary_figure,
+        "populations": saved,
     }
     report["files"] = files
+    report = _finite(report)
     write_text_atomic(files["markdown"], table)
     write_json_atomic(files["json"], report)
     return report
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return _number(value)
+    return value
 
 
 def _interval(value: float | None, low: float | None, high: float | None) -> str:
@@ -486,4 +723,87 @@ def markdown_table(report: dict[str, Any]) -> str:
     for key, statement in ranking.get("statements", {}).items():
         lines.append(f"- {key}: {statement}")
     lines.append("")
+    if report.get("representations"):
+        lines.extend(_representations_table(report))
     return "\n".join(lines)
+
+
+def _representations_table(report: dict[str, Any]) -> list[str]:
+    """Every representation, baseline and the shuffled null in one table, then the mapping."""
+    rows = report["representations"]
+    columns = {
+        "RSA": ("rsa", "similarity", "ci_low", "ci_high"),
+        "RSA vs split halves": ("rsa", "similarity_split", None, None),
+        "CKA (debiased)": ("cka", "cka_debiased", None, None),
+        "noise-corr. r": (
+            "predictivity",
+            "median_r_corrected",
+            "median_r_corrected_ci_low",
+            "median_r_corrected_ci_high",
+        ),
+        "r²_ER": ("predictivity", "median_r2_er", "median_r2_er_ci_low", "median_r2_er_ci_high"),
+        "ceiled score": (
+            "predictivity",
+            "ceiled_score",
+            "ceiled_score_ci_low",
+            "ceiled_score_ci_high",
+        ),
+    }
+    lines = [
+        f"## Representations, baselines and the shuffled null ({report['readout']} readout)",
+        "",
+        "| representation | kind | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    above = []
+    for name, row in rows.items():
+        cells = []
+        for group, key, low, high in columns.values():
+            numbers = row[group]
+            cells.append(
+                _interval(
+                    numbers.get(key),
+                    numbers.get(low) if low else None,
+                    numbers.get(high) if high else None,
+                )
+            )
+        lines.append(f"| {name} | {row['kind']} | " + " | ".join(cells) + " |")
+        flags = {
+            k[len("n_above_1_") :]: v
+            for k, v in row["predictivity"].items()
+            if k.startswith("n_above_1_") and v
+        }
+        if flags:
+            above.append(
+                f"{name} (" + ", ".join(f"{k}: {int(v)} units" for k, v in flags.items()) + ")"
+            )
+    lines.append("")
+    null = report.get("shuffled_null_of")
+    if null:
+        lines.append(
+            f"'shuffled': {null} with its stimuli relabelled at random, scored like every row: "
+            "the chance level of each column."
+        )
+    if above:
+        lines.append(
+            "Noise-corrected values above 1 (kept as estimated, not clipped): " + "; ".join(above)
+        )
+    for name, run in report["runs"].items():
+        mapping = run.get("mapping")
+        if not mapping:
+            continue
+        chosen = mapping["chosen_per_fold"]
+        committed = mapping["committed"]
+        lines.append(
+            f"- {name}: committed representation {committed} (chosen on the training folds in "
+            f"{chosen.count(committed)} of {len(chosen)} folds); held-out r²_ER "
+            + _interval(
+                mapping.get("median_r2_er"),
+                mapping.get("median_r2_er_ci_low"),
+                mapping.get("median_r2_er_ci_high"),
+            )
+        )
+    for key, statement in report.get("ranking_with_baselines", {}).get("statements", {}).items():
+        lines.append(f"- {key}, all rows: {statement}")
+    lines.append("")
+    return lines
