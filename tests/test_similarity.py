@@ -563,8 +563,12 @@ def test_similarity_cli_writes_json_table_and_figures(digits_run, capsys):
     assert pixels["rsa"]["similarity"] == pytest.approx(
         stats.spearmanr(_upper(1 - np.corrcoef(images)), rdm_recorded).statistic, abs=1e-9
     )
-    assert report["representations"]["nb/rate"]["rsa"]["similarity"] == first["rsa"]["similarity"]
-    assert report["runs"]["nb"]["mapping"]["committed"] in ("nb/rate", "nb/counts (trial mean)")
+    assert report["representations"]["nb/latent"]["rsa"]["similarity"] == first["rsa"]["similarity"]
+    stages = ["nb/encoder.conv1", "nb/encoder.conv2", "nb/encoder.output"]
+    assert [key for key in report["representations"] if key.startswith("nb/")] == [
+        *stages, "nb/latent", "nb/counts (trial mean)"]
+    assert report["runs"]["nb"]["mapping"]["committed"] in (
+        *stages, "nb/latent", "nb/counts (trial mean)")
     assert len(report["runs"]["nb"]["mapping"]["chosen_per_fold"]) == 5
     assert "## Representations, baselines and the shuffled null" in table
     assert Path(report["files"]["summary_figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -592,12 +596,15 @@ def test_similarity_cli_baseline_features_placement_and_readout_options(digits_r
     # 28 x 28 images centred on a 56 x 56 grey canvas, then resized to the model's 28 x 28.
     assert "resized" in report["runs"]["nb"]["stimulus_transform"]
     assert list(report["representations"]) == [
-        "nb/rate",
+        "nb/encoder.conv1",
+        "nb/encoder.conv2",
+        "nb/encoder.output",
+        "nb/latent",
         "nb/counts (trial mean)",
         "mine",
         "shuffled",
     ]
-    assert report["shuffled_null_of"] == "nb/rate"
+    assert report["shuffled_null_of"] == "nb/latent"
     # User features: their RSA is the numpy RDM of the rows against the recording's.
     from spikelatent.nwb.stimuli import read_responses
 
@@ -757,12 +764,19 @@ def test_stimulus_images_from_a_folder_match_by_name_or_position(tmp_path):
     for name, image in zip(("cat", "apple", "bird"), pixels, strict=True):
         Image.fromarray(image).save(tmp_path / f"{name}.png")
     images, ids, note = read_stimulus_images(tmp_path)
-    assert list(ids) == ["apple", "bird", "cat"] and note.endswith("/ 255")
-    np.testing.assert_allclose(images[0].numpy()[0], pixels[1] / 255.0)  # apple
+    assert list(ids) == ["apple", "bird", "cat"] and note == "image files (uint8)"
+    np.testing.assert_array_equal(images[0].numpy()[0], pixels[1])  # apple, raw (PIL decode)
     positions, how = match_stimuli(np.array(["cat", "apple"]), ids, tmp_path)
     assert list(positions) == [2, 0] and how == "stimulus ids = image ids"
     positions, how = match_stimuli(np.array([2, 1]), ids, tmp_path)
     assert list(positions) == [2, 1] and "positions" in how
+
+
+def _model(image_shape):
+    """A plain model (images on [0, 1], no fitted preprocessing) of this input shape."""
+    from spikelatent.model import VAE
+
+    return VAE({"latent_dim": 4, "arch": "linear"}, image_shape, (0.0, 1.0))
 
 
 def test_images_are_fitted_to_the_model_input_and_the_transform_is_named():
@@ -771,10 +785,10 @@ def test_images_are_fitted_to_the_model_input_and_the_transform_is_named():
     from spikelatent.workflows.similarity import prepare_images
 
     rgb = [torch.rand(3, 16, 32), torch.rand(3, 16, 32)]
-    stacked, transform = prepare_images(rgb, (1, 8, 8))
+    stacked, transform = prepare_images(rgb, _model((1, 8, 8)))
     assert stacked.shape == (2, 1, 8, 8)
     assert "grayscale" in transform and "centre-cropped to 8x8" in transform
-    same, transform = prepare_images([torch.rand(1, 8, 8)], (1, 8, 8))
+    same, transform = prepare_images([torch.rand(1, 8, 8)], _model((1, 8, 8)))
     assert same.shape == (1, 1, 8, 8) and transform.startswith("none")
 
 
@@ -790,16 +804,21 @@ def test_image_preparation_values_equal_pil_and_numpy_slicing():
     rng = np.random.default_rng(16)
     rgb = rng.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
     image = torch.from_numpy(np.moveaxis(rgb, -1, 0).astype(np.float32) / 255)
-    grey, _ = prepare_images([image], (1, 8, 12))
+    grey, _ = prepare_images([image], _model((1, 8, 12)))
     expected = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64) / 255
     np.testing.assert_allclose(grey[0, 0].numpy(), expected, atol=1 / 255 + 1e-6)
     # 8 x 12 -> 8 x 8: no resize needed, the centre columns 2..9 are kept.
-    cropped, transform = prepare_images([image], (3, 8, 8))
+    cropped, transform = prepare_images([image], _model((3, 8, 8)))
     np.testing.assert_array_equal(cropped[0].numpy(), image.numpy()[:, :, 2:10])
     assert "centre-cropped to 8x8" in transform
     # 16 x 16 -> 8 x 8: halved.
     pixels = rng.integers(0, 256, size=(16, 16), dtype=np.uint8)
-    halved, _ = prepare_images([torch.from_numpy(pixels[None].astype(np.float32) / 255)], (1, 8, 8))
+    halved, _ = prepare_images([torch.from_numpy(pixels[None].astype(np.float32) / 255)],
+                               _model((1, 8, 8)))
+    # The raw uint8 image itself gives the same (uint8 / 255 first).
+    raw, note = prepare_images([torch.from_numpy(pixels[None])], _model((1, 8, 8)))
+    np.testing.assert_allclose(raw.numpy(), halved.numpy(), atol=1e-6)
+    assert note.startswith("uint8 scaled to [0, 1]")
     reference = Image.fromarray(pixels).resize((8, 8), Image.Resampling.BILINEAR)
     np.testing.assert_allclose(
         halved[0, 0].numpy(), np.asarray(reference, dtype=np.float64) / 255, atol=2 / 255

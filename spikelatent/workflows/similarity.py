@@ -214,12 +214,32 @@ def _sample(values: np.ndarray, n: int = 3) -> str:
 def prepare_images(images: list[Any], model: Any) -> tuple[Any, str]:
     """The raw stimuli as ``model`` sees them: its own preprocessing (the one it was trained
     with, carried in its checkpoint: size, grey, log, whitening, scale), ``(N, C, H, W)``.
-    Returns the tensor and a description of the steps."""
+    Returns the tensor and a description of the steps that changed the images."""
+    channels, height, width = (int(v) for v in model.image_shape)
     settings = model.preprocessor.describe()
-    steps = [f"{key} {value}" for key, value in settings.items()
-             if key not in ("carried", "fitted") and value not in (None, False, "none")]
-    return model.preprocess(images), "the model's own preprocessing: " + (", ".join(steps) or
-                                                                          "none")
+    steps: list[str] = []
+    dtypes = sorted({str(image.dtype).removeprefix("torch.") for image in images
+                     if not image.is_floating_point()})
+    if dtypes:
+        steps.append(f"{', '.join(dtypes)} scaled to [0, 1]")
+    if any(image.shape[0] not in (channels, 4 if channels == 3 else channels) for image in images):
+        steps.append("RGB to grayscale (luma)" if channels == 1
+                     else f"grayscale repeated to {channels} channels")
+    if any(tuple(image.shape[-2:]) != (height, width) for image in images):
+        steps.append(
+            f"a {height}x{width} window of each prepared image (patch model)" if settings["patches"]
+            else f"resized (bilinear, antialiased) to cover {height}x{width} keeping the aspect "
+                 f"ratio, centre-cropped to {height}x{width}")
+    if settings["log_intensity"]:
+        steps.append("log(x + 0.01)")
+    if settings["whiten"] != "none":
+        steps.append(f"{settings['whiten']} whitening (fitted on the training images)")
+    if settings["contrast_normalize"]:
+        steps.append("contrast normalised")
+    if settings["offset"] != 0.0 or settings["scale"] != 1.0:
+        steps.append(f"(x - {settings['offset']:.4g}) / {settings['scale']:.4g}")
+    return model.preprocess(images), ("; ".join(steps) or
+                                      "none (images already match the model's input)")
 
 
 # --------------------------------------------------------------------------- the workflow
@@ -246,32 +266,25 @@ def _representation(model: Any, images: Any, ids: np.ndarray, n_trials: int, see
 def run_representations(
     model: Any, images: Any, ids: np.ndarray, population: Any
 ) -> dict[str, Any]:
-    """The named representations of one run, in depth order.
+    """The named representations of one run, in depth order: every population the model holds
+    (:meth:`~spikelatent.model.VAE.representations`: encoder stages, each level of a hierarchy),
+    with ``latent`` as the run's population (posterior rates, and the trials of count models,
+    which trial-aware metrics use), then ``counts (trial mean)`` for count models."""
+    import torch
 
-    A model with ``representations(x) -> dict[str, Tensor (batch, features)]`` gives all of its
-    own (encoder stages, latent rates, levels); otherwise the run's population: its posterior
-    rates (``rate``) and, for count models, its sampled counts averaged over trials.
-    """
-    own = getattr(model, "representations", None)
-    if callable(own):
-        import torch
-
-        with torch.no_grad():
-            named = own(images)
-        return {
-            str(name): xr.DataArray(
-                value.detach().reshape(len(images), -1).cpu().numpy().astype(np.float64),
-                dims=("stimulus", "unit"),
-                coords={"stimulus": ids},
-            )
-            for name, value in named.items()
-        }
-    if isinstance(population, xr.Dataset):
-        out = {"rate": population}
-        if "counts" in population:
-            out["counts (trial mean)"] = population["counts"].mean("trial")
-        return out
-    return {"rate": population}
+    with torch.no_grad():
+        named = model.representations(images)
+    out: dict[str, Any] = {}
+    for name, value in named.items():
+        if name == "latent":
+            out[name] = population
+            continue
+        out[str(name)] = xr.DataArray(
+            value.detach().reshape(len(images), -1).cpu().numpy().astype(np.float64),
+            dims=("stimulus", "unit"), coords={"stimulus": ids})
+    if isinstance(population, xr.Dataset) and "counts" in population:
+        out["counts (trial mean)"] = population["counts"].mean("trial")
+    return out
 
 
 def read_features(
@@ -548,10 +561,7 @@ def similarity(
             key = f"{name}/{rep_name}"
             representations[key], kinds[key] = value, "model"
             by_run[name].append(key)
-        if f"{name}/rate" in representations and not callable(
-            getattr(model, "representations", None)
-        ):
-            precomputed[f"{name}/rate"] = result
+        precomputed[f"{name}/latent"] = result  # the run's population, scored above
         populations[name] = (
             population
             if isinstance(population, xr.Dataset)

@@ -118,7 +118,9 @@ def compare_representations(
     if shuffled_null is not None:
         source = shuffled_null
         if source == "auto":
-            source = "pixels" if "pixels" in rows else next(iter(rows))
+            latents = [name for name in rows if name.endswith("/latent")]
+            source = ("pixels" if "pixels" in rows else latents[0] if latents
+                      else next(iter(rows)))
         if source not in rows:
             raise SpikelatentError(f"shuffled_null {source!r} is not one of the representations")
         if SHUFFLED in rows:
