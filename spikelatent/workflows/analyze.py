@@ -30,6 +30,7 @@ figures from :mod:`spikelatent.plotting`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ def analyze_recording(
     windows: list[float] | None = None,
     seed: int = 0,
     n_shuffles: int = N_SHUFFLES,
+    stimulus_column: str | None = None,
 ) -> Analysis:
     """Analyse the units of an NWB file as a run's population is analysed; write the results.
 
@@ -142,6 +144,10 @@ def analyze_recording(
         windows: counting windows in seconds (default 1, 2, 5, 10, ... bins).
         seed: seed of the shuffles, the mean matching and the bootstrap.
         n_shuffles: shuffles of the noise-correlation control.
+        stimulus_column: intervals-table column naming each trial's stimulus (default: the first
+            known name present, as ``spikelatent similarity``: ``stimulus_index``, ``image_id``,
+            ...; :func:`spikelatent.nwb.read_counts`). Trials are grouped by it: Fano factors per
+            stimulus, noise correlations around each stimulus's mean.
 
     Returns:
         The :class:`Analysis`; its ``report`` is the content of ``analysis.json``: the source, the
@@ -154,7 +160,11 @@ def analyze_recording(
     out_dir = Path(out) if out is not None else source.with_name(source.name + ".analysis")
     if out_dir.exists() and not out_dir.is_dir():
         raise SpikelatentError(f"--out {out_dir} is a file; give a folder")
-    binned = read_counts(source, intervals=intervals, bin_size=bin_size)
+    with warnings.catch_warnings():  # the stimulus note is printed as a line of the report
+        warnings.simplefilter("ignore", UserWarning)
+        binned = read_counts(
+            source, intervals=intervals, bin_size=bin_size, stimulus_column=stimulus_column
+        )
     summary = counting_summary(binned, windows=windows, seed=seed, n_shuffles=n_shuffles)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = _Figures(out_dir)
@@ -164,6 +174,7 @@ def analyze_recording(
         "source": str(source),
         "intervals": binned.attrs["intervals"],
         "intervals_note": binned.attrs["intervals_note"],
+        **_stimulus_report(binned),
         "bin_size": float(bin_size),
         "n_units": int(binned.sizes["unit"]),
         "n_trials": int(binned.sizes.get("trial", 0)),
@@ -180,10 +191,30 @@ def analyze_recording(
         f"{report['source']}: {report['n_units']} units, intervals {report['intervals']} "
         f"({report['intervals_note']}), {report['n_bins']} bins of {report['bin_size']} s"
         + (f" x {report['n_trials']} trials" if report["n_trials"] else ""),
+        *_stimulus_lines(report),
         *summary.lines(),
         *figures.lines(),
     ]
     return Analysis(report, lines, out_dir)
+
+
+def _stimulus_report(binned: xr.DataArray) -> dict[str, Any]:
+    """Which column named the stimuli (``None``: none), how many, and the note when none did."""
+    column = binned.attrs.get("stimulus_column")
+    return {
+        "stimulus_column": column,
+        "n_stimuli": int(np.unique(binned["stimulus"].values).size) if column else None,
+        "stimulus_note": binned.attrs.get("stimulus_note"),
+    }
+
+
+def _stimulus_lines(report: dict[str, Any]) -> list[str]:
+    if report["stimulus_column"]:
+        return [
+            f"stimuli: {report['n_stimuli']} (trials column {report['stimulus_column']!r}); "
+            "trials grouped by stimulus"
+        ]
+    return [report["stimulus_note"]] if report["stimulus_note"] else []
 
 
 # --------------------------------------------------------------------------- a run
