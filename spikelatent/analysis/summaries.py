@@ -408,7 +408,7 @@ def counting_summary(
         numbers["signal_correlation"] = {"skipped": str(error)}
     dimensionality: dict[str, Any] = {}
     for ratio_kind in ("total", "noise") if conditions else ("total",):
-        ratio = participation_ratio(per_trial, kind=ratio_kind, n_boot=50, seed=seed)
+        ratio = participation_ratio(per_trial, kind=ratio_kind)
         dimensionality[f"participation_ratio_{ratio_kind}"] = json_number(ratio["participation_ratio"])
         dimensionality[f"participation_ratio_{ratio_kind}_ci"] = [
             json_number(ratio["ci_low"]),
