@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import xarray as xr
 
 from spikelatent.errors import SpikelatentError
 from spikelatent.nwb.stimuli import find_stimulus_column
-from spikelatent.spikes import check_bin_size, count_spikes, recording_span
+from spikelatent.spikes import H5SpikeTimes, check_bin_size, count_spikes, recording_span
 
 __all__ = ["read_counts", "population_counts", "SESSION"]
 
@@ -37,6 +37,8 @@ def read_counts(
     *,
     bin_size: float | None = None,
     stimulus_column: str | None = None,
+    chunks: int | str | None = None,
+    memory_limit: int | None = None,
 ) -> xr.DataArray:
     """Spike counts of every unit per interval of an NWB file, or in time bins.
 
@@ -68,6 +70,11 @@ def read_counts(
             ``trial_stimulus``). ``attrs["stimulus_column"]`` names the column used (``None``:
             none); ``attrs["stimulus_note"]`` says, in one line, when columns look like stimulus
             ids but none is used (also issued as a warning).
+        chunks: lazy, chunked counts (a dask-backed DataArray, binned chunk by chunk when
+            computed): bins (session) or intervals per chunk, or ``"auto"``; see
+            :func:`spikelatent.spikes.count_spikes`. ``None``: in memory unless the counts
+            exceed ``memory_limit`` (bytes).
+        memory_limit: bytes the counts may take in memory; larger counts come back chunked.
 
     Returns:
         ``counts`` DataArray, int64 (float64 with NaN where a unit was not observed). Without
@@ -115,7 +122,7 @@ def read_counts(
             )
         else:
             note = f"requested intervals={intervals!r}"
-        spike_times = list(_ragged_rows(units, "spike_times"))
+        spike_times = _spike_times(units)
         observed = (
             list(_ragged_rows(units, "obs_intervals")) if "obs_intervals" in units.colnames else None
         )
@@ -148,6 +155,8 @@ def read_counts(
                 unit_coords=_unclashed(unit_coords, set()),
                 observed=observed,
                 attrs=attrs,
+                chunks=chunks,
+                memory_limit=memory_limit,
             )
         else:
             table = _intervals_table(nwbfile, intervals, source)
@@ -194,6 +203,8 @@ def read_counts(
                 unit_coords=_unclashed(unit_coords, set(trial_coords)),
                 observed=observed,
                 attrs=attrs,
+                chunks=chunks,
+                memory_limit=memory_limit,
             )
             result = result.assign_coords(trial=np.asarray(table.id.data[:]))
     finally:
@@ -210,6 +221,18 @@ def _unclashed(unit_coords: dict[str, np.ndarray], taken: set[str]) -> dict[str,
         (f"unit_{name}" if name in taken or name in _RESERVED else name): values
         for name, values in unit_coords.items()
     }
+
+
+def _spike_times(units) -> Sequence[np.ndarray]:
+    """Every unit's spike times, read lazily from the file one unit (or one slice) at a time
+    (:class:`spikelatent.spikes.H5SpikeTimes`); in memory for a table not backed by HDF5."""
+    import h5py
+
+    index = units["spike_times"]
+    data = index.target.data
+    if isinstance(data, h5py.Dataset) and isinstance(index.data, h5py.Dataset):
+        return H5SpikeTimes(data.file.filename, data.name, index.data[:])
+    return list(_ragged_rows(units, "spike_times"))
 
 
 def _ragged_rows(units, column: str) -> Iterator[np.ndarray]:
