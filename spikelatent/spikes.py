@@ -534,7 +534,8 @@ def _count_lazily(
     # be wider); each unit's spikes are located against every chunk's edges during the pass.
     if chunks is None or chunks == "auto":
         row_values = n_unit * (1 if along_bins else n_bins)
-        rows_per_chunk = max(1, CHUNK_BYTES // row_values)
+        target = CHUNK_BYTES if memory_limit is None else min(CHUNK_BYTES, memory_limit // 8)
+        rows_per_chunk = max(1, target // row_values)
     else:
         rows_per_chunk = int(chunks)
     bounds = np.arange(0, n_rows, rows_per_chunk)

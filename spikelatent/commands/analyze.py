@@ -13,6 +13,7 @@ from spikelatent.options import SPLITS
 #: parsed as None when not given, so an option of the other kind is refused, not ignored.
 RECORDING_DEFAULTS: dict[str, Any] = {
     "bin_size": 0.01, "intervals": None, "out": None, "stimulus_column": None,
+    "memory_limit": None, "scheduler": None,
 }
 RUN_DEFAULTS: dict[str, Any] = {
     "split": "test", "n_stimuli": 1000, "trials": 50, "data_dir": None,
@@ -57,6 +58,18 @@ def register(subparsers: Any) -> None:
         help="FILE.nwb: trials-table column naming each trial's stimulus; trials are grouped by "
         "it (default: the first of stimulus_index, image_id, image_index, stimulus_id, "
         "stimulus, frame present, as in `spikelatent similarity`)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="FILE.nwb: memory the binned counts may take (e.g. 2GB, 500MB); larger counts are "
+        "binned and analysed chunk by chunk (default: an eighth of the available memory)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="FILE.nwb: a dask.distributed scheduler (tcp://host:8786, or 'local' for a local "
+        "cluster) to run the chunks on; needs spikelatent[distributed]",
     )
     parser.add_argument(
         "--out",
@@ -132,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
             out=args.out,
             seed=args.seed,
             stimulus_column=args.stimulus_column,
+            memory_limit=args.memory_limit,
+            scheduler=args.scheduler,
+            progress=False if args.no_progress else None,
         )
     else:
         _refuse(args, RECORDING_DEFAULTS, "NWB files", "a run directory")
