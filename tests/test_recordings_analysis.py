@@ -270,3 +270,37 @@ def test_participation_ratio_options_are_checked():
         participation_ratio(counts, n_boot=100)
     with pytest.raises(SpikelatentError, match="unknown kind"):
         participation_ratio(counts, kind="shared")
+
+
+def test_shuffle_interval_equals_numpy_quantiles_of_every_shuffle(monkeypatch):
+    """The null is not held whole; its interval, p-values and mean interval still equal numpy's
+    on all the shuffled correlation matrices (recorded here as they are computed)."""
+    import spikelatent.analysis.correlations as correlations
+
+    rng = np.random.default_rng(2)
+    counts = xr.DataArray(rng.poisson(3, (25, 4, 9)).astype(float), dims=("trial", "stimulus", "unit"))
+    counts[:, :, 5] = 2.0  # a unit that never varies: its pairs are NaN
+    counts[3, 2, 1] = np.nan  # an unobserved entry
+    matrices = []
+    original = correlations._correlation
+
+    def recording(samples):
+        matrices.append(original(samples))
+        return matrices[-1]
+
+    monkeypatch.setattr(correlations, "_correlation", recording)
+    result = noise_correlations(counts, n_shuffles=40, confidence=0.9, seed=4)
+    observed, null = matrices[0], np.stack(matrices[1:]).astype(np.float32)
+    assert null.shape[0] == 40
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        low, high = np.nanquantile(null.astype(np.float64), [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(result["shuffle_ci_low"].values, low, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(result["shuffle_ci_high"].values, high, rtol=1e-12, equal_nan=True)
+    assert np.isnan(result["shuffle_ci_low"].values[5]).all()
+    exceed = (np.abs(null) >= np.abs(observed)).sum(axis=0)
+    expected_p = np.where(np.isfinite(observed), (1 + exceed) / 41, np.nan)
+    np.testing.assert_allclose(result["p_value"].values, expected_p, equal_nan=True)
+    upper = np.triu_indices(9, 1)
+    means = [np.nanmean(m[upper]) for m in null.astype(np.float64)]
+    assert float(result["shuffle_mean_ci_low"]) == pytest.approx(np.quantile(means, 0.05), rel=1e-12)
+    assert float(result["shuffle_mean_ci_high"]) == pytest.approx(np.quantile(means, 0.95), rel=1e-12)
