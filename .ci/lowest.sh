@@ -21,7 +21,7 @@ UV="${VENV}-uv/bin/uv"
 source "$VENV/bin/activate"
 echo "lowest direct dependencies:"
 "$UV" pip list --python "$VENV/bin/python" 2>/dev/null | grep -iE \
-    '^(torch|torchvision|numpy|scipy|xarray|h5netcdf|pynwb|scikit-learn|matplotlib|lightning|torchmetrics|tqdm|pyyaml|platformdirs|torch-fidelity|joblib|threadpoolctl|pytest|pytest-xdist|ruff|nwbinspector|scikit-image|nbmake|ipykernel|mkdocs-material|mkdocstrings-python|pynapple|rsatoolbox|h5py|pillow) '
+    '^(torch|torchvision|numpy|scipy|xarray|h5netcdf|pynwb|scikit-learn|matplotlib|lightning|torchmetrics|tqdm|pyyaml|platformdirs|torch-fidelity|joblib|threadpoolctl|pytest|pytest-xdist|ruff|nwbinspector|scikit-image|nbmake|ipykernel|mkdocs-material|mkdocstrings-python|pynapple|rsatoolbox|h5py|pillow|dask|distributed) '
 run_dir="$(mktemp -d)/run"
 spikelatent fit --data digits --limit 200 --epochs 2 --latent-dim 8 --out "$run_dir" > /dev/null
 spikelatent fit --resume "$run_dir" --epochs 3 > /dev/null

@@ -20,12 +20,23 @@ Counting conventions (seconds throughout):
   rectangular ``(trial, time, unit)`` array;
 * time a unit was not observed (outside its ``observed`` intervals, e.g. the NWB units table's
   ``obs_intervals``) is missing: bins not wholly inside a unit's observation intervals are NaN,
-  never zero. Counts are ``int64`` when every bin is observed, ``float64`` with NaN otherwise, so
-  they are safe for arithmetic (``counts - 1`` is −1 where the count is 0).
+  never zero;
+* counts are stored in the smallest unsigned integer type that holds the largest count of the
+  array (:func:`smallest_count_dtype`: ``uint8`` up to 255, then ``uint16``, ``uint32``,
+  ``uint64``; checked, never wrapping), and in ``float64`` with NaN when a unit has unobserved
+  bins. Unsigned counts wrap under subtraction (``counts - 1`` is 255 where a ``uint8`` count is
+  0): cast first (``counts.astype("int64")``) for arithmetic of your own; the analyses of
+  :mod:`spikelatent.analysis` compute their statistics in float64;
+* with ``chunks=`` (or over a ``memory_limit``) the counts are lazy: a dask-backed DataArray
+  binned chunk by chunk (along time for one window, along the windows otherwise) when computed,
+  with the same values, bit for bit, as in memory. The spike times of a lazily read NWB file
+  (:class:`H5SpikeTimes`) are then read per chunk, never all at once.
 """
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,12 +48,15 @@ from spikelatent.errors import SpikelatentError
 __all__ = [
     "TICK",
     "SPIKE_PROCESSES",
+    "H5SpikeTimes",
+    "as_smallest_counts",
     "check_bin_size",
     "count_array",
     "count_spikes",
     "length_tolerance",
     "presentation_windows",
     "recording_span",
+    "smallest_count_dtype",
     "sorted_times",
     "spike_times",
     "to_ticks",
@@ -55,6 +69,47 @@ TICK = 1e-9
 _LENGTH_TOLERANCE = 1e-5
 
 SPIKE_PROCESSES = ("uniform", "counting")
+# Bytes of one chunk of lazily binned counts when the chunk size is not given.
+CHUNK_BYTES = 32 * 2**20
+_COUNT_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def smallest_count_dtype(max_count: Any) -> np.dtype:
+    """The smallest unsigned integer dtype that holds counts up to ``max_count``.
+
+    ``uint8`` up to 255, ``uint16`` up to 65,535, ``uint32`` up to 4,294,967,295, else ``uint64``;
+    a negative, non-integer or larger ``max_count`` is a one-line error.
+    """
+    try:
+        value = int(max_count)
+    except (TypeError, ValueError, OverflowError):
+        raise SpikelatentError(f"max_count must be a whole number >= 0; got {max_count!r}") from None
+    if value != max_count or value < 0:
+        raise SpikelatentError(f"max_count must be a whole number >= 0; got {max_count!r}")
+    for dtype in _COUNT_DTYPES:
+        if value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise SpikelatentError(f"a count of {value} does not fit in 64 bits")
+
+
+def as_smallest_counts(array: Any) -> np.ndarray:
+    """Non-negative whole-number counts in :func:`smallest_count_dtype` of their largest value.
+
+    Integer or whole-valued float input; NaN, infinities, fractions or negative values are a
+    one-line error (checked before the cast, so nothing wraps). The array is returned without a
+    copy when it already has that dtype.
+    """
+    values = np.asarray(array)
+    if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
+        raise SpikelatentError(f"counts must be whole numbers; got dtype {values.dtype}")
+    if values.size == 0:
+        return values.astype(np.uint8)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise SpikelatentError("counts must be whole numbers (found NaN, inf or fractions)")
+    if values.dtype.kind != "u" and values.min() < 0:
+        raise SpikelatentError("counts must be non-negative")
+    return values.astype(smallest_count_dtype(values.max()), copy=False)
 
 
 def to_ticks(seconds: Any) -> np.ndarray:
@@ -166,6 +221,122 @@ def _observed_bins(intervals: Any, edges: np.ndarray) -> np.ndarray:
     return (which >= 0) & (merged_stop[np.maximum(which, 0)] >= right)
 
 
+class H5SpikeTimes(Sequence):
+    """Every unit's spike times in an HDF5 ragged column, read lazily (one unit, or one slice).
+
+    The NWB ``Units`` table keeps all spike times in one dataset (``spike_times``) and each unit's
+    end position in another (``spike_times_index``); ``times[u]`` reads unit ``u`` only, and
+    :func:`count_spikes` with ``chunks`` reads the slice of every unit that falls in a chunk of
+    time. Holds file and dataset names, not an open file, so it can be pickled (to a
+    ``dask.distributed`` worker).
+
+    Args:
+        path: the HDF5 (NWB) file.
+        data: name of the flat dataset of spike times (seconds), e.g. ``/units/spike_times``.
+        ends: each unit's end position in ``data`` (the ragged column's index), shape (unit,).
+    """
+
+    def __init__(self, path: str, data: str, ends: Any) -> None:
+        self.path, self.data = str(path), str(data)
+        self.ends = np.asarray(ends, dtype=np.int64).reshape(-1)
+        self.begins = np.concatenate([[0], self.ends[:-1]]).astype(np.int64)
+        self._token = uuid.uuid4().hex
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, unit: Any) -> np.ndarray:  # type: ignore[override]
+        unit = int(unit)
+        return self.read(unit, 0, int(self.ends[unit] - self.begins[unit]))
+
+    def read(self, unit: int, lo: int, hi: int) -> np.ndarray:
+        """Positions ``lo:hi`` of unit ``unit``'s times as stored (float64 seconds)."""
+        if hi <= lo:
+            return np.empty(0, dtype=np.float64)
+        begin = int(self.begins[unit])
+        with _H5_LOCK:
+            dataset = _h5_file(self.path)[self.data]
+            return np.asarray(dataset[begin + lo : begin + hi], dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "data": self.data, "ends": self.ends, "_token": self._token}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["data"], state["ends"])
+        self._token = state["_token"]
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
+
+
+_H5_LOCK = threading.Lock()
+_H5_FILES: dict[str, Any] = {}
+
+
+def _h5_file(path: str) -> Any:
+    """A read-only h5py file, opened once per process (h5py serialises access anyway)."""
+    import h5py
+
+    handle = _H5_FILES.get(path)
+    if handle is None or not handle.id.valid:
+        handle = _H5_FILES[path] = h5py.File(path, "r")
+    return handle
+
+
+class _Ticks:
+    """Sorted spike ticks of every unit, each for any range of positions: from memory, or read
+    from an :class:`H5SpikeTimes` (units stored sorted are sliced on disk; others are held)."""
+
+    def __init__(self, source: Sequence[Any], held: dict[int, np.ndarray]) -> None:
+        self.source = source if isinstance(source, H5SpikeTimes) else None
+        self.held = held
+        self._token = uuid.uuid4().hex
+
+    def get(self, unit: int, lo: int, hi: int) -> np.ndarray:
+        if unit in self.held:
+            return self.held[unit][lo:hi]
+        return to_ticks(self.source.read(unit, lo, hi))
+
+    def __dask_tokenize__(self) -> str:
+        return self._token
+
+
+def _count_block(
+    ticks: _Ticks,
+    positions: np.ndarray,
+    edges: np.ndarray,
+    n_bins: int,
+    observed: Sequence[Any] | None,
+    dtype: np.dtype,
+    whole_windows: bool,
+) -> np.ndarray:
+    """One chunk of counts, ``(window, [bin,] unit)`` in ``dtype`` (NaN where unobserved).
+
+    ``positions`` (unit, 2): each unit's range of sorted spikes inside the chunk's edges.
+    """
+    n_unit = positions.shape[0]
+    out = np.empty((edges.shape[0], n_bins, n_unit), dtype=dtype)
+    for unit in range(n_unit):
+        unit_ticks = ticks.get(unit, int(positions[unit, 0]), int(positions[unit, 1]))
+        out[:, :, unit] = _bin_unit(unit_ticks, edges, n_bins)
+        intervals = observed[unit] if observed is not None else None
+        if intervals is not None and dtype.kind == "f":
+            out[:, :, unit][~_observed_bins(intervals, edges)] = np.nan
+    return out[:, 0, :] if whole_windows else out
+
+
+def _memory_budget(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        budget = int(value)
+    except (TypeError, ValueError):
+        budget = -1
+    if budget <= 0:
+        raise SpikelatentError(f"memory_limit must be a positive number of bytes; got {value!r}")
+    return budget
+
+
 def count_spikes(
     spike_times: Sequence[Any],
     window_start: Any,
@@ -178,11 +349,14 @@ def count_spikes(
     unit_coords: Mapping[str, Any] | None = None,
     observed: Sequence[Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    chunks: int | str | None = None,
+    memory_limit: int | None = None,
 ) -> xr.DataArray:
     """Count every unit's spikes per window, or in consecutive bins inside every window.
 
     Args:
-        spike_times: one array of spike times (seconds) per unit; need not be sorted.
+        spike_times: one array of spike times (seconds) per unit; need not be sorted. An
+            :class:`H5SpikeTimes` is read one unit at a time (and, chunked, one slice at a time).
         window_start, window_stop: window edges in seconds, shape ``(window,)``; each window must
             have ``stop > start``.
         bin_size: bin width in seconds; ``None`` counts each whole window ``[start, stop)``.
@@ -195,15 +369,21 @@ def count_spikes(
             seconds (``None`` for a unit, or for all: observed throughout). A bin (or window) not
             wholly inside them is NaN.
         attrs: attributes to add to the result.
+        chunks: lazy, chunked counts (a dask-backed DataArray): the number of bins (one window)
+            or of windows (several) per chunk, or ``"auto"`` (about :data:`CHUNK_BYTES` a
+            chunk). ``None``: in memory, unless ``memory_limit`` is exceeded.
+        memory_limit: bytes; counts larger than this are returned chunked (``chunks="auto"``).
 
     Returns:
-        ``counts`` DataArray, ``int64`` (``float64`` with NaN where a unit was not observed).
+        ``counts`` DataArray in the smallest unsigned integer dtype that holds its largest count
+        (:func:`smallest_count_dtype`), ``float64`` with NaN where a unit was not observed.
         Without ``bin_size``: dims ``(trial, unit)``. With ``bin_size``: dims
         ``(trial, time, unit)`` (``(time, unit)`` when ``window_dim`` is None); coords ``time``
         (bin centre), ``time_start`` and ``time_stop`` (bin edges) in seconds relative to each
         window's start (absolute session time in the session layout), and
         ``window_start``/``window_stop`` along the window dim. ``attrs``: ``bin_size``,
-        ``n_spikes_binned`` (spikes counted in observed bins), ``n_unobserved`` (NaN entries).
+        ``n_spikes_binned`` (spikes counted in observed bins), ``n_unobserved`` (NaN entries),
+        ``max_count``; ``chunked`` (True for lazy counts).
     """
     starts = np.atleast_1d(np.asarray(window_start, dtype=np.float64))
     stops = np.atleast_1d(np.asarray(window_stop, dtype=np.float64))
@@ -222,7 +402,7 @@ def count_spikes(
         )
     if window_dim is None and starts.size != 1:
         raise SpikelatentError("the session layout (no window dim) takes exactly one window")
-    n_unit, n_window = len(spike_times), starts.size
+    n_unit = len(spike_times)
     if n_unit == 0:
         raise SpikelatentError("there are no units to count spikes of")
     units = np.arange(n_unit) if unit_ids is None else np.asarray(unit_ids)
@@ -232,6 +412,10 @@ def count_spikes(
         raise SpikelatentError(
             f"observed must give one set of intervals per unit ({n_unit}); got {len(observed)}"
         )
+    if chunks is not None and chunks != "auto":
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+            raise SpikelatentError(f"chunks must be a positive number or 'auto'; got {chunks!r}")
+    memory_limit = _memory_budget(memory_limit)
     all_attrs = dict(attrs or {})
     coords: dict[str, Any] = {"unit": units}
     coords.update({name: ("unit", np.asarray(values)) for name, values in (unit_coords or {}).items()})
@@ -247,37 +431,23 @@ def count_spikes(
         bin_ticks = int(to_ticks(bin_size))
         n_bins = _n_whole_bins(stop_ticks - start_ticks, bin_ticks, bin_size)
         edges = start_ticks[:, None] + bin_ticks * np.arange(n_bins + 1, dtype=np.int64)[None, :]
-    counts = np.empty((n_unit, n_window, n_bins), dtype=np.int64)
-    for unit, times in enumerate(spike_times):
-        ticks = to_ticks(sorted_times(times))
-        if bin_size is None:
-            counts[unit, :, 0] = np.searchsorted(ticks, stop_ticks, "left") - np.searchsorted(
-                ticks, start_ticks, "left"
-            )
-        else:
-            counts[unit] = _bin_unit(ticks, edges, n_bins)
-    n_spikes, n_unobserved = int(counts.sum()), 0
-    unobserved = {}  # unit -> (window, bin) mask, only for units with missing time
-    for unit, intervals in enumerate(observed or ()):
-        if intervals is not None:
-            mask = ~_observed_bins(intervals, edges)
-            if mask.any():
-                unobserved[unit] = mask
-    if unobserved:
-        counts = counts.astype(np.float64)
-        for unit, mask in unobserved.items():
-            n_spikes -= int(counts[unit][mask].sum())
-            n_unobserved += int(mask.sum())
-            counts[unit][mask] = np.nan
+
+    if chunks is None and memory_limit is None:
+        data, n_spikes, n_unobserved, max_count = _count_in_memory(
+            spike_times, edges, n_bins, observed, bin_size is None
+        )
+    else:
+        data, n_spikes, n_unobserved, max_count = _count_lazily(
+            spike_times, edges, n_bins, observed, bin_size is None, chunks, memory_limit
+        )
+    all_attrs["chunked"] = not isinstance(data, np.ndarray)
     all_attrs["n_unobserved"] = n_unobserved
+    all_attrs["max_count"] = max_count
     if bin_size is None:
-        data = counts[:, :, 0].T
         dims: tuple[str, ...] = (window_dim or "trial", "unit")
         if window_dim is None:
             coords.update({name: ("trial", np.asarray(v)) for name, v in window_values.items()})
     else:
-        # Written unit by unit (contiguous rows); the result is a transposed view, no copy.
-        data = np.moveaxis(counts, 0, -1)
         offsets = (bin_ticks * np.arange(n_bins + 1)) * TICK
         origin = float(start_ticks[0]) * TICK if window_dim is None else 0.0
         coords["time"] = origin + offsets[:-1] + bin_size / 2
@@ -305,6 +475,124 @@ def count_spikes(
             result[name].attrs["units"] = "s"
     result.attrs.setdefault("units", "spikes")
     return result
+
+
+def _count_in_memory(
+    spike_times: Sequence[Any],
+    edges: np.ndarray,
+    n_bins: int,
+    observed: Sequence[Any] | None,
+    whole_windows: bool,
+) -> tuple[np.ndarray, int, int, int]:
+    """Counts ``(window, bin, unit)`` (``(window, unit)`` for whole windows) in memory, written
+    unit by unit in the smallest dtype so far (widened, never wrapped, when a count needs it)."""
+    n_unit, n_window = len(spike_times), edges.shape[0]
+    counts = np.zeros((n_unit, n_window, n_bins), dtype=np.uint8)
+    for unit in range(n_unit):
+        unit_counts = _bin_unit(to_ticks(sorted_times(spike_times[unit])), edges, n_bins)
+        largest = int(unit_counts.max(initial=0))
+        if largest > np.iinfo(counts.dtype).max:
+            counts = counts.astype(smallest_count_dtype(largest))
+        counts[unit] = unit_counts
+    max_count = int(counts.max(initial=0))
+    n_spikes, n_unobserved = int(counts.sum(dtype=np.int64)), 0
+    unobserved = {}  # unit -> (window, bin) mask, only for units with missing time
+    for unit, intervals in enumerate(observed or ()):
+        if intervals is not None:
+            mask = ~_observed_bins(intervals, edges)
+            if mask.any():
+                unobserved[unit] = mask
+    if unobserved:
+        counts = counts.astype(np.float64)
+        for unit, mask in unobserved.items():
+            n_spikes -= int(counts[unit][mask].sum())
+            n_unobserved += int(mask.sum())
+            counts[unit][mask] = np.nan
+    # Written unit by unit (contiguous rows); the result is a transposed view, no copy.
+    data = np.moveaxis(counts, 0, -1)
+    return (data[:, 0, :] if whole_windows else data), n_spikes, n_unobserved, max_count
+
+
+def _count_lazily(
+    spike_times: Sequence[Any],
+    edges: np.ndarray,
+    n_bins: int,
+    observed: Sequence[Any] | None,
+    whole_windows: bool,
+    chunks: int | str | None,
+    memory_limit: int | None,
+) -> tuple[Any, int, int, int]:
+    """A first pass over the units (one at a time) for the dtype, the totals and each unit's
+    spikes per chunk; then in memory when the counts fit ``memory_limit``, else a dask array
+    binned chunk by chunk when computed."""
+    n_unit, n_window = len(spike_times), edges.shape[0]
+    max_count, n_spikes, n_unobserved = 0, 0, 0
+    held: dict[int, np.ndarray] = {}
+    along_bins = n_window == 1 and not whole_windows  # one window (a session): chunk its time
+    n_rows = n_bins if along_bins else n_window
+    # Chunk rows are fixed before the pass (their size assumes one byte a count; the dtype may
+    # be wider); each unit's spikes are located against every chunk's edges during the pass.
+    if chunks is None or chunks == "auto":
+        row_values = n_unit * (1 if along_bins else n_bins)
+        target = CHUNK_BYTES if memory_limit is None else min(CHUNK_BYTES, memory_limit // 8)
+        rows_per_chunk = max(1, target // row_values)
+    else:
+        rows_per_chunk = int(chunks)
+    bounds = np.arange(0, n_rows, rows_per_chunk)
+    if along_bins:
+        chunk_lo, chunk_hi = edges[0, bounds], edges[0, np.minimum(bounds + rows_per_chunk, n_rows)]
+    else:
+        chunk_lo = np.minimum.reduceat(edges[:, 0], bounds)
+        chunk_hi = np.maximum.reduceat(edges[:, -1], bounds)
+    positions = np.empty((n_unit, len(bounds), 2), dtype=np.int64)
+    lengths = np.empty(n_unit, dtype=np.int64)
+    any_unobserved = False
+    for unit in range(n_unit):
+        raw = np.asarray(spike_times[unit], dtype=np.float64).reshape(-1)
+        is_sorted = raw.size < 2 or not np.any(raw[1:] < raw[:-1])
+        ticks = to_ticks(raw if is_sorted else np.sort(raw))
+        if not (is_sorted and isinstance(spike_times, H5SpikeTimes)):
+            held[unit] = ticks  # in memory already, or stored unsorted: keep the sorted ticks
+        unit_counts = _bin_unit(ticks, edges, n_bins)
+        max_count = max(max_count, int(unit_counts.max(initial=0)))
+        n_spikes += int(unit_counts.sum(dtype=np.int64))
+        intervals = observed[unit] if observed is not None else None
+        if intervals is not None:
+            mask = ~_observed_bins(intervals, edges)
+            if mask.any():
+                any_unobserved = True
+                n_spikes -= int(unit_counts[mask].sum(dtype=np.int64))
+                n_unobserved += int(mask.sum())
+        lengths[unit] = ticks.size
+        positions[unit, :, 0] = np.searchsorted(ticks, chunk_lo, side="left")
+        positions[unit, :, 1] = np.searchsorted(ticks, chunk_hi, side="left")
+    dtype = np.dtype(np.float64) if any_unobserved else smallest_count_dtype(max_count)
+    size = n_unit * n_window * n_bins * dtype.itemsize
+    ticks_source = _Ticks(spike_times, held)
+    if chunks is None and size <= memory_limit:
+        everything = np.stack([np.zeros(n_unit, np.int64), lengths], axis=1)
+        block = _count_block(ticks_source, everything, edges, n_bins, observed, dtype, whole_windows)
+        return block, n_spikes, n_unobserved, max_count
+
+    import dask
+    import dask.array as da
+
+    source = dask.delayed(ticks_source, traverse=False)
+    blocks = []
+    for index, first in enumerate(bounds):
+        last = min(first + rows_per_chunk, n_rows)
+        if along_bins:  # (1, bins of the chunk, unit)
+            block_edges, shape = edges[:, first : last + 1], (1, last - first, n_unit)
+        else:  # (windows of the chunk, [bin,] unit)
+            block_edges = edges[first:last]
+            shape = (last - first, n_unit) if whole_windows else (last - first, n_bins, n_unit)
+        task = dask.delayed(_count_block, pure=True)(
+            source, positions[:, index], block_edges, block_edges.shape[1] - 1, observed, dtype,
+            whole_windows,
+        )
+        blocks.append(da.from_delayed(task, shape=shape, dtype=dtype))
+    data = da.concatenate(blocks, axis=1 if along_bins else 0)
+    return data, n_spikes, n_unobserved, max_count
 
 
 # --------------------------------------------------------------------------- spike times

@@ -45,7 +45,7 @@ def test_binned_trials_equal_numpy_histogram(tmp_path, overlapping):
     n_bins = int(np.floor(lengths.min() / bin_size + 1e-9))
     assert counts.dims == ("trial", "time", "unit")
     assert counts.sizes == {"trial": 10, "time": n_bins, "unit": 4}
-    assert counts.dtype == np.int64 and counts.attrs["intervals"] == "trials"
+    assert counts.dtype == np.uint8 and counts.attrs["intervals"] == "trials"
     np.testing.assert_allclose(counts["time_start"], bin_size * np.arange(n_bins), atol=1e-12)
     np.testing.assert_allclose(counts["time_stop"] - counts["time_start"], bin_size, atol=1e-12)
     np.testing.assert_array_equal(counts["stimulus"], np.arange(10) % 2)

@@ -235,7 +235,7 @@ def test_read_counts_on_a_foreign_nwb_file(tmp_path):
     # Hand count in [start, stop): trial 1 = [1,2): unit0 {1.0,1.2,1.99}; trial 2 = [2,3): {2.0}, unit1 {2.5}
     expected = np.array([[3, 0, 0], [1, 1, 0], [1, 1, 0]])
     np.testing.assert_array_equal(counts.values, expected)
-    assert counts.dims == ("trial", "unit") and counts.dtype.kind == "i"
+    assert counts.dims == ("trial", "unit") and counts.dtype.kind == "u"
     assert list(counts["condition"].values) == ["a", "b", "a"]
     np.testing.assert_array_equal(counts["start_time"].values, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(counts["unit"].values, [0, 1, 2])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from scipy import stats
 
 from spikelatent.analysis import (
     fano_factor_by_window,
@@ -194,9 +195,112 @@ def test_participation_ratio_of_a_known_spectrum():
     rotation, _ = np.linalg.qr(rng.normal(size=(8, 8)))
     samples = rng.normal(size=(6000, 8)) * np.sqrt(eigenvalues) @ rotation.T
     counts = xr.DataArray(samples + 50, dims=("trial", "unit"))
-    result = participation_ratio(counts, n_boot=100)
+    result = participation_ratio(counts)
     expected = eigenvalues.sum() ** 2 / np.sum(eigenvalues**2)
     assert abs(float(result["participation_ratio"]) - expected) < 0.05 * expected
     assert float(result["ci_low"]) < expected < float(result["ci_high"])
     one_direction = xr.DataArray(np.outer(rng.poisson(5, 300), np.arange(1, 5)), dims=("trial", "unit"))
-    assert float(participation_ratio(one_direction, n_boot=0)["participation_ratio"]) == pytest.approx(1.0)
+    assert float(participation_ratio(one_direction, n_groups=0)["participation_ratio"]) == pytest.approx(1.0)
+
+
+def _srivastava_ratio(scatter, dof):
+    """The normal-theory unbiased tr(C)^2 / tr(C^2) (Srivastava 2005), written out again."""
+    s = scatter / dof
+    a2 = dof**2 / ((dof - 1) * (dof + 2)) * (np.trace(s @ s) - np.trace(s) ** 2 / dof)
+    return (np.trace(s) ** 2 - 2 * a2 / dof) / a2
+
+
+def test_participation_ratio_is_unbiased_where_the_plug_in_is_low():
+    """Independent Poisson units (issue 36: 234.9 with [216.9, 218.6]): the estimate is within
+    1 % of the truth, its interval covers both, and the plug-in equals np.cov's ratio."""
+    rng = np.random.default_rng(0)
+    rates = rng.uniform(0.5, 5, 256)
+    counts = xr.DataArray(rng.poisson(rates, size=(20, 100, 256)), dims=("trial", "stimulus", "unit"))
+    truth = rates.sum() ** 2 / np.sum(rates**2)
+    for kind in ("total", "noise"):
+        result = participation_ratio(counts, kind=kind)
+        estimate, low, high = (float(result[k]) for k in ("participation_ratio", "ci_low", "ci_high"))
+        assert estimate == pytest.approx(truth, rel=0.01)
+        assert low <= estimate <= high and low <= truth <= high
+    covariance = np.cov(counts.values.reshape(-1, 256), rowvar=False)
+    plug_in = np.trace(covariance) ** 2 / np.trace(covariance @ covariance)
+    total = participation_ratio(counts, kind="total")
+    assert float(total["participation_ratio_plugin"]) == pytest.approx(plug_in, rel=1e-10)
+    assert plug_in < 0.92 * truth  # what the bias correction is for
+
+
+@pytest.mark.parametrize("kind", ["total", "noise", "signal"])
+def test_participation_ratio_jackknife_equals_an_explicit_leave_one_out_loop(kind):
+    rng = np.random.default_rng(5)
+    n_trial, n_stimulus, n_unit = 7, 9, 5
+    mixing = rng.normal(size=(n_unit, n_unit))
+    tuning = rng.uniform(2, 9, (n_stimulus, n_unit))
+    values = tuning + rng.normal(size=(n_trial, n_stimulus, n_unit)) @ mixing
+    counts = xr.DataArray(values + 20, dims=("trial", "stimulus", "unit"))
+    groups = n_stimulus if kind == "signal" else n_trial
+    result = participation_ratio(counts, kind=kind, n_groups=groups, confidence=0.9)
+
+    def estimate(x):  # x: (trial, stimulus, unit) with nothing missing
+        if kind == "signal":
+            rows = x.mean(axis=0)
+            return _srivastava_ratio(np.cov(rows, rowvar=False) * (len(rows) - 1), len(rows) - 1)
+        if kind == "total":
+            rows = x.reshape(-1, n_unit)
+            return _srivastava_ratio(np.cov(rows, rowvar=False) * (len(rows) - 1), len(rows) - 1)
+        scatter = sum(np.cov(x[:, c], rowvar=False) * (x.shape[0] - 1) for c in range(x.shape[1]))
+        return _srivastava_ratio(scatter, x.shape[0] * x.shape[1] - x.shape[1])
+
+    data = counts.values
+    axis = 1 if kind == "signal" else 0
+    left_out = np.array([estimate(np.delete(data, i, axis=axis)) for i in range(groups)])
+    error = np.sqrt((groups - 1) / groups * np.sum((left_out - left_out.mean()) ** 2))
+    half = stats.t.ppf(0.95, groups - 1) * error
+    whole = estimate(data)
+    assert float(result["participation_ratio"]) == pytest.approx(whole, rel=1e-10)
+    assert float(result["standard_error"]) == pytest.approx(error, rel=1e-8)
+    assert float(result["ci_low"]) == pytest.approx(max(1.0, whole - half), rel=1e-8)
+    assert float(result["ci_high"]) == pytest.approx(min(n_unit, whole + half), rel=1e-8)
+    assert float(result["ci_low"]) <= float(result["participation_ratio"]) <= float(result["ci_high"])
+
+
+def test_participation_ratio_options_are_checked():
+    counts = xr.DataArray(np.random.default_rng(0).poisson(3, (30, 4)), dims=("trial", "unit"))
+    assert np.isnan(float(participation_ratio(counts, n_boot=0)["ci_low"]))
+    with pytest.raises(SpikelatentError, match="n_groups=G instead of n_boot"):
+        participation_ratio(counts, n_boot=100)
+    with pytest.raises(SpikelatentError, match="unknown kind"):
+        participation_ratio(counts, kind="shared")
+
+
+def test_shuffle_interval_equals_numpy_quantiles_of_every_shuffle(monkeypatch):
+    """The null is not held whole; its interval, p-values and mean interval still equal numpy's
+    on all the shuffled correlation matrices (recorded here as they are computed)."""
+    import spikelatent.analysis.correlations as correlations
+
+    rng = np.random.default_rng(2)
+    counts = xr.DataArray(rng.poisson(3, (25, 4, 9)).astype(float), dims=("trial", "stimulus", "unit"))
+    counts[:, :, 5] = 2.0  # a unit that never varies: its pairs are NaN
+    counts[3, 2, 1] = np.nan  # an unobserved entry
+    matrices = []
+    original = correlations._correlation
+
+    def recording(samples):
+        matrices.append(original(samples))
+        return matrices[-1]
+
+    monkeypatch.setattr(correlations, "_correlation", recording)
+    result = noise_correlations(counts, n_shuffles=40, confidence=0.9, seed=4)
+    observed, null = matrices[0], np.stack(matrices[1:]).astype(np.float32)
+    assert null.shape[0] == 40
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        low, high = np.nanquantile(null.astype(np.float64), [0.05, 0.95], axis=0)
+    np.testing.assert_allclose(result["shuffle_ci_low"].values, low, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(result["shuffle_ci_high"].values, high, rtol=1e-12, equal_nan=True)
+    assert np.isnan(result["shuffle_ci_low"].values[5]).all()
+    exceed = (np.abs(null) >= np.abs(observed)).sum(axis=0)
+    expected_p = np.where(np.isfinite(observed), (1 + exceed) / 41, np.nan)
+    np.testing.assert_allclose(result["p_value"].values, expected_p, equal_nan=True)
+    upper = np.triu_indices(9, 1)
+    means = [np.nanmean(m[upper]) for m in null.astype(np.float64)]
+    assert float(result["shuffle_mean_ci_low"]) == pytest.approx(np.quantile(means, 0.05), rel=1e-12)
+    assert float(result["shuffle_mean_ci_high"]) == pytest.approx(np.quantile(means, 0.95), rel=1e-12)

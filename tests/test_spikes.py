@@ -13,8 +13,14 @@ from pynwb import NWBHDF5IO
 from scipy import stats
 
 from spikelatent.analysis import fano_factor_by_window
+from spikelatent.errors import SpikelatentError
 from spikelatent.nwb import read_counts
-from spikelatent.spikes import count_spikes, recording_span
+from spikelatent.spikes import (
+    as_smallest_counts,
+    count_spikes,
+    recording_span,
+    smallest_count_dtype,
+)
 
 
 def edge_spikes(start: str, bin_size: str, n_bins: int) -> np.ndarray:
@@ -108,12 +114,28 @@ def test_whole_session_bins_stop_at_the_recording_end():
     assert recording_span(times, [np.array([[0.0, 600.0], [700.0, 1087.53]])]) == (0.0, 1087.53)
 
 
-def test_counts_are_safe_for_arithmetic():
+def test_counts_take_the_smallest_unsigned_dtype_and_never_wrap():
     counts = count_spikes([np.array([0.05, 0.15, 0.16]), np.array([])], [0.0], [0.3], bin_size=0.1)
-    assert counts.dtype == np.int64
-    np.testing.assert_array_equal((counts - 1).values[0, :, 0], [0, 1, -1])
-    np.testing.assert_array_equal((counts - 1).values[0, :, 1], [-1, -1, -1])
-    np.testing.assert_array_equal(counts.diff("time").values[0, :, 0], [1, -2])
+    assert counts.dtype == np.uint8 and counts.attrs["max_count"] == 2
+    wide = counts.astype(np.int64)  # the documented cast before arithmetic of one's own
+    np.testing.assert_array_equal((wide - 1).values[0, :, 0], [0, 1, -1])
+    np.testing.assert_array_equal(wide.diff("time").values[0, :, 0], [1, -2])
+    # 255 fits uint8, 256 needs uint16, 70,000 uint32: the counts are exact, never wrapped.
+    for n_spikes, dtype in ((255, np.uint8), (256, np.uint16), (65_535, np.uint16), (70_000, np.uint32)):
+        burst = [np.full(n_spikes, 0.25), np.array([0.05])]
+        for chunks in (None, 1):
+            binned = count_spikes(burst, [0.0], [0.3], bin_size=0.1, window_dim=None, chunks=chunks)
+            assert binned.dtype == dtype
+            np.testing.assert_array_equal(np.asarray(binned.values)[:, 0], [0, 0, n_spikes])
+            assert float(binned.astype(np.float64).sum()) == n_spikes + 1
+    assert smallest_count_dtype(0) == np.uint8 and smallest_count_dtype(2**32) == np.uint64
+    np.testing.assert_array_equal(as_smallest_counts([3.0, 70_000.0]), [3, 70_000])
+    assert as_smallest_counts(np.array([3, 70_000], dtype=np.int64)).dtype == np.uint32
+    for bad in ([-1, 2], [0.5], [np.nan]):
+        with pytest.raises(SpikelatentError):
+            as_smallest_counts(bad)
+    with pytest.raises(SpikelatentError):
+        smallest_count_dtype(-3)
 
 
 def test_unobserved_time_is_nan_not_zero():

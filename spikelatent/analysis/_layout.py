@@ -80,14 +80,16 @@ def is_grouping_coord(x: xr.DataArray, name: str | None, along: str) -> bool:
     )
 
 
-def group_along(x: xr.DataArray, along: str, by: str) -> xr.DataArray:
-    """Reshape ``along`` into ``(by, along)``: one row per value of coordinate ``by``, NaN-padded.
+def group_keys(x: xr.DataArray, along: str, by: str):
+    """How :func:`group_along` groups ``along`` by coordinate ``by``, without touching the data.
 
-    Coordinates along ``along`` that are constant within each group (e.g. a per-trial ``label``
-    that only depends on the stimulus) become coordinates along ``by``; others are dropped.
+    Returns ``(unique_keys, group_index, repeat, sizes, group_coords)``: the sorted group keys,
+    each entry's group and position within it, the group sizes, and the coordinates along
+    ``along`` that are constant within every group (as coordinates along ``by``).
     """
     keys = x.coords[by].values
     unique_keys, group_index = np.unique(keys, return_inverse=True)
+    group_index = group_index.reshape(-1)
     order = np.argsort(group_index, kind="stable")
     # Position of each trial within its group (0, 1, 2, ... per stimulus).
     sizes = np.bincount(group_index, minlength=len(unique_keys))
@@ -107,7 +109,16 @@ def group_along(x: xr.DataArray, along: str, by: str) -> xr.DataArray:
         first = values[first_of_group]
         if np.array_equal(first[group_index], values):
             group_coords[name] = (by, first)
+    return unique_keys, group_index, repeat, sizes, group_coords
 
+
+def group_along(x: xr.DataArray, along: str, by: str) -> xr.DataArray:
+    """Reshape ``along`` into ``(by, along)``: one row per value of coordinate ``by``, NaN-padded.
+
+    Coordinates along ``along`` that are constant within each group (e.g. a per-trial ``label``
+    that only depends on the stimulus) become coordinates along ``by``; others are dropped.
+    """
+    unique_keys, group_index, repeat, sizes, group_coords = group_keys(x, along, by)
     n_repeats = int(sizes.max())
     other_dims = [d for d in x.dims if d != along]
     moved = x.transpose(along, *other_dims)

@@ -19,8 +19,13 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from spikelatent.analysis._layout import as_dims, group_along, is_grouping_coord
-from spikelatent.analysis.overdispersion import _check_probability, empirical_fano_factor
+from spikelatent.analysis._layout import Cells, as_dims, group_along, is_grouping_coord
+from spikelatent.analysis._streaming import is_chunked, streamed_window_moments
+from spikelatent.analysis.overdispersion import (
+    _check_probability,
+    empirical_fano_factor,
+    fano_from_moments,
+)
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import count_spikes, recording_span, sorted_times
 
@@ -75,6 +80,14 @@ def _window_sums(counts: xr.DataArray, n_bins: int) -> xr.DataArray:
     if n_bins == 1:
         return counts.drop_vars([c for c in counts.coords if "time" in counts[c].dims])
     others = [d for d in counts.dims if d != "time"]
+    if is_chunked(counts):  # lazily, chunk by chunk (a NaN bin makes its window NaN, as below)
+        moved = counts.transpose(*others, "time").isel(time=slice(0, n_windows * n_bins))
+        data = moved.data
+        per_chunk = max(1, max(data.chunks[-1]) // n_bins) * n_bins  # whole windows per chunk
+        data = data.rechunk({data.ndim - 1: per_chunk})
+        summed = data.reshape(*data.shape[:-1], n_windows, n_bins).sum(axis=-1)
+        coords = {name: c for name, c in moved.coords.items() if "time" not in c.dims}
+        return xr.DataArray(summed, dims=(*others, "time"), coords=coords)
     moved = counts.transpose(*others, "time")
     values = np.asarray(moved.values)[..., : n_windows * n_bins]
     if values.dtype.kind == "f":
@@ -146,12 +159,7 @@ def fano_factor_by_window(
             f"windows must be a non-empty list of positive lengths in seconds; got {windows!r}"
         )
     counts, step = _as_binned_counts(spike_times_or_counts, lengths, bin_size, span)
-    if is_grouping_coord(counts, group_by, "trial"):
-        counts = group_along(counts, "trial", group_by)
-    sample_dims = [d for d in as_dims(over) if d in counts.dims]
-    if "time" not in sample_dims:
-        raise SpikelatentError("over must include 'time' (the window positions)")
-    results = []
+    window_bins = []
     for length in lengths:
         n_bins = int(round(length / step))
         if n_bins < 1 or abs(n_bins * step - length) > 1e-6 * max(length, step):
@@ -159,6 +167,22 @@ def fano_factor_by_window(
                 f"window {length:g} s is not a whole number of {step:g} s bins; choose windows "
                 "that are multiples of the bin size"
             )
+        window_bins.append(n_bins)
+    if is_chunked(counts):
+        if set(counts.dims) <= {"trial", "time", "unit"} and set(as_dims(over)) >= (
+            set(counts.dims) - {"unit"}
+        ):
+            results = _streamed_fano_by_window(counts, lengths, window_bins, group_by, confidence)
+            return _population_summary(results, lengths, confidence, n_boot, seed, step,
+                                       [d for d in ("trial", "time") if d in counts.dims])
+        counts = counts.compute()  # another layout: in memory
+    if is_grouping_coord(counts, group_by, "trial"):
+        counts = group_along(counts, "trial", group_by)
+    sample_dims = [d for d in as_dims(over) if d in counts.dims]
+    if "time" not in sample_dims:
+        raise SpikelatentError("over must include 'time' (the window positions)")
+    results = []
+    for length, n_bins in zip(lengths, window_bins, strict=True):
         summed = _window_sums(counts, n_bins)
         if len(sample_dims) == 1:
             samples = summed.rename(time="sample")
@@ -170,6 +194,39 @@ def fano_factor_by_window(
             )
         fano = empirical_fano_factor(samples, over="sample", confidence=confidence, group_by=None)
         results.append(fano.rename(n_trials="n_samples"))
+    return _population_summary(results, lengths, confidence, n_boot, seed, step, sample_dims)
+
+
+def _streamed_fano_by_window(
+    counts: xr.DataArray,
+    lengths: np.ndarray,
+    window_bins: list[int],
+    group_by: str | None,
+    confidence: float,
+) -> list[xr.Dataset]:
+    """Per window length, the Fano Dataset of chunked counts, from sums of moments per chunk."""
+    moments, template = streamed_window_moments(counts, window_bins, group_by)
+    results = []
+    for length, n_bins in zip(lengths, window_bins, strict=True):
+        if counts.sizes["time"] // n_bins * (counts.sizes.get("trial", 1)) < 2:
+            raise SpikelatentError(
+                f"window {length:g} s leaves fewer than 2 windows to compare; use shorter windows"
+            )
+        cells = Cells(matrix=None, template=template, over="sample")
+        fano = fano_from_moments(cells, moments[n_bins], "sample", confidence, "delta")
+        results.append(fano.rename(n_trials="n_samples"))
+    return results
+
+
+def _population_summary(
+    results: list[xr.Dataset],
+    lengths: np.ndarray,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+    step: float,
+    sample_dims: list[str],
+) -> xr.Dataset:
     result = xr.concat(results, dim=xr.DataArray(lengths, dims="window", name="window"))
     cells = [d for d in result["fano_factor"].dims if d != "window"]
     values = result["fano_factor"]

@@ -19,6 +19,7 @@ from scipy import special, stats
 from scipy.optimize import elementwise
 
 from spikelatent.analysis._layout import Cells, as_dataarray, cells_over
+from spikelatent.analysis._streaming import is_chunked, streamed_cell_moments
 from spikelatent.errors import SpikelatentError
 
 __all__ = [
@@ -62,6 +63,17 @@ def _moments(block: np.ndarray) -> dict[str, np.ndarray]:
     return {"n": n, "mean": mean, "m2": m2, "m3": m3, "m4": m4}
 
 
+def _moments_of(
+    counts: xr.DataArray, over: str, group_by: str | None
+) -> tuple[Cells, dict[str, np.ndarray]]:
+    """Cells and their moments over ``over``; chunked (dask) counts chunk by chunk."""
+    if is_chunked(counts):
+        moments, template = streamed_cell_moments(counts, over, group_by)
+        return Cells(matrix=None, template=template, over=over), moments
+    cells = cells_over(counts, over, group_by)
+    return cells, _cell_moments(cells)
+
+
 def _cell_moments(cells: Cells) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {}
     for _, block in cells.blocks():
@@ -102,8 +114,15 @@ def empirical_fano_factor(
             f"unknown Fano-factor interval method {method!r}; use 'delta' or 'chi2'"
         )
     counts = as_dataarray(counts, "counts")
-    cells = cells_over(counts, over, group_by)
-    m = _cell_moments(cells)
+    cells, m = _moments_of(counts, over, group_by)
+    return fano_from_moments(cells, m, over, confidence, method)
+
+
+def fano_from_moments(
+    cells: Cells, m: dict[str, np.ndarray], over: str, confidence: float, method: str
+) -> xr.Dataset:
+    """:func:`empirical_fano_factor`'s Dataset from per-cell moments (``n``, ``mean``, central
+    ``m2``..``m4`` divided by n), in memory or summed over chunks."""
     n, mean = m["n"], m["mean"]
     with np.errstate(invalid="ignore", divide="ignore"):
         variance = np.where(n >= 2, m["m2"] * n / (n - 1), np.nan)
@@ -334,8 +353,7 @@ def overdispersion_test(
     """
     _check_probability(alpha, "alpha")
     counts = as_dataarray(counts, "counts")
-    cells = cells_over(counts, over, group_by)
-    m = _cell_moments(cells)
+    cells, m = _moments_of(counts, over, group_by)
     n, mean = m["n"], m["mean"]
     with np.errstate(invalid="ignore", divide="ignore"):
         testable = (mean > 0) & (n >= 2)

@@ -17,6 +17,7 @@ import torch
 import xarray as xr
 
 from spikelatent._io import json_number
+from spikelatent.analysis._streaming import is_chunked
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import (
     _window_sums,
@@ -378,6 +379,8 @@ def counting_summary(
             numbers["mean_matched_fano"] = {"skipped": str(error)}
     if single_interval:
         numbers["single_interval"] = "one interval: analysed as the bins within it"
+    if is_chunked(per_trial):  # window or trial sums of chunked counts: small, held in memory
+        per_trial = per_trial.compute()
     conditions = "stimulus" in per_trial.dims or (
         "stimulus" in per_trial.coords and per_trial["stimulus"].dims == ("trial",)
     )
@@ -408,7 +411,7 @@ def counting_summary(
         numbers["signal_correlation"] = {"skipped": str(error)}
     dimensionality: dict[str, Any] = {}
     for ratio_kind in ("total", "noise") if conditions else ("total",):
-        ratio = participation_ratio(per_trial, kind=ratio_kind, n_boot=50, seed=seed)
+        ratio = participation_ratio(per_trial, kind=ratio_kind)
         dimensionality[f"participation_ratio_{ratio_kind}"] = json_number(ratio["participation_ratio"])
         dimensionality[f"participation_ratio_{ratio_kind}_ci"] = [
             json_number(ratio["ci_low"]),

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.analysis._layout import as_dataarray, group_along, is_grouping_coord
+from spikelatent.analysis._streaming import is_chunked, streamed_cell_moments
 from spikelatent.analysis.counting_windows import mean_matched_fano_factor
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import count_spikes
@@ -121,6 +122,8 @@ def firing_rate(counts: Any, over: str = "trial", group_by: str | None = "stimul
             f"firing_rate needs binned counts with dims {over!r} and 'time'; got {tuple(counts.dims)}"
         )
     bin_size = _bin_size(counts)
+    if is_chunked(counts):  # chunk by chunk: sums of moments over trials
+        return _streamed_firing_rate(counts, over, group_by, bin_size)
     if is_grouping_coord(counts, group_by, over):
         counts = group_along(counts, over, group_by)
     rate = counts.astype(np.float64) / bin_size
@@ -135,6 +138,27 @@ def firing_rate(counts: Any, over: str = "trial", group_by: str | None = "stimul
             "n_trials": n,
         },
         coords={name: counts[name] for name in keep},
+        attrs={"bin_size": bin_size, "over": over},
+    )
+
+
+def _streamed_firing_rate(
+    counts: xr.DataArray, over: str, group_by: str | None, bin_size: float
+) -> xr.Dataset:
+    moments, template = streamed_cell_moments(
+        counts, over, group_by if is_grouping_coord(counts, group_by, over) else None
+    )
+    n = moments["n"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        psth = moments["mean"] / bin_size
+        sem = np.sqrt(moments["m2"] * n / (n - 1)) / np.sqrt(n) / bin_size
+    wrap = lambda values: template.copy(data=np.asarray(values).reshape(template.shape))  # noqa: E731
+    return xr.Dataset(
+        {
+            "psth": wrap(psth).assign_attrs(units="spikes/s", long_name=f"mean rate over {over}"),
+            "sem": wrap(sem).assign_attrs(units="spikes/s", long_name="standard error of the mean"),
+            "n_trials": wrap(n.astype(np.int64)),
+        },
         attrs={"bin_size": bin_size, "over": over},
     )
 

@@ -11,7 +11,10 @@ from spikelatent.options import SPLITS
 
 #: Options for an NWB file only and for a run directory only, with their defaults. They are
 #: parsed as None when not given, so an option of the other kind is refused, not ignored.
-RECORDING_DEFAULTS: dict[str, Any] = {"bin_size": 0.01, "intervals": None, "out": None}
+RECORDING_DEFAULTS: dict[str, Any] = {
+    "bin_size": 0.01, "intervals": None, "out": None, "stimulus_column": None,
+    "memory_limit": None, "scheduler": None,
+}
 RUN_DEFAULTS: dict[str, Any] = {
     "split": "test", "n_stimuli": 1000, "trials": 50, "data_dir": None,
     "shattering_images": 5000, "n_jobs": -1,
@@ -48,6 +51,25 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="FILE.nwb: intervals table to bin within (trials, epochs, a name, or session; "
         "default trials if present, else the whole session)",
+    )
+    parser.add_argument(
+        "--stimulus-column",
+        metavar="NAME",
+        help="FILE.nwb: trials-table column naming each trial's stimulus; trials are grouped by "
+        "it (default: the first of stimulus_index, image_id, image_index, stimulus_id, "
+        "stimulus, frame present, as in `spikelatent similarity`)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="FILE.nwb: memory the binned counts may take (e.g. 2GB, 500MB); larger counts are "
+        "binned and analysed chunk by chunk (default: an eighth of the available memory)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="FILE.nwb: a dask.distributed scheduler (tcp://host:8786, or 'local' for a local "
+        "cluster) to run the chunks on; needs spikelatent[distributed]",
     )
     parser.add_argument(
         "--out",
@@ -122,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
             intervals=args.intervals,
             out=args.out,
             seed=args.seed,
+            stimulus_column=args.stimulus_column,
+            memory_limit=args.memory_limit,
+            scheduler=args.scheduler,
+            progress=False if args.no_progress else None,
         )
     else:
         _refuse(args, RECORDING_DEFAULTS, "NWB files", "a run directory")

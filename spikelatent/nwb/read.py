@@ -11,7 +11,8 @@ back into the model layout ``(trial, stimulus, unit)``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import xarray as xr
 
 from spikelatent.errors import SpikelatentError
-from spikelatent.spikes import check_bin_size, count_spikes, recording_span
+from spikelatent.nwb.stimuli import find_stimulus_column
+from spikelatent.spikes import H5SpikeTimes, check_bin_size, count_spikes, recording_span
 
 __all__ = ["read_counts", "population_counts", "SESSION"]
 
@@ -34,6 +36,9 @@ def read_counts(
     intervals: str | None = None,
     *,
     bin_size: float | None = None,
+    stimulus_column: str | None = None,
+    chunks: int | str | None = None,
+    memory_limit: int | None = None,
 ) -> xr.DataArray:
     """Spike counts of every unit per interval of an NWB file, or in time bins.
 
@@ -57,6 +62,19 @@ def read_counts(
             is later; whole bins only, so no bin runs past the data). ``None`` (default): ``"trials"`` if the file has a trials table,
             otherwise ``"session"``. ``attrs["intervals"]`` says which was used.
         bin_size: bin width in seconds (``None``: one count per window).
+        stimulus_column: the intervals-table column naming each row's stimulus (``None``: the
+            first of :data:`spikelatent.nwb.stimuli.STIMULUS_COLUMNS` present, as
+            ``spikelatent similarity`` does: ``stimulus_index``, ``image_id``, ...). Its values
+            become the ``stimulus`` coordinate along ``trial``, which every analysis groups trials
+            by (a table column that is itself called ``stimulus`` but not used is renamed
+            ``trial_stimulus``). ``attrs["stimulus_column"]`` names the column used (``None``:
+            none); ``attrs["stimulus_note"]`` says, in one line, when columns look like stimulus
+            ids but none is used (also issued as a warning).
+        chunks: lazy, chunked counts (a dask-backed DataArray, binned chunk by chunk when
+            computed): bins (session) or intervals per chunk, or ``"auto"``; see
+            :func:`spikelatent.spikes.count_spikes`. ``None``: in memory unless the counts
+            exceed ``memory_limit`` (bytes).
+        memory_limit: bytes the counts may take in memory; larger counts come back chunked.
 
     Returns:
         ``counts`` DataArray, int64 (float64 with NaN where a unit was not observed). Without
@@ -64,9 +82,10 @@ def read_counts(
         ``(time, unit)`` for the session; coords ``time`` (bin centres), ``time_start``/``time_stop``
         (bin edges), in seconds relative to each window's start (absolute session time for
         ``"session"``). Coords along ``trial``: interval ids, ``window_start``/``window_stop``
-        (absolute seconds) and every scalar column of the intervals table (e.g. ``start_time``,
-        ``stop_time``, ``stimulus``, ``label``); along ``unit``: units-table ids and every scalar
-        column of the units table (prefixed ``unit_`` if the name clashes).
+        (absolute seconds), ``stimulus`` (see ``stimulus_column``) and every scalar column of the
+        intervals table (e.g. ``start_time``, ``stop_time``, ``stimulus_index``, ``label``); along
+        ``unit``: units-table ids and every scalar column of the units table (prefixed ``unit_``
+        if the name clashes).
     """
     from pynwb import NWBHDF5IO
 
@@ -103,7 +122,7 @@ def read_counts(
             )
         else:
             note = f"requested intervals={intervals!r}"
-        spike_times = list(_ragged_rows(units, "spike_times"))
+        spike_times = _spike_times(units)
         observed = (
             list(_ragged_rows(units, "obs_intervals")) if "obs_intervals" in units.colnames else None
         )
@@ -115,7 +134,14 @@ def read_counts(
             "session_description": str(nwbfile.session_description),
             "identifier": str(nwbfile.identifier),
         }
+        attrs["stimulus_column"] = None
         if intervals == SESSION:
+            if stimulus_column is not None:
+                raise SpikelatentError(
+                    f"stimulus_column={stimulus_column!r} needs an intervals table, but "
+                    f"{source} is counted over the whole session; pass intervals='trials' "
+                    "(CLI: --intervals trials)"
+                )
             start, stop = recording_span(spike_times, observed, end=_last_interval_stop(nwbfile))
             attrs["recording_span"] = [start, stop]
             attrs["description"] = "spike counts over the whole session"
@@ -129,6 +155,8 @@ def read_counts(
                 unit_coords=_unclashed(unit_coords, set()),
                 observed=observed,
                 attrs=attrs,
+                chunks=chunks,
+                memory_limit=memory_limit,
             )
         else:
             table = _intervals_table(nwbfile, intervals, source)
@@ -143,10 +171,20 @@ def read_counts(
                     f"bin_start={bin_start} leaves {int(np.sum(window_stop <= window_start))} "
                     "interval(s) with an empty window; use a smaller bin_start or set bin_stop"
                 )
+            columns = _scalar_columns(table, len(table))
+            chosen, stimulus_ids, stimulus_note = find_stimulus_column(columns, stimulus_column)
             trial_coords = {
                 (f"trial_{name}" if name in _RESERVED else name): values
-                for name, values in _scalar_columns(table, len(table)).items()
+                for name, values in columns.items()
             }
+            if chosen is not None:
+                if chosen != "stimulus" and "stimulus" in trial_coords:
+                    trial_coords["trial_stimulus"] = trial_coords.pop("stimulus")
+                trial_coords["stimulus"] = stimulus_ids
+            attrs["stimulus_column"] = chosen
+            if stimulus_note is not None:
+                attrs["stimulus_note"] = stimulus_note
+                warnings.warn(stimulus_note, UserWarning, stacklevel=2)
             attrs["bin_start"] = float(bin_start)
             attrs["bin_stop"] = "stop_time" if bin_stop is None else float(bin_stop)
             attrs["description"] = (
@@ -165,6 +203,8 @@ def read_counts(
                 unit_coords=_unclashed(unit_coords, set(trial_coords)),
                 observed=observed,
                 attrs=attrs,
+                chunks=chunks,
+                memory_limit=memory_limit,
             )
             result = result.assign_coords(trial=np.asarray(table.id.data[:]))
     finally:
@@ -181,6 +221,18 @@ def _unclashed(unit_coords: dict[str, np.ndarray], taken: set[str]) -> dict[str,
         (f"unit_{name}" if name in taken or name in _RESERVED else name): values
         for name, values in unit_coords.items()
     }
+
+
+def _spike_times(units) -> Sequence[np.ndarray]:
+    """Every unit's spike times, read lazily from the file one unit (or one slice) at a time
+    (:class:`spikelatent.spikes.H5SpikeTimes`); in memory for a table not backed by HDF5."""
+    import h5py
+
+    index = units["spike_times"]
+    data = index.target.data
+    if isinstance(data, h5py.Dataset) and isinstance(index.data, h5py.Dataset):
+        return H5SpikeTimes(data.file.filename, data.name, index.data[:])
+    return list(_ragged_rows(units, "spike_times"))
 
 
 def _ragged_rows(units, column: str) -> Iterator[np.ndarray]:
@@ -244,8 +296,9 @@ def _scalar_columns(table, n_rows: int) -> dict[str, np.ndarray]:
 def population_counts(counts: xr.DataArray) -> xr.DataArray:
     """Reshape :func:`read_counts` of a spikelatent export back to (trial, stimulus, unit).
 
-    Uses the ``stimulus`` and ``trial_repeat`` coordinates of the ``trial`` dimension; every
-    (trial_repeat, stimulus) pair must occur exactly once. The result's ``trial`` is the repeat
+    Uses the export's ``stimulus`` column (the stimulus's position; ``trial_stimulus`` when
+    :func:`read_counts` took the stimulus ids from its ``stimulus_id`` column) and ``trial_repeat``
+    along the ``trial`` dimension; every (trial_repeat, stimulus) pair must occur exactly once. The result's ``trial`` is the repeat
     number, and ``label`` (if present) becomes a coordinate along ``stimulus``.
 
     Args:
@@ -254,12 +307,13 @@ def population_counts(counts: xr.DataArray) -> xr.DataArray:
     Returns:
         DataArray (trial, stimulus, unit) of the same dtype, named ``counts``.
     """
-    for name in ("stimulus", "trial_repeat"):
+    position = "trial_stimulus" if "trial_stimulus" in counts.coords else "stimulus"
+    for name in (position, "trial_repeat"):
         if name not in counts.coords or counts[name].dims != ("trial",):
             raise SpikelatentError(
                 f"counts have no '{name}' coordinate along 'trial'; population_counts needs a spikelatent export"
             )
-    stimulus = np.asarray(counts["stimulus"].values, dtype=np.int64)
+    stimulus = np.asarray(counts[position].values, dtype=np.int64)
     repeat = np.asarray(counts["trial_repeat"].values, dtype=np.int64)
     if stimulus.min() < 0 or repeat.min() < 0:
         raise SpikelatentError("stimulus and trial_repeat indices must be non-negative")

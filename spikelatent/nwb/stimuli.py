@@ -11,6 +11,8 @@ comparison without data, tests and docs).
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from spikelatent.errors import SpikelatentError
 
 __all__ = [
     "STIMULUS_COLUMNS",
+    "find_stimulus_column",
     "read_responses",
     "responses_by_stimulus",
     "write_synthetic_recording",
@@ -28,6 +31,91 @@ __all__ = [
 # Trials-table columns that name the stimulus, tried in this order when none is given
 # (spikelatent's own export writes "stimulus"; Allen Brain Observatory files "image_index"/"frame").
 STIMULUS_COLUMNS = ("stimulus_index", "image_id", "image_index", "stimulus_id", "stimulus", "frame")
+# Other column names that look like stimulus ids: reported, never used unless named.
+_LOOKS_LIKE_STIMULUS = re.compile(r"stim|image|img|frame|scene|picture|movie|condition", re.I)
+
+
+def _stimulus_ids(values: Any) -> np.ndarray | None:
+    """``values`` as stimulus ids (int64 or strings), or None when they cannot be ids."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        return None
+    if values.dtype.kind == "f":
+        if not (np.all(np.isfinite(values)) and np.all(values == np.round(values))):
+            return None
+        return values.astype(np.int64)
+    if values.dtype.kind in "iuUS":
+        return values
+    return None
+
+
+def find_stimulus_column(
+    columns: Mapping[str, Any], stimulus_column: str | None = None
+) -> tuple[str | None, np.ndarray | None, str | None]:
+    """Which trials-table column names each trial's stimulus: the one reader of stimulus identity.
+
+    Every command uses it (``read_counts``, ``analyze FILE.nwb``, ``similarity``), so a recording
+    has the same stimuli everywhere.
+
+    Args:
+        columns: the trials table's one-value-per-row columns, name → values ``(trial,)``.
+        stimulus_column: the column to use; ``None``: the first of :data:`STIMULUS_COLUMNS`
+            present whose values are stimulus ids (integers or names).
+
+    Returns:
+        ``(name, ids, note)``: the column used (``None``: none), its values as ids (int64 or
+        strings), and a one-line note when no column is used although some look like stimulus ids
+        (``None`` otherwise).
+
+    Raises:
+        SpikelatentError: a named column that is missing or does not hold ids.
+    """
+    if stimulus_column is not None:
+        if stimulus_column not in columns:
+            raise SpikelatentError(
+                f"the trials table has no column {stimulus_column!r} "
+                f"(columns: {', '.join(columns) or 'none'})"
+            )
+        ids = _stimulus_ids(columns[stimulus_column])
+        if ids is None:
+            raise SpikelatentError(
+                f"trials column {stimulus_column!r} must hold stimulus ids (integers or names); "
+                "found non-integer or missing values"
+            )
+        return stimulus_column, ids, None
+    unusable = []
+    for name in STIMULUS_COLUMNS:
+        if name in columns:
+            ids = _stimulus_ids(columns[name])
+            if ids is not None:
+                return name, ids, None
+            unusable.append(name)
+    candidates = [
+        name
+        for name, values in columns.items()
+        if name not in unusable
+        and _LOOKS_LIKE_STIMULUS.search(name)
+        and _stimulus_ids(values) is not None
+    ]
+    if not candidates and not unusable:
+        return None, None, None
+    parts = []
+    if candidates:
+        parts.append(
+            f"trials column(s) {', '.join(map(repr, candidates))} look like stimulus ids but "
+            f"none is used (known names: {', '.join(STIMULUS_COLUMNS)})"
+        )
+    if unusable:
+        parts.append(
+            f"column(s) {', '.join(map(repr, unusable))} hold no integer or name ids"
+        )
+    example = candidates[0] if candidates else "NAME"
+    note = (
+        "; ".join(parts)
+        + f"; trials are not grouped by stimulus: name the column with "
+        f"stimulus_column={example!r} (CLI: --stimulus-column {example})"
+    )
+    return None, None, note
 
 
 def responses_by_stimulus(counts: xr.DataArray, stimulus_column: str | None = None) -> xr.DataArray:
@@ -49,30 +137,22 @@ def responses_by_stimulus(counts: xr.DataArray, stimulus_column: str | None = No
         raise SpikelatentError(
             f"responses_by_stimulus needs (trial, unit) counts, got dims {tuple(counts.dims)}"
         )
-    along_trial = [
-        name for name, c in counts.coords.items() if c.dims == ("trial",) and name != "trial"
-    ]
-    if stimulus_column is None:
-        stimulus_column = next((c for c in STIMULUS_COLUMNS if c in along_trial), None)
+    along_trial = {
+        name: c.values for name, c in counts.coords.items() if c.dims == ("trial",) and name != "trial"
+    }
+    chosen = counts.attrs.get("stimulus_column")
+    if stimulus_column is None and chosen and "stimulus" in along_trial:
+        # read_counts already found the column (find_stimulus_column) and made it `stimulus`.
+        stimulus_column, keys = chosen, np.asarray(along_trial["stimulus"])
+    else:
+        stimulus_column, keys, note = find_stimulus_column(along_trial, stimulus_column)
         if stimulus_column is None:
             raise SpikelatentError(
-                "the trials table has no stimulus column (looked for "
+                note
+                or "the trials table has no stimulus column (looked for "
                 f"{', '.join(STIMULUS_COLUMNS)}; columns: {', '.join(along_trial) or 'none'}); "
                 "name it with stimulus_column=NAME (CLI: --stimulus-column NAME)"
             )
-    elif stimulus_column not in along_trial:
-        raise SpikelatentError(
-            f"the trials table has no column {stimulus_column!r} "
-            f"(columns: {', '.join(along_trial) or 'none'})"
-        )
-    keys = np.asarray(counts[stimulus_column].values)
-    if keys.dtype.kind == "f":
-        if not np.all(np.isfinite(keys)) or not np.all(keys == np.round(keys)):
-            raise SpikelatentError(
-                f"trials column {stimulus_column!r} must hold stimulus ids (integers or names); "
-                "found non-integer or missing values"
-            )
-        keys = keys.astype(np.int64)
     counts = counts.transpose("trial", "unit")
     if "start_time" in counts.coords and counts["start_time"].dims == ("trial",):
         order = np.argsort(np.asarray(counts["start_time"].values), kind="stable")
@@ -139,8 +219,11 @@ def read_responses(
     """
     from spikelatent.nwb import read_counts
 
-    counts = read_counts(path, bin_start=bin_start, bin_stop=bin_stop, intervals=intervals)
-    return responses_by_stimulus(counts, stimulus_column)
+    counts = read_counts(
+        path, bin_start=bin_start, bin_stop=bin_stop, intervals=intervals,
+        stimulus_column=stimulus_column,
+    )
+    return responses_by_stimulus(counts)
 
 
 def write_synthetic_recording(
