@@ -112,3 +112,26 @@ def test_noise_correlations_of_a_silent_unit_are_nan_without_a_warning():
                                np.corrcoef(residual, rowvar=False), atol=1e-12)
     p_values = result["p_value"].values[:3, :3]
     assert ((p_values > 0) & (p_values <= 1)).all()
+
+
+def test_the_support_cap_warning_prints_once_as_one_line_saying_what_it_means(capsys):
+    """The relaxed sampler's cap (rates above the largest one max_support covers are clamped)
+    reaches a CLI user as one ``spikelatent: note:`` line, however often it recurs."""
+    import torch
+
+    from spikelatent.cli import _show_advice_in_one_line
+    from spikelatent.distributions import relaxed_poisson
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # as in a fresh process: every recurrence is shown
+        warnings.showwarning = _show_advice_in_one_line(warnings.showwarning)
+        for rate in (600.0, 700.0, 800.0):
+            relaxed_poisson(torch.full((3,), rate), "ct", temperature=0.5)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r"spikelatent: note: relaxed spike counts drawn at rates above 429\.3 "
+                        r"\(rare draws from the tail of the count distributions\) were capped "
+                        r"there in training, the sampler's support being 512 counts; those "
+                        r"samples come out a little low — no action needed", lines[0]), lines[0]
