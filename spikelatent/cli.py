@@ -103,6 +103,32 @@ def library_notices_hidden() -> Iterator[None]:
         yield
 
 
+def torch_pair_problem(error: BaseException) -> str | None:
+    """One line saying how to fix a torch / torchvision pair that cannot run together (torch's
+    C++ side does not know torchvision's operators: ``operator torchvision::nms does not
+    exist``), or None for any other error."""
+    if not isinstance(error, RuntimeError) or "torchvision::" not in str(error):
+        return None
+    from importlib import metadata
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "(not installed)"
+
+    try:  # the pins of this install, so the advice never goes stale
+        pins = {re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]: requirement.split(";")[0]
+                for requirement in metadata.requires("spikelatent") or ()}
+    except metadata.PackageNotFoundError:
+        pins = {}
+    pair = " ".join(f'"{pins.get(name, name).replace(" ", "")}"' for name in ("torch", "torchvision"))
+    return (f"torch {installed('torch')} and torchvision {installed('torchvision')} do not belong "
+            f"together ({str(error).strip().splitlines()[0]}); reinstall them as a pair: "
+            f"pip install --force-reinstall {pair} (CPU-only: add --index-url "
+            f"https://download.pytorch.org/whl/cpu)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(warnings.showwarning, "wrapped"):
         warnings.showwarning = _show_advice_in_one_line(warnings.showwarning)
@@ -116,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except SpikelatentError as error:
         print(f"spikelatent {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        problem = torch_pair_problem(error)
+        if problem is None:
+            raise
+        print(f"spikelatent {args.command}: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spikelatent {args.command}: interrupted", file=sys.stderr)

@@ -135,3 +135,32 @@ def test_the_support_cap_warning_prints_once_as_one_line_saying_what_it_means(ca
                         r"\(rare draws from the tail of the count distributions\) were capped "
                         r"there in training, the sampler's support being 512 counts; those "
                         r"samples come out a little low — no action needed", lines[0]), lines[0]
+
+
+def test_a_torch_torchvision_mismatch_is_one_line_saying_how_to_fix_it(monkeypatch, capsys):
+    """torch's error for a torchvision built against another torch, raised where a command
+    imports torchvision, becomes one line with the reinstall command (pins of this install)."""
+    from importlib import metadata
+
+    import spikelatent.commands.evaluate
+    from spikelatent.cli import main
+
+    def mismatched(args):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(spikelatent.commands.evaluate, "run", mismatched)
+    assert main(["evaluate", "runs/none"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1, captured.err
+    pins = {requirement.split("<")[0].split(">")[0]: requirement
+            for requirement in metadata.requires("spikelatent")}
+    assert captured.err.startswith(
+        f"spikelatent evaluate: error: torch {metadata.version('torch')} and torchvision "
+        f"{metadata.version('torchvision')} do not belong together (operator torchvision::nms "
+        f"does not exist); reinstall them as a pair: pip install --force-reinstall "
+        f"\"{pins['torch']}\" \"{pins['torchvision']}\"")
+    # any other RuntimeError is not ours to translate
+    monkeypatch.setattr(spikelatent.commands.evaluate, "run",
+                        lambda args: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        main(["evaluate", "runs/none"])
