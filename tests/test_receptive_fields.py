@@ -131,6 +131,20 @@ def test_gabor_fit_recovers_a_synthetic_gabor():
     assert fit_gabor(np.random.default_rng(1).standard_normal((16, 16)))["r2"] < 0.5
 
 
+def test_gabor_jacobian_equals_central_differences():
+    from spikelatent.analysis.receptive_fields import gabor_jacobian
+
+    rng = np.random.default_rng(2)
+    rows, cols = np.mgrid[0:9, 0:11].astype(float)
+    for _ in range(4):
+        params = np.array([rng.normal(), 4.3, 5.1, rng.uniform(0, 2 * np.pi), 0.13,
+                           rng.uniform(0, 2 * np.pi), 2.2, 3.1, 0.3])
+        steps = np.eye(9) * 1e-6
+        numeric = np.stack([(gabor(params + h, rows, cols) - gabor(params - h, rows, cols)).ravel()
+                            / 2e-6 for h in steps], axis=1)
+        np.testing.assert_allclose(gabor_jacobian(params, rows, cols), numeric, atol=1e-7)
+
+
 def test_transform_returns_posterior_rates_with_coordinates():
     model = _model("negbio", data_range=(0.0, 1.0))
     images = torch.rand(7, *SHAPE) * 4 - 1  # some encoder outputs near the clamps

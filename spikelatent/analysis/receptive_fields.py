@@ -177,6 +177,34 @@ def gabor(params: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return amplitude * envelope * np.cos(2 * np.pi * frequency * along + phase) + offset
 
 
+def gabor_jacobian(params: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """d :func:`gabor` / d params, ``(pixels, 9)`` in the order of :data:`GABOR_PARAMETERS` (the
+    chain rule through the rotated coordinates; one pass instead of nine finite differences)."""
+    amplitude, row0, col0, theta, frequency, phase, sigma_along, sigma_across, _ = params
+    dx, dy = (cols - col0).ravel(), (rows - row0).ravel()
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    along = dx * cos_t + dy * sin_t
+    across = -dx * sin_t + dy * cos_t
+    envelope = np.exp(-along**2 / (2 * sigma_along**2) - across**2 / (2 * sigma_across**2))
+    carrier_angle = 2 * np.pi * frequency * along + phase
+    carrier, quadrature = np.cos(carrier_angle), np.sin(carrier_angle)
+    ec = envelope * carrier
+    d_along = amplitude * envelope * (-along / sigma_along**2 * carrier
+                                      - 2 * np.pi * frequency * quadrature)
+    d_across = amplitude * ec * (-across / sigma_across**2)
+    return np.stack([
+        ec,                                                    # amplitude
+        -d_along * sin_t - d_across * cos_t,                   # center_row
+        -d_along * cos_t + d_across * sin_t,                   # center_col
+        d_along * across - d_across * along,                   # orientation
+        -amplitude * envelope * quadrature * 2 * np.pi * along,  # frequency
+        -amplitude * envelope * quadrature,                    # phase
+        amplitude * ec * along**2 / sigma_along**3,            # sigma_along
+        amplitude * ec * across**2 / sigma_across**3,          # sigma_across
+        np.ones_like(ec),                                      # offset
+    ], axis=1)
+
+
 def fit_gabor(field: np.ndarray) -> dict[str, float]:
     """Least-squares Gabor fit of a 2-D field ``(H, W)``: the :data:`GABOR_PARAMETERS` and ``r2``.
 
@@ -214,7 +242,9 @@ def fit_gabor(field: np.ndarray) -> dict[str, float]:
             try:
                 result = scipy.optimize.least_squares(
                     lambda p: (gabor(p, rows, cols) - target).ravel(), start,
-                    bounds=(lower, upper), max_nfev=200,
+                    jac=lambda p: gabor_jacobian(p, rows, cols),
+                    # 1e-6: R² as with the 1e-8 defaults to 1e-4 on digits fields, 3x faster
+                    bounds=(lower, upper), max_nfev=200, ftol=1e-6, xtol=1e-6,
                 )
             except ValueError:
                 continue
