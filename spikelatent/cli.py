@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -46,40 +46,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _capped_rates(match: re.Match) -> str:
+    return (f"relaxed spike counts drawn at rates above {float(match['rate']):.4g} (rare draws "
+            f"from the tail of the count distributions) were capped there in training, the "
+            f"sampler's support being {match['cap']} counts; those samples come out a little low "
+            f"— no action needed")
+
+
+def _capped_supports(match: re.Match) -> str:
+    return (f"relaxed spike counts that needed more than {match['cap']} counts of support (rare "
+            f"draws from the tail of the count distributions) were truncated there; those samples "
+            f"come out a little low — no action needed")
+
+
+#: Our own warnings that users cannot act on through an option, as one line saying what they
+#: mean (shown once per command, however often and with whatever numbers they recur).
+TRANSLATED_WARNINGS = (
+    (re.compile(r"\w+: rates above (?P<rate>\S+) need more than max_support (?P<cap>\d+) counts"),
+     _capped_rates),
+    (re.compile(r"\w+: \d+ elements need a support above max_support=(?P<cap>\d+)"),
+     _capped_supports),
+)
+
+
 def _show_advice_in_one_line(show):
-    """Warnings that carry advice (``one_line = True``) print as one line, without a source line."""
+    """Warnings that carry advice (``one_line = True``) print as one line, without a source line;
+    those of :data:`TRANSLATED_WARNINGS` as one ``spikelatent: note:`` line, once."""
+    shown: set[str] = set()
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if getattr(category, "one_line", False):
             print(f"spikelatent: warning: {message}", file=file or sys.stderr, flush=True)
-        else:
-            show(message, category, filename, lineno, file, line)
+            return
+        for pattern, meaning in TRANSLATED_WARNINGS:
+            match = pattern.match(str(message))
+            if match:
+                if pattern.pattern not in shown:
+                    shown.add(pattern.pattern)
+                    print(f"spikelatent: note: {meaning(match)}", file=file or sys.stderr,
+                          flush=True)
+                return
+        show(message, category, filename, lineno, file, line)
 
     showwarning.wrapped = show
     return showwarning
 
 
-class _DropAdvertisements(logging.Filter):
-    """Lightning logs a cloud-logger advertisement on every fit; users asked for training output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
 @contextmanager
 def library_notices_hidden() -> Iterator[None]:
-    """While a command runs, hide what users cannot act on: Lightning's cloud-logger advertisement
-    and a Lightning-internal deprecation notice (torch pytree API). Only here, at the command
-    layer, and undone afterwards: importing the library leaves logging and warnings alone."""
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    advertisements = _DropAdvertisements()
-    logger.addFilter(advertisements)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-            yield
-    finally:
-        logger.removeFilter(advertisements)
+    """While a command runs, hide a Lightning-internal deprecation notice (torch pytree API) that
+    users cannot act on. (Lightning's device and loop lines are hidden by ``fit`` itself.) Only
+    here, at the command layer, and undone afterwards: importing the library leaves logging and
+    warnings alone."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+        yield
+
+
+def torch_pair_problem(error: BaseException) -> str | None:
+    """One line saying how to fix a torch / torchvision pair that cannot run together (torch's
+    C++ side does not know torchvision's operators: ``operator torchvision::nms does not
+    exist``), or None for any other error."""
+    if not isinstance(error, RuntimeError) or "torchvision::" not in str(error):
+        return None
+    from importlib import metadata
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "(not installed)"
+
+    try:  # the pins of this install, so the advice never goes stale
+        pins = {re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0]: requirement.split(";")[0]
+                for requirement in metadata.requires("spikelatent") or ()}
+    except metadata.PackageNotFoundError:
+        pins = {}
+    pair = " ".join(f'"{pins.get(name, name).replace(" ", "")}"' for name in ("torch", "torchvision"))
+    return (f"torch {installed('torch')} and torchvision {installed('torchvision')} do not belong "
+            f"together ({str(error).strip().splitlines()[0]}); reinstall them as a pair: "
+            f"pip install --force-reinstall {pair} (CPU-only: add --index-url "
+            f"https://download.pytorch.org/whl/cpu)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except SpikelatentError as error:
         print(f"spikelatent {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        problem = torch_pair_problem(error)
+        if problem is None:
+            raise
+        print(f"spikelatent {args.command}: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"spikelatent {args.command}: interrupted", file=sys.stderr)

@@ -1,6 +1,7 @@
 """``benchmarks/checkpoint_curve.py`` on a tiny run with kept checkpoints: one row per checkpoint,
-in step order, its minutes and β from ``metrics.csv``, and the posterior-mean MSE against a
-direct numpy computation on the same test images."""
+in step order, its minutes and β from ``metrics.csv``, and every row's posterior-mean MSE against
+that checkpoint's own weights (read with ``torch.load(weights_only=True)`` into a fresh model,
+the error computed in numpy on the same test images)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from spikelatent.checkpoints import load
 from spikelatent.cli import main as cli_main
+from spikelatent.config import FitConfig
 from spikelatent.data import datamodule_from_config
+from spikelatent.model import VAE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,15 +43,34 @@ def test_curve_of_kept_checkpoints(curve, tmp_path):
     rows = list(csv.DictReader((out / "curve.csv").open()))
     metrics = list(csv.DictReader((run_dir / "metrics.csv").open()))
     # kept epochs 1 and 3, then last.ckpt (also epoch 3): in step order, minutes from metrics.csv
+    kept = sorted((run_dir / "checkpoints" / "kept").glob("*.ckpt"))
+    assert len(kept) == 2
+    assert [r["checkpoint"] for r in rows] == [kept[0].name, kept[1].name, "last.ckpt"]
     assert [int(r["step"]) for r in rows] == [int(metrics[1]["step"]), int(metrics[3]["step"]),
                                                int(metrics[3]["step"])]
-    assert float(rows[0]["minutes"]) == pytest.approx(float(metrics[1]["elapsed_s"]) / 60)
-    assert float(rows[0]["beta"]) == pytest.approx(float(metrics[1]["beta"]))
+    for row, epoch in zip(rows, (1, 3, 3), strict=True):
+        assert float(row["minutes"]) == pytest.approx(float(metrics[epoch]["elapsed_s"]) / 60)
+        assert float(row["beta"]) == pytest.approx(float(metrics[epoch]["beta"]))
+        assert float(row["temperature"]) == pytest.approx(float(metrics[epoch]["temperature"]))
     assert (out / "curve.png").stat().st_size > 0
 
-    model = load(run_dir / "checkpoints" / "last.ckpt")
-    images, _ = datamodule_from_config(dict(model.config)).split_tensors("test", 16)
-    with torch.no_grad():
-        decoded = model.decode(model.family.latent.mean(model.posterior(images))).numpy()
-    oracle = float(np.mean((images.numpy() - decoded) ** 2))
-    assert float(rows[-1]["mse_mean"]) == pytest.approx(oracle, rel=1e-5)
+    # Each row's oracle: its own checkpoint's weights, decoded from the posterior mean.
+    config = FitConfig.from_yaml(run_dir / "config.yaml")
+    images, _ = datamodule_from_config(config).split_tensors("test", 16)
+    oracles = []
+    for path in [*kept, run_dir / "checkpoints" / "last.ckpt"]:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams = checkpoint["hyper_parameters"]
+        model = VAE(hparams["config"], tuple(hparams["image_shape"]), tuple(hparams["data_range"]),
+                    hparams.get("preprocessing"))
+        model.load_state_dict(checkpoint["state_dict"])
+        model.eval()
+        with torch.no_grad():
+            decoded = model.decode(model.posterior(images).mean.reshape(len(images), -1))
+        oracles.append((checkpoint["global_step"],
+                        float(np.mean((images.double().numpy() - decoded.double().numpy()) ** 2))))
+    for row, (step, mse) in zip(rows, oracles, strict=True):
+        assert int(row["step"]) == step
+        assert float(row["mse_mean"]) == pytest.approx(mse, rel=1e-5)
+    # the kept checkpoints were trained further apart than the tolerance: a wrong row would show
+    assert abs(oracles[0][1] - oracles[1][1]) > 1e-3 * oracles[1][1]

@@ -245,7 +245,19 @@ def test_invalid_arguments_raise_one_line_errors():
     _assert_one_line_error(lambda: make_encoder("conv", (3, 16, 16), 4, channels=(8,)), "2")
 
 
-@pytest.mark.parametrize("shape", [(1, 30, 30), (3, 16, 32), (1, 7, 7), (1, 24, 24), (1, 12, 12)])
+@pytest.mark.parametrize(("shape", "stages", "side"), [((1, 12, 12), 1, 6), ((1, 24, 24), 2, 6),
+                                                      ((3, 20, 20), 2, 5), ((1, 10, 10), 1, 5)])
+def test_conv_halves_any_even_side_down_to_seven_or_less(shape, stages, side):
+    """12 x 12 patches (docs/data.md) and 24 x 24 arrays: side / 2**stages, round trip exact."""
+    from spikelatent.networks import conv_plan
+
+    assert conv_plan(shape) == (stages, side) and shape[1] == side * 2**stages
+    encoder, decoder = make_encoder("conv", shape, 6), make_decoder("conv", 3, shape)
+    assert encoder(torch.rand(2, *shape)).shape == (2, 6)
+    assert decoder(torch.rand(2, 3)).shape == (2, *shape)
+
+
+@pytest.mark.parametrize("shape", [(1, 30, 30), (3, 16, 32), (1, 7, 7), (1, 9, 9), (1, 6, 6)])
 def test_conv_refuses_unsupported_shapes(shape):
     _assert_one_line_error(lambda: make_encoder("conv", shape, 4), "square", "mlp")
     _assert_one_line_error(lambda: make_decoder("conv", 4, shape), "square", "mlp")

@@ -428,7 +428,7 @@ def test_cli_exports_a_saved_population(tmp_path, capsys):
     assert main(["export-nwb", "--out", str(out)]) == 2  # neither RUN_DIR nor --population
 
 
-def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
+def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch, capsys):
     """The RUN_DIR path wired to stand-ins for load / datamodule_from_config / population."""
     import sys
     import types
@@ -486,4 +486,27 @@ def test_cli_simulates_from_a_run_directory(tmp_path, monkeypatch):
     with NWBHDF5IO(str(out), "r") as io:
         stored = io.read().stimulus_template["stimuli"].images["stimulus_0"].data[:]
     np.testing.assert_array_equal(stored, images[5, 0])
-    assert main(argv[:4] + ["--stimuli", "test:0:99", "--overwrite"]) == 2  # beyond the split
+    # beyond the split: clipped to it with a note (as analyze's --n-stimuli), not refused
+    assert main(argv[:4] + ["--stimuli", "test:15:99", "--overwrite"]) == 0
+    assert read_counts(out).sizes == {"trial": 10 * 5, "unit": 3}  # test:15:20, default 10 trials
+    assert "exports test:15:20" in capsys.readouterr().err
+    assert main(argv[:4] + ["--stimuli", "test:20:99", "--overwrite"]) == 2  # nothing left
+
+
+def test_cli_checks_the_subject_before_simulating(tmp_path, monkeypatch, capsys):
+    """A bad --subject-age stops before the model is even loaded (one line, nothing written)."""
+    import spikelatent
+    from spikelatent.cli import main
+
+    def no_load(run):
+        raise AssertionError("the model was loaded before the subject was checked")
+
+    monkeypatch.setattr(spikelatent, "load", no_load, raising=False)
+    out = tmp_path / "run.nwb"
+    for flags, match in ((["--subject-age", "90 days"], "ISO 8601"),
+                         (["--subject-sex", "female"], "must be one of"),
+                         (["--subject-species", "mouse"], "Latin binomial")):
+        assert main(["export-nwb", str(tmp_path), "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err, err
+    assert not out.exists()

@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stimuli",
         metavar="SPLIT:START:STOP",
-        help=f"stimulus images: split and index range (default: the first "
-        f"min({DEFAULT_STIMULI_COUNT}, N) images of the N in the test split)",
+        help=f"stimulus images: split and index range, STOP capped at the split's size N "
+        f"(default: the first min({DEFAULT_STIMULI_COUNT}, N) images of the test split)",
     )
     parser.add_argument(
         "--trials",
@@ -152,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         )
     _check_writable(out, folder)
     subject = subject_from_args(args)
+    from spikelatent.nwb.export import check_subject
+
+    check_subject(subject)  # a bad --subject-age etc. stops here, before the simulation
     images = None
     if args.population is not None:
         if args.stimuli is not None or args.trials is not None or args.include_images:
@@ -234,10 +237,16 @@ def _simulate(args: argparse.Namespace):
         print(f"stimuli: the first {stop} images of the {config['data']} test split "
               f"({'all it has' if stop == len(images) else f'of {len(images)}'}; "
               f"--stimuli SPLIT:START:STOP chooses others)", file=sys.stderr)
-    if stop > len(images):
+    if start >= len(images):
         raise SpikelatentError(
-            f"--stimuli {split}:{start}:{stop} asks for more images than the {split} split has ({len(images)})"
+            f"--stimuli {split}:{start}:{stop} starts after the last image of the {split} split "
+            f"({len(images)} images); choose START below {len(images)}"
         )
+    if stop > len(images):  # as analyze's --n-stimuli: at most what the split has, with a note
+        print(f"stimuli: the {config['data']} {split} split has {len(images)} images; "
+              f"--stimuli {split}:{start}:{stop} exports {split}:{start}:{len(images)}",
+              file=sys.stderr)
+        stop = len(images)
     images, labels = images[start:stop], labels[start:stop]
     print(f"simulating {trials} trials of {stop - start} {split} stimuli ...", file=sys.stderr)
     # stimulus_ids: the trials table records each image's index in the split

@@ -83,7 +83,7 @@ def make_encoder(
 
     Args:
         arch: ``"linear"``, ``"mlp"`` or ``"conv"``.
-        image_shape: ``(C, H, W)``; conv needs a square side that halves down to 7 or 4
+        image_shape: ``(C, H, W)``; conv needs a square side that halves down to 4 .. 7
             (28, 16, 32, 64, ...).
         out_features: numbers per image (the latent family's ``encoder_outputs``).
         **options: linear: ``weight_norm=False``; mlp: ``hidden=512, activation="silu"``;

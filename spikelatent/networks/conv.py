@@ -2,8 +2,9 @@
 
 Every stage is a 4×4 convolution with stride 2 and padding 1, which halves the side exactly
 (the transposed convolution doubles it). The number of stages follows from the resolution:
-the side is halved until it reaches 7 (28×28 → 14 → 7) or 4 (16×16 → 8 → 4,
-64×64 → 32 → 16 → 8 → 4). The decoder starts from that low-resolution map.
+the side is halved until it reaches 7 or less, e.g. 7 (28×28 → 14 → 7), 4 (16×16 → 8 → 4,
+64×64 → 32 → 16 → 8 → 4), 6 (12×12 → 6, 24×24 → 12 → 6) or 5 (20×20 → 10 → 5). The decoder
+starts from that low-resolution map.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from spikelatent.networks._common import check_input, check_positive_int, make_o
 from spikelatent.options import DECODER_UNIT_NORM, ENCODER_LAYER_NORM
 
 KERNEL_SIZE, STRIDE, PADDING = 4, 2, 1
-LOW_RESOLUTION_SIDES = (4, 7)
+#: Sides the halving may end at (every even side above 7 halves exactly, so 4 .. 7).
+LOW_RESOLUTION_SIDES = (4, 5, 6, 7)
 BASE_WIDTH, MAX_WIDTH = 32, 64
 #: The decoder's stages are this many times wider than the encoder's (the NegBio-VAE code's
 #: 128 → 64 → 1 decoder against a 32 → 64 encoder; measured better in analyses/ablation.py).
@@ -27,7 +29,7 @@ DECODER_WIDTH_FACTOR = 2
 
 
 def conv_plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
-    """``(stages, low_resolution_side)`` for a square image whose side halves down to 7 or 4.
+    """``(stages, low_resolution_side)`` for a square image whose side halves down to 4 .. 7.
 
     Raises SpikelatentError for shapes the conv networks cannot handle.
     """
@@ -38,8 +40,8 @@ def conv_plan(image_shape: tuple[int, int, int]) -> tuple[int, int]:
         stages += 1
     if height != width or stages == 0 or side not in LOW_RESOLUTION_SIDES:
         raise SpikelatentError(
-            f"the conv networks need a square image whose side halves down to 7 or 4 "
-            f"(e.g. 28, 16, 32, 64); got image shape {tuple(image_shape)}; use arch 'mlp' or 'linear'"
+            f"the conv networks need a square image whose side halves down to 4 .. 7 "
+            f"(e.g. 28, 16, 12, 24, 32, 64); got image shape {tuple(image_shape)}; use arch 'mlp' or 'linear'"
         )
     return stages, side
 

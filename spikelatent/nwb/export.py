@@ -31,7 +31,7 @@ from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
 from spikelatent.spikes import count_array, presentation_windows, uniform_spike_times
 
-__all__ = ["to_nwb", "SUBJECT_FIELDS", "read_subject_yaml"]
+__all__ = ["to_nwb", "SUBJECT_FIELDS", "read_subject_yaml", "check_subject"]
 
 # Subject fields a caller may supply (dict keys or YAML keys); all are pynwb.file.Subject arguments.
 SUBJECT_FIELDS = (
@@ -266,6 +266,13 @@ def _make_subject(subject: Any, attrs: Mapping[str, Any]) -> tuple[Any, list[str
     )
     absent = [field for field in _ANIMAL_FIELDS if field not in fields]
     return Subject(**fields), absent
+
+
+def check_subject(subject: Any) -> None:
+    """Raise the one-line :class:`SpikelatentError` that :func:`to_nwb` would raise for
+    ``subject`` (a field nwbinspector would flag, an unknown field, an unreadable YAML file),
+    so a command can refuse it before the slow work."""
+    _make_subject(subject, {})
 
 
 def read_subject_yaml(path: str | os.PathLike) -> Mapping[str, Any]:

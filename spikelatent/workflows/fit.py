@@ -11,10 +11,12 @@ import csv
 import datetime
 import io
 import json
+import logging
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +258,44 @@ class EpochLines(Callback):
         print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
+#: Lightning's info lines on every fit that users cannot act on: the devices it found, the
+#: dataloader it peeked at, why its loop stopped (our start line and epoch lines say all that),
+#: and its cloud-service tips.
+LIGHTNING_CHATTER = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:",
+                     "Loading `train_dataloader` to estimate", "`Trainer.fit` stopped:", "💡 Tip:")
+#: The Lightning loggers these lines are written to (rank_zero_info, the CUDA accelerator).
+LIGHTNING_CHATTER_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
+                             "lightning.fabric.utilities.rank_zero",
+                             "lightning.pytorch.accelerators.cuda")
+
+
+class _HideLightningChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(LIGHTNING_CHATTER)
+
+
+@contextmanager
+def lightning_chatter_hidden() -> Iterator[None]:
+    """Drop :data:`LIGHTNING_CHATTER` while a Trainer is built and runs (its warnings and every
+    other log line pass); the loggers are left as they were afterwards."""
+    chatter = _HideLightningChatter()
+    loggers = [logging.getLogger(name) for name in LIGHTNING_CHATTER_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(chatter)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(chatter)
+
+
 def default_run_dir(config: FitConfig) -> Path:
     variant = config.model if config.model != "negbio" else f"negbio-{config.kl}-{config.relax}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{data_label(config.data)}-{variant}-{stamp}"
 
 
+@lightning_chatter_hidden()  # Lightning's device and loop lines (see LIGHTNING_CHATTER)
 def fit(config: FitConfig | Mapping[str, Any], resume: bool = False, progress: bool = True) -> Path:
     """Train a model and return its run directory.
 
