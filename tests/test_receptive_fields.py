@@ -156,8 +156,8 @@ def test_transform_returns_posterior_rates_with_coordinates():
     assert rates["label"].values.tolist() == [0, 1, 0, 1, 0, 1, 0]
     gaussian = _model("gaussian")
     features = gaussian.transform(images[:, 0])  # (N, H, W) accepted for one channel
-    weight = gaussian.encoder.projection.weight.detach().double().numpy()[:6]  # the locs
-    bias = gaussian.encoder.projection.bias.detach().double().numpy()[:6]
+    weight = gaussian.family.encoder.projection.weight.detach().double().numpy()[:6]  # the locs
+    bias = gaussian.family.encoder.projection.bias.detach().double().numpy()[:6]
     assert features.name == "features" and features.shape == (7, 6)
     np.testing.assert_allclose(features.values, images.reshape(7, -1).double().numpy() @ weight.T
                                + bias, rtol=1e-5, atol=1e-6)
