@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from spikelatent import __version__
 from spikelatent._checks import check_int
 from spikelatent.errors import SpikelatentError
-from spikelatent.spikes import check_bin_size, count_spikes, spike_times
+from spikelatent.spikes import as_smallest_counts, check_bin_size, count_spikes, spike_times
 
 
 def _as_images(images: Any, image_shape: tuple[int, ...]) -> torch.Tensor:
@@ -83,7 +83,7 @@ def population(
     Returns:
         ``xarray.Dataset`` with dims ``stimulus``, ``unit`` (and ``trial``):
         ``rate``, ``dispersion``, ``prob``, ``variance``, ``fano_factor`` (stimulus, unit; spikes
-        per unit window), ``counts`` (trial, stimulus, unit; int64),
+        per unit window), ``counts`` (trial, stimulus, unit; the smallest unsigned integer type that holds them),
         ``prior_rate``, ``prior_dispersion``, ``prior_fano_factor`` (unit); coords ``label``
         (stimulus) and ``unit``; attrs naming model, variant, dataset and checkpoint.
     """
@@ -109,8 +109,9 @@ def population(
     device = next(model.parameters()).device
     statistics = {name: np.empty((n_stimuli, n_units), np.float32)
                   for name in ("rate", "dispersion", "prob", "variance", "fano_factor")}
-    # int64, safe for arithmetic (counts - 1 is -1 where a count is 0); gzip keeps the file small.
-    counts = np.zeros((n_trials, n_stimuli, n_units), np.int64) if n_trials else None
+    # The smallest unsigned type that holds the largest count so far (widened when a batch needs
+    # it, never wrapping); statistics on counts are computed in float64.
+    counts = np.zeros((n_trials, n_stimuli, n_units), np.uint8) if n_trials else None
     was_training = model.training
     model.eval()
     bar = tqdm(total=n_stimuli, desc="population", unit="stim",
@@ -129,7 +130,10 @@ def population(
                 if counts is not None:
                     # Exact draws (Gamma then Poisson; a hierarchy: ancestral draws of every level).
                     batch_counts = family.sample_counts(images[start:stop].to(device), n_trials)
-                    counts[:, start:stop] = batch_counts.cpu().numpy()
+                    batch_counts = as_smallest_counts(batch_counts.cpu().numpy())
+                    if batch_counts.dtype.itemsize > counts.dtype.itemsize:
+                        counts = counts.astype(batch_counts.dtype)
+                    counts[:, start:stop] = batch_counts
                 bar.update(stop - start)
     finally:
         bar.close()
