@@ -23,8 +23,8 @@ from typing import Any, Literal
 import yaml
 
 from spikelatent import options as opt
-from spikelatent._io import write_text_atomic
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import write_text_atomic
 from spikelatent.options import (
     ARCHITECTURES,
     COUNT_MODELS,

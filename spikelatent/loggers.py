@@ -26,8 +26,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
-from spikelatent._io import write_text_atomic
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import write_text_atomic
 
 #: Logger name -> (the module it needs, the pip extra that installs it).
 LOGGER_EXTRAS: dict[str, tuple[str, str]] = {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spikelatent._io import atomic_path, write_json_atomic, write_text_atomic
+from spikelatent.io import atomic_path, write_json_atomic, write_text_atomic
 
 
 def test_success_replaces_the_target_and_leaves_nothing_else(tmp_path):

@@ -403,7 +403,7 @@ def save_receptive_field_grid(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from spikelatent._io import atomic_path
+    from spikelatent.io import atomic_path
 
     order = np.argsort(-fields["activity"].values, kind="stable")[:max_units]
     count = len(order)

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from spikelatent._io import json_number
 from spikelatent.analysis._streaming import is_chunked
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import (
@@ -40,6 +39,7 @@ from spikelatent.analysis.sparsity import (
 )
 from spikelatent.errors import SpikelatentError
 from spikelatent.inference import kl_per_unit
+from spikelatent.io import json_number
 
 #: Significance level of the dispersion test and the LRT (Benjamini–Hochberg).
 ALPHA = 0.05

@@ -30,8 +30,8 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from tqdm.auto import tqdm
 
 from spikelatent import __version__
-from spikelatent._io import atomic_path, write_json_atomic
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import atomic_path, write_json_atomic
 from spikelatent.metrics.reconstruction import to_unit_range
 
 FEATURE_KINDS = ("inception", "classifier")

@@ -27,8 +27,8 @@ import xarray as xr
 from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 from tqdm.auto import tqdm
 
-from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import atomic_path
 from spikelatent.spikes import count_array, presentation_windows, uniform_spike_times
 
 __all__ = ["to_nwb", "SUBJECT_FIELDS", "read_subject_yaml", "check_subject"]

@@ -263,7 +263,7 @@ def write_synthetic_recording(
 
     from pynwb import NWBHDF5IO, NWBFile
 
-    from spikelatent._io import atomic_path
+    from spikelatent.io import atomic_path
 
     pixels = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
     if pixels.shape[0] < 2 or not np.isfinite(pixels).all():

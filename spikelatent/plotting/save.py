@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from spikelatent._io import atomic_path
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import atomic_path
 
 #: Dots per inch of every figure written (pixel-exact image grids size themselves with it).
 DPI = 120

@@ -44,7 +44,6 @@ from tqdm.auto import tqdm
 
 from spikelatent import __version__, plotting
 from spikelatent._checks import check_int
-from spikelatent._io import json_number, write_json_atomic, write_netcdf_atomic
 from spikelatent.analysis import level_shattering, level_summary, shattering_dimensionality
 from spikelatent.analysis._streaming import PROGRESS
 from spikelatent.analysis.receptive_fields import (
@@ -68,6 +67,7 @@ from spikelatent.checkpoints import load
 from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import SpikelatentError
 from spikelatent.inference import kl_per_unit, model_features
+from spikelatent.io import json_number, write_json_atomic, write_netcdf_atomic
 from spikelatent.nwb import read_counts
 from spikelatent.populations import binned_counts, population
 

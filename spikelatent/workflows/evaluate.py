@@ -15,7 +15,6 @@ test images).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import time
@@ -27,12 +26,12 @@ import torch
 
 from spikelatent import __version__, options, plotting
 from spikelatent._checks import check_int
-from spikelatent._io import json_number, write_text_atomic
 from spikelatent.checkpoints import checkpoint_path, load
 from spikelatent.config import read_yaml_options
 from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.inference import reconstruct_images
+from spikelatent.io import json_number, write_csv_atomic, write_text_atomic
 from spikelatent.latents import PAPER_MODEL_ORDER
 from spikelatent.metrics import generation_metrics, make_feature_extractor, reconstruction_metrics
 from spikelatent.metrics.features import resolve_feature_kind
@@ -86,12 +85,7 @@ def _append_csv_row(path: Path, row: dict[str, Any]) -> None:
             fieldnames = list(reader.fieldnames or [])
             rows = list(reader)
     fieldnames += [key for key in row if key not in fieldnames]
-    rows.append(row)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fieldnames, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, [*rows, row], fieldnames)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -421,12 +415,9 @@ def compare_runs(
         "n_generated_5k",
         "n_generated_10k",
     ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
-    writer.writeheader()
-    for name, run_dir, metrics in entries:
-        writer.writerow({**metrics, "model": name, "run_dir": str(run_dir)})
-    write_text_atomic(out_dir / COMPARISON_CSV, buffer.getvalue())
+    write_csv_atomic(out_dir / COMPARISON_CSV,
+                     [{**metrics, "model": name, "run_dir": str(run_dir)}
+                      for name, run_dir, metrics in entries], columns, extrasaction="ignore")
 
     # One figure: the same test images reconstructed by every model.
     models = [(name, load(run_dir)) for name, run_dir, _ in entries]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import io
 import json
 import logging
 import sys
@@ -27,7 +26,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from spikelatent import plotting
-from spikelatent._io import atomic_path, write_text_atomic
 from spikelatent.checkpoints import (
     CHECKPOINT_DIR,
     KEPT_DIR,
@@ -39,6 +37,7 @@ from spikelatent.config import FitConfig
 from spikelatent.data import DATASETS, datamodule_from_config
 from spikelatent.data.paths import path_label
 from spikelatent.errors import CheckpointError, SpikelatentError
+from spikelatent.io import atomic_path, write_csv_atomic, write_text_atomic
 from spikelatent.loggers import (
     FinalSummary,
     ImageGrids,
@@ -203,11 +202,7 @@ class EpochMetricsCSV(Callback):
                 row[f"train_{name[:-6]}"] = value
         self.rows.append(row)
         extra = sorted({column for r in self.rows for column in r} - set(EPOCH_COLUMNS))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[*EPOCH_COLUMNS, *extra], restval="")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text_atomic(self.path, buffer.getvalue())
+        write_csv_atomic(self.path, self.rows, [*EPOCH_COLUMNS, *extra])
         log_epoch_row(trainer, row)  # --logger: the same numbers, under the same names
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from spikelatent._io import write_json_atomic, write_netcdf_atomic, write_text_atomic
 from spikelatent.data.images import IMG_EXTENSIONS, decode_image_file, to_float_image
 from spikelatent.data.preprocessing import as_image_list
 from spikelatent.errors import SpikelatentError
+from spikelatent.io import write_json_atomic, write_netcdf_atomic, write_text_atomic
 
 IMAGE_SUFFIXES = IMG_EXTENSIONS
 RESPONSE_SUFFIXES = (".nwb", ".npy", ".npz", ".nc")
