@@ -169,3 +169,27 @@ def test_each_logger_on_each_kind(kind, logger, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     run = fit(_config(kind, tmp_path / "run", logger=[logger]), progress=False)
     assert (run / "metrics.csv").exists() and (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_collapse_warning_is_taken_back_when_the_levels_recover():
+    from types import SimpleNamespace
+
+    from spikelatent.workflows.fit import CollapseGuard, CollapseWarning
+
+    guard = CollapseGuard()
+    module = SimpleNamespace(beta=lambda: 1.0, final_beta=1.0)
+
+    def validate(epoch, **metrics):
+        trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=epoch,
+                                  callback_metrics={k: torch.tensor(v) for k, v in metrics.items()})
+        guard.on_validation_epoch_end(trainer, module)
+
+    with pytest.warns(CollapseWarning, match=r"level\(s\) 0, 1 of 2"):
+        validate(0, **{"val/kl": 3.0, "val/kl_level0": 0.01, "val/kl_level1": 0.02})
+    with pytest.warns(CollapseWarning, match="recovered at epoch 1.*every level above 0.1"):
+        validate(1, **{"val/kl": 9.0, "val/kl_level0": 4.0, "val/kl_level1": 5.0})
+    import warnings
+
+    with warnings.catch_warnings():  # said once: a healthy epoch after the recovery is silent
+        warnings.simplefilter("error")
+        validate(2, **{"val/kl": 9.0, "val/kl_level0": 4.0, "val/kl_level1": 5.0})
