@@ -223,6 +223,16 @@ def test_linear_cka_equals_hsic_formula(tuned):
     assert float(linear_cka(x, y)) == pytest.approx(expected, abs=1e-12)
 
 
+def test_linear_cka_equals_hsic_formula_for_wide_features():
+    """More features than stimuli (pixels, filter banks) go through the Gram matrices."""
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(30, 80))
+    y = x[:, :5] + rng.normal(size=(30, 5))
+    k, m = x @ x.T, y @ y.T
+    expected = _hsic(k, m) / np.sqrt(_hsic(k, k) * _hsic(m, m))
+    assert float(linear_cka(x, y)) == pytest.approx(expected, abs=1e-12)
+
+
 def test_linear_cka_invariant_to_rotation_and_scale():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(200, 20))
