@@ -20,13 +20,6 @@ from spikelatent.analysis.overdispersion import (
     nb_vs_poisson_lrt,
     overdispersion_test,
 )
-from spikelatent.analysis.receptive_fields import (
-    encoder_fields,
-    fit_gabor,
-    gabor_fraction,
-    generative_fields,
-    receptive_fields,
-)
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
 from spikelatent.analysis.similarity import (
     compare_populations,
@@ -85,3 +78,17 @@ __all__ = [
     "treves_rolls_sparsity",
     "trials_by_stimulus",
 ]
+
+# Receptive fields need torch (a trained model): imported on first use, so that the count
+# analyses of a recording (spikelatent analyze FILE.nwb) do not load torch (~500 MB resident).
+_TORCH_NAMES = ("encoder_fields", "fit_gabor", "gabor_fraction", "generative_fields", "receptive_fields")
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module("spikelatent.analysis.receptive_fields"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spikelatent.analysis' has no attribute {name!r}")
