@@ -7,6 +7,9 @@ axis numbers. Binned counts ``(…, time, unit)`` (``read_counts(..., bin_size=S
 counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fano_factor`). Figures live in :mod:`spikelatent.plotting`.
 """
 
+import sys
+import types
+
 from spikelatent.analysis._layout import trials_by_stimulus
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
@@ -82,6 +85,19 @@ __all__ = [
 # Receptive fields need torch (a trained model): imported on first use, so that the count
 # analyses of a recording (spikelatent analyze FILE.nwb) do not load torch (~500 MB resident).
 _TORCH_NAMES = ("encoder_fields", "fit_gabor", "gabor_fraction", "generative_fields", "receptive_fields")
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``spikelatent.analysis.receptive_fields`` (as the run workflow does)
+    would bind the package attribute of that name to the module; it stays the function."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _TORCH_NAMES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
