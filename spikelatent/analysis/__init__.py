@@ -7,6 +7,9 @@ axis numbers. Binned counts ``(…, time, unit)`` (``read_counts(..., bin_size=S
 counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fano_factor`). Figures live in :mod:`spikelatent.plotting`.
 """
 
+import sys
+import types
+
 from spikelatent.analysis._layout import trials_by_stimulus
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
@@ -19,13 +22,6 @@ from spikelatent.analysis.overdispersion import (
     model_fano_summary,
     nb_vs_poisson_lrt,
     overdispersion_test,
-)
-from spikelatent.analysis.receptive_fields import (
-    encoder_fields,
-    fit_gabor,
-    gabor_fraction,
-    generative_fields,
-    receptive_fields,
 )
 from spikelatent.analysis.shattering import balanced_splits, shattering_dimensionality
 from spikelatent.analysis.similarity import (
@@ -95,3 +91,30 @@ __all__ = [
     "treves_rolls_sparsity",
     "trials_by_stimulus",
 ]
+
+# Receptive fields need torch (a trained model): imported on first use, so that the count
+# analyses of a recording (spikelatent analyze FILE.nwb) do not load torch (~500 MB resident).
+_TORCH_NAMES = ("encoder_fields", "fit_gabor", "gabor_fraction", "generative_fields", "receptive_fields")
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule ``spikelatent.analysis.receptive_fields`` (as the run workflow does)
+    would bind the package attribute of that name to the module; it stays the function."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _TORCH_NAMES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module("spikelatent.analysis.receptive_fields"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spikelatent.analysis' has no attribute {name!r}")

@@ -22,8 +22,8 @@ import xarray as xr
 
 from spikelatent.errors import SpikelatentError
 
-# Values of one float64 working block inside a chunk (32 MB).
-BLOCK_VALUES = 4_000_000
+# Values of one float64 working block inside a chunk (8 MB; a few such temporaries per thread).
+BLOCK_VALUES = 1_000_000
 #: Progress bars over chunks: None (only on a terminal), True or False; set by the callers
 #: (``spikelatent analyze --no-progress``) for every analysis they run.
 PROGRESS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("progress", default=None)
@@ -255,7 +255,9 @@ def _window_block(
         summed = np.zeros((0, n_unit), dtype=wide)
         if whole_stop > whole_first:
             part = block[whole_first * n - first : whole_stop * n - first]
-            summed = part.reshape(whole_stop - whole_first, n, -1).sum(axis=1, dtype=wide)
+            summed = part if n == 1 else part.reshape(whole_stop - whole_first, n, -1).sum(
+                axis=1, dtype=wide
+            )
         partial: dict[int, np.ndarray] = {}
         for index in {first // n, (stop - 1) // n}:
             window_first, window_stop = index * n, (index + 1) * n

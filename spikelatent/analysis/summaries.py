@@ -10,10 +10,9 @@ plain Python (NaN and infinities become ``None``: JSON has no NaN).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 import xarray as xr
 
 from spikelatent.analysis._streaming import is_chunked
@@ -38,8 +37,10 @@ from spikelatent.analysis.sparsity import (
     population_sparsity,
 )
 from spikelatent.errors import SpikelatentError
-from spikelatent.inference import kl_per_unit
 from spikelatent.io import json_number
+
+if TYPE_CHECKING:  # torch only for a model's information summary, imported there
+    import torch
 
 #: Significance level of the dispersion test and the LRT (Benjamini–Hochberg).
 ALPHA = 0.05
@@ -192,6 +193,8 @@ def information_summary(model: Any, images: torch.Tensor, batch_size: int = 500)
     image is dead in the VAE sense even when it fires). Returns plain numbers:
     ``kl_per_image_mean``/``_median``, ``n_informative``, ``fraction_informative``, ``n_units``.
     """
+    from spikelatent.inference import kl_per_unit
+
     kl = kl_per_unit(model, images, batch_size)
     per_image = kl.sum(-1)
     unit_mean = kl.mean(0)

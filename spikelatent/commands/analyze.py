@@ -134,9 +134,10 @@ def _value(args: argparse.Namespace, defaults: dict[str, Any], name: str) -> Any
 def run(args: argparse.Namespace) -> int:
     # The workflow (torch, xarray, matplotlib) is imported here, not at the top, so that
     # `spikelatent --version` and `--help` stay fast.
-    from spikelatent.workflows.analyze import analyze_recording, analyze_run
-
     if str(args.run_dir).endswith(".nwb") or Path(args.run_dir).is_file():
+        # Without torch: a recording's analysis costs the memory of its counts.
+        from spikelatent.workflows.recording import analyze_recording
+
         _refuse(args, RUN_DEFAULTS, "run directories", "an NWB file")
         analysis = analyze_recording(
             args.run_dir,
@@ -150,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None,
         )
     else:
+        from spikelatent.workflows.analyze import analyze_run
+
         _refuse(args, RECORDING_DEFAULTS, "NWB files", "a run directory")
         analysis = analyze_run(
             args.run_dir,

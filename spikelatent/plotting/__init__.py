@@ -14,12 +14,6 @@ temporary file renamed into place. Every writer returns the path it wrote.
 * :mod:`spikelatent.plotting.levels`: :func:`plot_levels` (a hierarchical model's levels).
 """
 
-from spikelatent.plotting.images import (
-    image_grid,
-    save_image_grid,
-    save_model_comparison,
-    save_reconstructions,
-)
 from spikelatent.plotting.levels import plot_levels
 from spikelatent.plotting.populations import (
     plot_fano_by_window,
@@ -51,3 +45,17 @@ __all__ = [
     "save_model_comparison",
     "save_reconstructions",
 ]
+
+# Image grids need torch and torchvision: imported on first use, so that the figures of a
+# recording's analyses (spikelatent analyze FILE.nwb) do not load them.
+_IMAGE_NAMES = ("image_grid", "save_image_grid", "save_model_comparison", "save_reconstructions")
+
+
+def __getattr__(name: str):
+    if name in _IMAGE_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module("spikelatent.plotting.images"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'spikelatent.plotting' has no attribute {name!r}")
