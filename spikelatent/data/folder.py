@@ -87,10 +87,12 @@ def list_image_folder(folder: Path) -> tuple[list[str], list[int] | None, list[s
     classes = [entry.name for entry in entries if entry.is_dir()]
     class_to_idx = {name: index for index, name in enumerate(classes)}
     root = os.path.join(os.path.expanduser(str(folder)), "")  # make_dataset's paths start so
-    samples = [(path[len(root):], label) for path, label in
-               (make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
-                if classes else [])
-               if not any(part.startswith(".") for part in path[len(root):].split(os.sep))]
+    samples = []
+    for name, index in class_to_idx.items():  # one class at a time: fewer full paths held
+        samples += [(path[len(root):], label) for path, label in
+                    make_dataset(str(folder), {name: index}, extensions=IMG_EXTENSIONS,
+                                 allow_empty=True)
+                    if not any(part.startswith(".") for part in path[len(root):].split(os.sep))]
     if not samples:
         others = [entry for entry in folder.rglob("*") if entry.is_file() and _visible(entry)]
         example = f" ({len(others)} other files, e.g. {others[0].name})" if others else ""
@@ -118,9 +120,11 @@ class ImageFiles(ImageReader):
     """Image files below ``root``, decoded on demand; the relative paths are kept as one numpy
     byte-string array (no Python object per file: DataLoader workers share its pages)."""
 
-    def __init__(self, root: Path, relative: list[str]) -> None:
+    def __init__(self, root: Path, relative: list[str], order: np.ndarray | None = None) -> None:
         self.root = root
         self.relative = np.array([os.fsencode(path) for path in relative], dtype=bytes)
+        if order is not None:  # listed in this order (positions into ``relative``)
+            self.relative = self.relative[order]
         super().__init__()
 
     def _total(self) -> int:
@@ -216,16 +220,17 @@ class ImageFolderDataModule(SourceDataModule):
 
     def _scan(self) -> LazySource:
         root, listed, classes, split = self._listed()
-        digest = hashlib.sha256()
+        digest, base = hashlib.sha256(), os.fspath(root)
         for files, _ in listed:  # the relative path and size of every file, in listed order
             for path in files:
-                digest.update(os.fsencode(path) + b"\0" + str(os.stat(root / path).st_size).encode()
-                              + b"\0")
+                size = os.stat(os.path.join(base, path)).st_size
+                digest.update(f"{path}\0{size}\0".encode(errors="surrogateescape"))
         pools = []
-        for files, labels in listed:
-            files, labels = self._ordered(files, labels)
-            pools.append(LazyPool(ImageFiles(root, files),
-                                  None if labels is None else np.asarray(labels, dtype=np.int64)))
+        for files, labels in listed:  # the order of _ordered, applied to numpy arrays
+            order = np.random.default_rng(ORDER_SEED).permutation(len(files))
+            pools.append(LazyPool(ImageFiles(root, files, order), None if labels is None
+                                  else np.asarray(labels, dtype=np.int64)[order]))
+        del listed
         count = sum(len(pool) for pool in pools)
         first = pools[0].reader
         try:
