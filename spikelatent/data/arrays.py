@@ -9,10 +9,17 @@ Shapes ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` with C = 1, 3 or 4 (a
 channels-first when the second axis is 1, 3 or 4, else channels-last. uint8 / uint16 are scaled to
 [0, 1]; floats are kept (range ``(0, 1)``, ``(-1, 1)`` or, otherwise, the observed one). Labels
 are integers (any values: they are mapped to ``0..K-1`` in sorted order, the names kept).
+
+Streamed (:mod:`spikelatent.data.streaming`): a ``.npy`` is memory-mapped and an HDF5 dataset
+opened in each worker process, one image read per item; only the labels are loaded. The SHA-256
+then covers the file's size, its first and last MiB and the array's dtype and shape (reading
+every byte would take longer than training should take to start). ``.npz`` archives are read
+whole and cannot stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,15 @@ import numpy as np
 import torch
 
 from spikelatent.data.images import sha256_of_array
-from spikelatent.data.sources import SOURCE_OPTIONS, RawImages, RawSource, SourceDataModule
+from spikelatent.data.sources import (
+    SOURCE_OPTIONS,
+    LazyPool,
+    LazySource,
+    RawImages,
+    RawSource,
+    SourceDataModule,
+)
+from spikelatent.data.streaming import ImageReader
 from spikelatent.errors import SpikelatentError
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
@@ -44,17 +59,46 @@ def is_array_path(path: str) -> bool:
     return file.suffix.lower() in ARRAY_SUFFIXES
 
 
-def _check_images(array: Any, what: str) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim not in (3, 4):
+def _check_shape_and_dtype(shape: tuple[int, ...], dtype: np.dtype, what: str) -> str:
+    """The layout of an image stack: ``"grey"`` (N, H, W), ``"first"`` (N, C, H, W) or
+    ``"last"`` (N, H, W, C); a one-line error for another rank, dtype or channel axis."""
+    if len(shape) not in (3, 4):
         raise SpikelatentError(
-            f"{what} has shape {array.shape} (rank {array.ndim}); expected (N, H, W), "
+            f"{what} has shape {shape} (rank {len(shape)}); expected (N, H, W), "
             f"(N, H, W, C) or (N, C, H, W)"
         )
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise SpikelatentError(f"{what} has dtype {array.dtype}; expected uint8, uint16 or float")
-    if np.issubdtype(array.dtype, np.complexfloating):
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise SpikelatentError(f"{what} has dtype {dtype}; expected uint8, uint16 or float")
+    if np.issubdtype(dtype, np.complexfloating):
         raise SpikelatentError(f"{what} is complex; give real images")
+    if len(shape) == 3:
+        return "grey"
+    if shape[1] in (1, 3, 4):
+        return "first"
+    if shape[-1] in (1, 3, 4):
+        return "last"
+    return "none"
+
+
+def _no_channel_axis(shape: tuple[int, ...], what: str) -> SpikelatentError:
+    return SpikelatentError(
+        f"{what} has shape {shape}: no channel axis of size 1, 3 or 4 second or last; "
+        f"give (N, H, W), (N, H, W, C) or (N, C, H, W)"
+    )
+
+
+def _one_image(image: np.ndarray, layout: str) -> np.ndarray:
+    """One image of a stack of ``layout`` as ``(C, H, W)``, C = 1 or 3."""
+    if layout == "grey":
+        return image[None]
+    if layout == "last":
+        image = np.moveaxis(image, -1, 0)
+    return image[:3]
+
+
+def _check_images(array: Any, what: str) -> np.ndarray:
+    array = np.asarray(array)
+    layout = _check_shape_and_dtype(array.shape, array.dtype, what)
     if np.issubdtype(array.dtype, np.floating):
         bad = ~np.isfinite(array)
         if bad.any():
@@ -63,18 +107,89 @@ def _check_images(array: Any, what: str) -> np.ndarray:
                 f"{what} holds {int(bad.sum())} NaN or infinite value(s), the first at index "
                 f"{first}; remove or replace them"
             )
-    if array.ndim == 3:
+    if layout == "grey":
         return array[:, None]
-    if array.shape[1] in (1, 3, 4):
+    if layout == "first":
         channels_first = array
-    elif array.shape[-1] in (1, 3, 4):
+    elif layout == "last":
         channels_first = np.moveaxis(array, -1, 1)
     else:
-        raise SpikelatentError(
-            f"{what} has shape {array.shape}: no channel axis of size 1, 3 or 4 second or last; "
-            f"give (N, H, W), (N, H, W, C) or (N, C, H, W)"
-        )
+        raise _no_channel_axis(array.shape, what)
     return channels_first[:, :3] if channels_first.shape[1] == 4 else channels_first
+
+
+def _labels_to_classes(label_sets: list[np.ndarray]) -> tuple[list[str], dict[Any, int]]:
+    """Class names (the label values in sorted order) and value → index."""
+    values = np.unique(np.concatenate([np.asarray(labels) for labels in label_sets]))
+    return [str(value) for value in values], {value: i for i, value in enumerate(values.tolist())}
+
+
+def _file_fingerprint(file: Path, *parts: Any) -> str:
+    """SHA-256 of the file's size, its first and last MiB and ``parts`` (dtype, shape, key)."""
+    digest = hashlib.sha256(repr((file.stat().st_size, *parts)).encode())
+    with open(file, "rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, file.stat().st_size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
+class MappedImages(ImageReader):
+    """Images of a memory-mapped ``.npy`` (read one by one; the OS pages them in and out)."""
+
+    def __init__(self, array: np.ndarray, layout: str, key: str) -> None:
+        self.array, self.layout, self.key = array, layout, key
+        super().__init__()
+
+    def _total(self) -> int:
+        return len(self.array)
+
+    def _name(self, j: int) -> str:
+        return f"{self.key}[{j}]"
+
+    def _read(self, j: int) -> torch.Tensor:
+        return _to_tensor(np.array(_one_image(self.array[j], self.layout)))
+
+    def _header(self, j: int) -> tuple[int, int, int]:
+        return _one_image(self.array[j], self.layout).shape  # a view: nothing is read
+
+
+class HDF5Images(ImageReader):
+    """Images of an HDF5 dataset, which each process opens for itself (h5py file handles do
+    not survive a fork)."""
+
+    def __init__(self, file: Path, key: str, shape: tuple[int, ...], layout: str) -> None:
+        self.file, self.key, self.shape, self.layout = file, key, tuple(shape), layout
+        self._opened: tuple[int, Any, Any] | None = None
+        super().__init__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": None}
+
+    def _dataset(self) -> Any:
+        if self._opened is None or self._opened[0] != os.getpid():
+            import h5py
+
+            handle = h5py.File(self.file, "r")
+            self._opened = (os.getpid(), handle, handle[self.key])
+        return self._opened[2]
+
+    def _total(self) -> int:
+        return self.shape[0]
+
+    def _name(self, j: int) -> str:
+        return f"{self.key}[{j}]"
+
+    def _read(self, j: int) -> torch.Tensor:
+        try:
+            image = self._dataset()[j]
+        except (OSError, ValueError) as error:
+            raise SpikelatentError(f"cannot read {self.file}:{self.key}[{j}] ({error})") from None
+        return _to_tensor(np.asarray(_one_image(image, self.layout)))
+
+    def _header(self, j: int) -> tuple[int, int, int]:
+        shape = _one_image(np.empty(self.shape[1:], dtype=np.bool_), self.layout).shape
+        return shape  # type: ignore[return-value]
 
 
 def _check_labels(labels: Any, count: int, what: str) -> np.ndarray:
@@ -140,25 +255,80 @@ class ArrayDataModule(SourceDataModule):
         import h5py
 
         with h5py.File(self.file, "r") as handle:
-            names: list[str] = []
-            handle.visititems(lambda name, item: names.append(name)
-                              if isinstance(item, h5py.Dataset) else None)
-            listing = ", ".join(names[:10]) or "none"
-            if not self.dataset_key:
+            self._check_hdf5_keys(handle)
+            return {role: handle[key][()] for role, key in
+                    (("images", self.dataset_key), ("labels", self.labels_key)) if key is not None}
+
+    def _scan(self) -> LazySource | None:
+        """``.npy`` memory-mapped or an HDF5 dataset, not read (``.npz``: None, read whole)."""
+        file, suffix = self.file, self.file.suffix.lower()
+        if suffix == ".npz":
+            return None
+        if not file.is_file():
+            raise SpikelatentError(f"no such file: {file}; give a .npy, .npz or .h5 file of images")
+        labels, classes = None, None
+        if suffix == ".npy":
+            try:
+                array = np.load(file, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as error:
+                reason = " ".join(str(error).split())[:160]
+                raise SpikelatentError(f"cannot read {file} ({type(error).__name__}: {reason})"
+                                       ) from None
+            what = f"{file} images"
+            layout = _check_shape_and_dtype(array.shape, array.dtype, what)
+            if layout == "none":
+                raise _no_channel_axis(array.shape, what)
+            reader: ImageReader = MappedImages(array, layout, "images")
+            shape, dtype = array.shape, array.dtype
+        else:
+            import h5py
+
+            try:
+                with h5py.File(file, "r") as handle:
+                    self._check_hdf5_keys(handle)
+                    dataset = handle[self.dataset_key]
+                    shape, dtype = tuple(dataset.shape), dataset.dtype
+                    if self.labels_key is not None:
+                        labels = handle[self.labels_key][()]
+            except OSError as error:
+                reason = " ".join(str(error).split())[:160]
+                raise SpikelatentError(f"cannot read {file} ({type(error).__name__}: {reason})"
+                                       ) from None
+            what = f"{file}:{self.dataset_key}"
+            layout = _check_shape_and_dtype(shape, dtype, what)
+            if layout == "none":
+                raise _no_channel_axis(shape, what)
+            reader = HDF5Images(file, str(self.dataset_key), shape, layout)
+            if labels is not None:
+                labels = _check_labels(labels, shape[0], f"{file} labels")
+                classes, index = _labels_to_classes([labels])
+                labels = np.asarray([index[value] for value in labels.tolist()], dtype=np.int64)
+        channels, height, width = reader.header(0) if len(reader) else (0, 0, 0)
+        record = {"kind": suffix.lstrip("."), "path": str(file.resolve()),
+                  "dataset": self.dataset_key, "arrays": {"images": list(shape)},
+                  "sha256": _file_fingerprint(file, str(dtype), tuple(shape), self.dataset_key),
+                  "sha256_of": "file size, first and last MiB, dtype, shape"}
+        return LazySource(train=LazyPool(reader, labels), test=None, class_names=classes,
+                          record=record,
+                          pixel_bytes=len(reader) * channels * height * width * dtype.itemsize)
+
+    def _check_hdf5_keys(self, handle: Any) -> None:
+        import h5py
+
+        names: list[str] = []
+        handle.visititems(lambda name, item: names.append(name)
+                          if isinstance(item, h5py.Dataset) else None)
+        listing = ", ".join(names[:10]) or "none"
+        if not self.dataset_key:
+            raise SpikelatentError(
+                f"{self.file}: name the HDF5 dataset of images as {self.file}:DATASET "
+                f"(datasets in the file: {listing})"
+            )
+        for key in (self.dataset_key, self.labels_key):
+            if key is not None and (key not in handle or not isinstance(handle[key], h5py.Dataset)):
                 raise SpikelatentError(
-                    f"{self.file}: name the HDF5 dataset of images as {self.file}:DATASET "
-                    f"(datasets in the file: {listing})"
+                    f"{self.file} has no dataset {key!r} (datasets in the file: {listing})"
                 )
-            arrays = {}
-            for role, key in (("images", self.dataset_key), ("labels", self.labels_key)):
-                if key is None:
-                    continue
-                if key not in handle or not isinstance(handle[key], h5py.Dataset):
-                    raise SpikelatentError(
-                        f"{self.file} has no dataset {key!r} (datasets in the file: {listing})"
-                    )
-                arrays[role] = handle[key][()]
-            return arrays
 
     def _read(self) -> RawSource:
         arrays = self._load_arrays()
@@ -173,10 +343,8 @@ class ArrayDataModule(SourceDataModule):
                 if key in arrays:
                     count = len(np.asarray(arrays.get(images_key, [])))
                     arrays[key] = _check_labels(arrays[key], count, f"{self.file} {key}")
-            values = np.unique(np.concatenate([np.asarray(arrays[k]) for k in ("labels", "test_labels")
-                                               if k in arrays]))
-            classes = [str(value) for value in values]
-            index = {value: i for i, value in enumerate(values.tolist())}
+            classes, index = _labels_to_classes([arrays[k] for k in ("labels", "test_labels")
+                                                 if k in arrays])
         pools = []
         digest_parts = []
         for images_key, labels_key in (("images", "labels"), ("test_images", "test_labels")):
@@ -196,8 +364,6 @@ class ArrayDataModule(SourceDataModule):
         if pools[1] is not None and pools[0].images and pools[1].images and \
                 pools[0].images[0].shape[0] != pools[1].images[0].shape[0]:
             raise SpikelatentError(f"{self.file}: images and test_images have different channel counts")
-        import hashlib
-
         record = {"kind": self.file.suffix.lower().lstrip("."), "path": str(self.file.resolve()),
                   "dataset": self.dataset_key,
                   "arrays": {k: list(np.shape(v)) for k, v in arrays.items()},

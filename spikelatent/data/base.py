@@ -92,27 +92,36 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
     """Random order that depends only on (seed, epoch), so a resumed run sees the same batches.
 
     Lightning calls ``set_epoch`` at the start of each epoch (as for ``DistributedSampler``);
-    under DDP Lightning replaces it with a ``DistributedSampler`` seeded the same way.
+    under DDP Lightning wraps it in a ``DistributedSamplerWrapper``, which gives each rank its
+    shard of this order and forwards ``set_epoch``.
+
+    With ``with_epoch`` it yields ``(index, epoch)`` pairs: a streamed dataset draws that epoch's
+    patch positions from them (:class:`~spikelatent.data.streaming.StreamedImages`), in any
+    worker process and on any rank.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, with_epoch: bool = False) -> None:
         self.size = size
         self.seed = seed
         self.epoch = 0
+        self.with_epoch = with_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.with_epoch:
+            return iter([(index, self.epoch) for index in order])
+        return iter(order)
 
     def __len__(self) -> int:
         return self.size
 
 
 def _select(pool: Dataset, indices: np.ndarray) -> Dataset:
-    if isinstance(pool, ImageTensorDataset):
+    if hasattr(pool, "select"):  # ImageTensorDataset, StreamedImages: no per-index Python list
         return pool.select(indices)
     return Subset(pool, indices.tolist())
 
@@ -266,10 +275,14 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _dataloader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
+        # A streamed patch dataset's item is the patches of one image: batch_size inputs.
+        per_item = getattr(dataset, "entry_size", 1)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=EpochSeededSampler(len(dataset), self.seed) if shuffle else None,
+            batch_size=max(1, self.batch_size // per_item),
+            sampler=EpochSeededSampler(len(dataset), self.seed,
+                                       with_epoch=getattr(dataset, "epoch_draws", False))
+            if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=BatchCollate(hflip=self.hflip and split == "train"),
@@ -306,19 +319,26 @@ class ImageDataModule(pl.LightningDataModule):
 
         All of it by default; with ``count``, the images at positions ``skip .. skip + count``
         (fewer if the split is shorter). In-memory datasets return their own tensors (views:
-        do not modify them in place); datasets read lazily from disk (CelebA) decode only the
-        images asked for, once, through a DataLoader.
+        do not modify them in place); datasets read lazily from disk (CelebA, streamed
+        collections) decode only the images asked for, once, through a DataLoader (a streamed
+        patch split: the fixed draw, ``patches_per_image`` per image).
         """
         dataset = self.dataset(split)
-        stop = len(dataset) if count is None else min(skip + count, len(dataset))
+        per_item = getattr(dataset, "entry_size", 1)
+        total = len(dataset) * per_item
+        stop = total if count is None else min(skip + count, total)
         if isinstance(dataset, ImageTensorDataset):
             if count is None and skip == 0:
                 return dataset.images, dataset.labels
             return dataset.images[skip:stop], dataset.labels[skip:stop]
+        first = skip // per_item  # items holding inputs skip .. stop
         if count is not None or skip:
-            dataset = Subset(dataset, range(skip, max(skip, stop)))
+            # Subset keeps the split's indices: a streamed split's unreadable image is replaced
+            # by the split's next one, as in training.
+            dataset = Subset(dataset, range(first, max(first, -(-stop // per_item))))
         loader = DataLoader(
-            dataset, batch_size=256, num_workers=self.num_workers, collate_fn=BatchCollate()
+            dataset, batch_size=max(1, 256 // per_item), num_workers=self.num_workers,
+            collate_fn=BatchCollate()
         )
         images, labels = [], []
         for batch_images, batch_labels in tqdm(
@@ -328,7 +348,9 @@ class ImageDataModule(pl.LightningDataModule):
             labels.append(batch_labels)
         if not images:
             return torch.empty((0, *self.image_shape)), torch.empty((0,), dtype=torch.int64)
-        return torch.cat(images), torch.cat(labels)
+        start = skip - first * per_item
+        return (torch.cat(images)[start:start + max(0, stop - skip)],
+                torch.cat(labels)[start:start + max(0, stop - skip)])
 
     def describe_splits(self) -> dict[str, Any]:
         """JSON-serialisable summary of the splits (written to ``splits.json`` by a run).

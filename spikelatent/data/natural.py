@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from spikelatent.data.sources import RawImages, RawSource, SourceDataModule
+from spikelatent.data.sources import LazyPool, LazySource, RawImages, RawSource, SourceDataModule
+from spikelatent.data.streaming import ListImages
 from spikelatent.errors import SpikelatentError
 
 #: The photographs used: (package, name, licence). scikit-image's are read by ``skimage.data``
@@ -87,3 +88,12 @@ class NaturalPatchesDataModule(SourceDataModule):
                   "sha256": hashlib.sha256("".join(parts).encode()).hexdigest()}
         return RawSource(train=RawImages(images=images, names=names), test=None,
                          class_names=None, record=record)
+
+    def _scan(self) -> LazySource | None:
+        """With ``stream=True``: the photographs (in memory) prepared per item, so every epoch
+        draws new patch positions (``auto`` never streams ten photographs)."""
+        if self.stream is not True:
+            return None
+        source = self._read()
+        return LazySource(train=LazyPool(ListImages(source.train.images, source.train.names)),
+                          test=None, class_names=None, record=source.record)

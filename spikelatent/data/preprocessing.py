@@ -61,6 +61,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "zca": False,  # False, or the ZCA regulariser epsilon (relative to the mean eigenvalue)
     "contrast_normalize": False,
     "standardise": False,
+    # None: fitted on the whole training pool; a streamed collection records its sample here
+    # ({"images", "pool", "seed", "rule"}), so describe() and the model carry it.
+    "fit_sample": None,
     "carried": True,
 }
 

@@ -19,12 +19,17 @@ A :class:`SourceDataModule` reads raw images (subclasses: :mod:`~spikelatent.dat
 Validation is then carved from the training pool by ``ImageDataModule.setup`` (seeded by ``seed``).
 ``source_record`` (after ``setup``) names where the data came from with a SHA-256 of every file's
 bytes, so a resumed run can refuse a changed data set.
+
+**Streamed** (``stream=True``, or ``"auto"`` for large collections): the same steps, per item in
+DataLoader workers, with the constants fitted on a seeded sample of the training pool
+(:mod:`spikelatent.data.streaming`; docs/data.md "Streamed collections").
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,21 @@ from spikelatent.data.base import ImageDataModule, ImageTensorDataset, _fraction
 from spikelatent.data.images import harmonise_channels, parse_size, to_float_image
 from spikelatent.data.preprocessing import Preprocessor
 from spikelatent.data.splits import TEST_SPLIT_SEED, carve
+from spikelatent.data.streaming import (
+    DEFAULT_FIT_SAMPLE,
+    MAX_UNREADABLE_FRACTION,
+    STREAM_AUTO_BYTES,
+    STREAM_AUTO_IMAGES,
+    STREAM_PATCHES_PER_IMAGE,
+    TEST_POOL,
+    TRAIN_POOL,
+    ImageReader,
+    ItemPipeline,
+    StreamedImages,
+    UnreadableImageWarning,
+    fit_sample_positions,
+    prepare_sample,
+)
 from spikelatent.errors import SpikelatentError
 
 WHITEN_CHOICES = ("none", "fourier", "zca")
@@ -60,6 +80,10 @@ SOURCE_OPTIONS: dict[str, str] = {
                      "0 = no roll-off)",
     "zca_epsilon": "ZCA regulariser relative to the mean eigenvalue (default 0.01)",
     "contrast_normalize": "per image/patch: subtract its mean, divide by its s.d. (default False)",
+    "stream": "read images on demand in DataLoader workers: true, false or auto (default auto: "
+              f"from {STREAM_AUTO_IMAGES:,} images or {STREAM_AUTO_BYTES >> 30} GiB of pixels)",
+    "fit_sample": "streamed: training-pool images the fitted constants are estimated from "
+                  f"(default {DEFAULT_FIT_SAMPLE:,})",
 }
 
 
@@ -77,6 +101,35 @@ class RawImages:
             names=[self.names[i] for i in indices],
             labels=None if self.labels is None else [self.labels[i] for i in indices],
         )
+
+
+@dataclass
+class LazyPool:
+    """A pool of a streamed source: its reader and labels ``(N,)`` (None: unlabelled)."""
+
+    reader: ImageReader
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def subset(self, indices: np.ndarray) -> LazyPool:
+        return LazyPool(self.reader.subset(indices),
+                        None if self.labels is None else self.labels[indices])
+
+
+@dataclass
+class LazySource:
+    """A source's pools, not read yet (see :meth:`SourceDataModule._scan`).
+
+    ``pixel_bytes``: the raw pixels' size as decoded (for ``stream="auto"``).
+    """
+
+    train: LazyPool
+    test: LazyPool | None
+    class_names: list[str] | None
+    record: dict[str, Any] = field(default_factory=dict)
+    pixel_bytes: int = 0
 
 
 @dataclass
@@ -120,9 +173,18 @@ class SourceDataModule(ImageDataModule):
         whiten_cutoff: float | None = None,
         zca_epsilon: float = 0.01,
         contrast_normalize: bool | None = None,
+        stream: bool | str = "auto",
+        fit_sample: int = DEFAULT_FIT_SAMPLE,
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        self.stream: bool | str = (
+            "auto" if isinstance(stream, str) and stream.strip().lower() == "auto"
+            else _bool(self.name, "stream", stream))
+        self.fit_sample = _positive_int(self.name, "fit_sample", fit_sample)
+        # Streamed patches: a given patches_per_image is the patches per visit of an image.
+        self._patches_per_image_given = patches_per_image is not None
+        self.streamed = False
         given = {
             "grayscale": grayscale, "patches": patches, "patches_per_image": patches_per_image,
             "log_intensity": log_intensity, "whiten": whiten, "whiten_cutoff": whiten_cutoff,
@@ -169,6 +231,11 @@ class SourceDataModule(ImageDataModule):
         """Read the raw images (and the source's own test pool, if it has one)."""
         raise NotImplementedError
 
+    def _scan(self) -> LazySource | None:
+        """List the images without reading them, for streaming; None: this source cannot
+        stream (its images come whole, e.g. an ``.npz`` archive)."""
+        return None
+
     # ----------------------------------------------------------------- pipeline
     @property
     def rescales(self) -> bool:
@@ -176,6 +243,16 @@ class SourceDataModule(ImageDataModule):
         return self.log_intensity or self.whiten != "none" or self.contrast_normalize
 
     def _load_pools(self, folder: Path | None) -> tuple[Dataset, Dataset | None]:
+        if self.stream is not False:
+            lazy = self._scan()
+            if lazy is None and self.stream is True:
+                raise SpikelatentError(
+                    f"{self.name} cannot be streamed (its images are read whole); save them as "
+                    f".npy (np.save), .h5 or a folder of image files, or drop stream=true"
+                )
+            if lazy is not None and (self.stream is True or len(lazy.train) + len(
+                    lazy.test or ()) >= STREAM_AUTO_IMAGES or lazy.pixel_bytes >= STREAM_AUTO_BYTES):
+                return self._stream_pools(lazy)
         source = self._read()
         if not source.train.images:
             raise SpikelatentError(f"{self.name}: no images to train on")
@@ -281,6 +358,11 @@ class SourceDataModule(ImageDataModule):
         fitted = {"train": preprocessor.fit(tensors["train"])}
         fitted.update({k: preprocessor.pool_stage(v) for k, v in tensors.items() if k != "train"})
         self._preprocessor = preprocessor
+        self.preprocessing = self._preprocessing_record(preprocessor)
+        return fitted
+
+    def _preprocessing_record(self, preprocessor: Preprocessor) -> dict[str, Any]:
+        """Every option and fitted scalar constant, for ``splits.json``."""
         record: dict[str, Any] = {
             "order": "float [0,1] -> crop -> image_size -> grayscale -> log_intensity -> "
                      "whiten fourier -> patches -> whiten zca -> contrast_normalize -> scale",
@@ -301,8 +383,128 @@ class SourceDataModule(ImageDataModule):
         if preprocessor.settings()["standardise"]:
             record["standardise"] = {"offset": float(preprocessor.offset),
                                      "scale": float(preprocessor.scale)}
-        self.preprocessing = record
-        return fitted
+        if preprocessor.settings()["fit_sample"] is not None:
+            record["fit_sample"] = preprocessor.settings()["fit_sample"]
+        return record
+
+    # ----------------------------------------------------------------- streamed
+    def _streamed_patches_per_image(self) -> int:
+        """Patches per visit of an image: the given ``patches_per_image``, else 8 (or the largest
+        power of two below it that divides the batch size); a batch holds whole visits."""
+        if not self._patches_per_image_given:
+            return math.gcd(self.batch_size, STREAM_PATCHES_PER_IMAGE)
+        if self.batch_size % self.patches_per_image:
+            raise SpikelatentError(
+                f"{self.name}: streamed, a batch holds all patches_per_image patches of each "
+                f"image it reads; make --batch-size ({self.batch_size}) a multiple of "
+                f"--patches-per-image ({self.patches_per_image}), e.g. --patches-per-image 8"
+            )
+        return self.patches_per_image
+
+    def _stream_channels(self, pools: dict[str, LazyPool], sample: np.ndarray) -> int:
+        """1 with ``grayscale``, else 3 when an image of the fit sample or a test sample of the
+        same size is in colour (their headers are read), as the in-memory route decides on all."""
+        if self.grayscale:
+            return 1
+        probes = {"train": sample,
+                  "test": fit_sample_positions(len(pools["test"]), self.fit_sample,
+                                               self.data_seed)}
+        for split, positions in probes.items():
+            reader = pools[split].reader
+            for i in positions:
+                try:
+                    if reader.header(int(i))[0] == 3:
+                        return 3
+                except SpikelatentError:
+                    continue  # unreadable: named when it is read
+        return 1
+
+    def _stream_pools(self, source: LazySource) -> tuple[Dataset, Dataset]:
+        """The streamed route: split by image, fit the constants on a seeded sample of the
+        training pool, and return datasets that read every item on demand."""
+        train, test = source.train, source.test
+        test_split = "the source's own test images"
+        if test is None:
+            rest, carved = carve(np.arange(len(train)), self.test_fraction, TEST_SPLIT_SEED)
+            if len(rest) == 0:
+                raise SpikelatentError(
+                    f"{self.name}: only {len(train)} image(s); with test_fraction "
+                    f"{self.test_fraction} none is left to train on; add images or lower it"
+                )
+            train, test = train.subset(rest), train.subset(carved)
+            test_split = (f"{len(carved)} images carved with test_fraction={self.test_fraction}, "
+                          f"fixed seed {TEST_SPLIT_SEED}")
+        if len(train) == 0:
+            raise SpikelatentError(f"{self.name}: no images to train on")
+        self.labelled = source.class_names is not None
+        self.class_names = list(source.class_names) if self.labelled else [UNLABELLED]
+        self.num_classes = len(self.class_names)
+        pools = {"train": train, "test": test}
+        per_visit = self._streamed_patches_per_image() if self.patch_size else 1
+        if self.patch_size:
+            self.patches_per_image = per_visit
+        sample = fit_sample_positions(len(train), self.fit_sample, self.data_seed)
+        channels = self._stream_channels(pools, sample)
+        settings = self._preprocessing_settings()
+        unfitted = ItemPipeline(Preprocessor((channels, 1, 1), settings), channels, None,
+                                self.patch_size, per_visit, self.data_seed)
+        datasets = {
+            split: StreamedImages(pool.reader, pool.labels if pool.labels is not None
+                                  else np.zeros(len(pool), dtype=np.int64),
+                                  np.arange(len(pool)), code, unfitted)
+            for (split, pool), code in zip(pools.items(), (TRAIN_POOL, TEST_POOL), strict=True)
+        }
+        good, bad = prepare_sample(datasets["train"].select(sample), self.num_workers)
+        for _, message in bad:
+            warnings.warn(f"skipped in the fit sample: {message}", UnreadableImageWarning,
+                          stacklevel=2)
+        if not good or len(bad) > MAX_UNREADABLE_FRACTION * len(sample):
+            first = bad[0][1] if bad else "no image"
+            raise SpikelatentError(
+                f"{self.name}: {len(bad)} of the {len(sample)} images sampled to fit the "
+                f"preprocessing cannot be read (e.g. {first}); check the collection"
+            )
+        size = None
+        if self.patch_size is None:
+            size = tuple(good[0][1].shape[-2:])
+            other = next(((i, x) for i, x in good if tuple(x.shape[-2:]) != size), None)
+            if other is not None:
+                reader = datasets["train"].reader
+                raise SpikelatentError(
+                    f"{self.name}: images differ in size ({reader.name(int(sample[good[0][0]]))} "
+                    f"is {size[0]}x{size[1]}, {reader.name(int(sample[other[0]]))} is "
+                    f"{other[1].shape[-2]}x{other[1].shape[-1]}); pass --image-size S (or "
+                    f"--crop S, or --patches S)"
+                )
+        tensor = torch.cat([x for _, x in good]).to(torch.float32)
+        fit_record = {"images": len(good), "pool": len(train), "seed": self.data_seed,
+                      "rule": "all" if len(sample) == len(train)
+                      else "numpy.random.default_rng([data_seed, 3]).choice(pool, images, "
+                           "replace=False)"}
+        if bad:
+            fit_record["unreadable"] = [datasets["train"].reader.name(int(sample[i]))
+                                        for i, _ in bad[:10]]
+        preprocessor = Preprocessor(tuple(tensor.shape[1:]),
+                                    {**settings, "fit_sample": fit_record})
+        fitted = preprocessor.fit(tensor)
+        self._set_range(fitted)
+        self.image_shape = tuple(int(s) for s in tensor.shape[1:])  # type: ignore[assignment]
+        del tensor, fitted, good
+        pipeline = ItemPipeline(preprocessor, channels, size, self.patch_size, per_visit,
+                                self.data_seed)
+        datasets = {split: dataset.with_pipeline(pipeline) for split, dataset in datasets.items()}
+        self._preprocessor = preprocessor
+        self.preprocessing = self._preprocessing_record(preprocessor)
+        self.preprocessing["streamed"] = {
+            "patch_positions": None if self.patch_size is None else
+            "fixed (val, test, split_tensors): default_rng([data_seed, pool, position]); "
+            "training batches: default_rng([data_seed, 2, position, epoch])",
+            "patches_per_visit": per_visit if self.patch_size else None,
+        }
+        self.streamed = True
+        self.source_record = {**source.record, "test_split": test_split, "streamed": True,
+                              "images": {split: len(pool) for split, pool in pools.items()}}
+        return datasets["train"], datasets["test"]
 
     def _set_range(self, train: torch.Tensor) -> None:
         if len(train) == 0:
@@ -326,6 +528,10 @@ class SourceDataModule(ImageDataModule):
         """A stable name per image of ``split``: the file's path relative to the source
         (``photos/cat/1.png``), ``images[12]`` for arrays, ``NAME@row,col`` for patches."""
         self.setup()
+        if self.streamed:  # train, val and test hold their own items
+            dataset = self.dataset(split)
+            assert isinstance(dataset, StreamedImages)
+            return dataset.names()
         pool = "test" if split == "test" else "train"
         return [self._pool_names[pool][i] for i in self.split_indices[split]]
 
@@ -334,6 +540,7 @@ class SourceDataModule(ImageDataModule):
         summary = super().describe_splits()
         summary["index_space"] = {"train": "training pool", "val": "training pool",
                                   "test": "test pool"}
+        summary["streamed"] = self.streamed
         summary["test_split"] = self.source_record.get("test_split")
         summary["test_fraction"] = self.test_fraction
         summary["source"] = self.source_record

@@ -7,7 +7,7 @@ Poisson VAE's vH16 patches): log intensity, whitening, random patches, contrast 
   a 1/f image exactly white).
 * :func:`zca_whitening`: the symmetric whitening matrix ``U diag(1 / sqrt(s + eps)) U^T`` of the
   patch covariance (``scipy.linalg.eigh``), fitted on training patches only.
-* :func:`random_patches`: seeded uniform patch positions per image.
+* :func:`random_patches`: seeded uniform patch positions per image (:func:`patch_corners`).
 * :func:`contrast_normalise`: subtract each patch's mean, divide by its standard deviation.
 """
 
@@ -62,11 +62,20 @@ def random_patches(
     """``count`` patches ``(count, C, size, size)`` at uniform random positions of ``image``
     ``(C, H, W)``, and their top-left corners ``(count, 2)`` as (row, column)."""
     _, height, width = image.shape
-    rows = rng.integers(0, height - size + 1, size=count)
-    cols = rng.integers(0, width - size + 1, size=count)
+    corners = patch_corners(height, width, size, count, rng)
+    rows, cols = corners[:, 0], corners[:, 1]
     windows = image.unfold(1, size, 1).unfold(2, size, 1)  # (C, H-s+1, W-s+1, s, s), a view
     patches = windows[:, torch.as_tensor(rows), torch.as_tensor(cols)].permute(1, 0, 2, 3)
-    return patches.contiguous(), np.stack([rows, cols], axis=1)
+    return patches.contiguous(), corners
+
+
+def patch_corners(height: int, width: int, size: int, count: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Top-left corners ``(count, 2)`` (row, column) of ``count`` uniform random ``size`` x
+    ``size`` windows of a ``height`` x ``width`` image: all rows drawn first, then all columns."""
+    rows = rng.integers(0, height - size + 1, size=count)
+    cols = rng.integers(0, width - size + 1, size=count)
+    return np.stack([rows, cols], axis=1)
 
 
 def zca_whitening(patches: torch.Tensor, epsilon: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:

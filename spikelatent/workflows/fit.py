@@ -464,8 +464,7 @@ def write_figures(run_dir: Path, datamodule: Any, n: int = 10) -> None:
     """Reconstructions (inputs, a posterior sample, the posterior mean), prior samples (hard
     counts) and loss curves, as PNG in the run directory."""
     model = load(run_dir)
-    images, _ = datamodule.split_tensors("val")
-    inputs = images[:n]
+    inputs, _ = datamodule.split_tensors("val", count=n)  # a streamed split reads only these
     with torch.no_grad():
         rows = {"posterior sample": model.reconstruct(inputs, mode="sample"),
                 "posterior mean": model.reconstruct(inputs, mode="mean")}
