@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikelatent import options
 from spikelatent.distributions import (
     NB_SAMPLERS,
     NegativeBinomial,
@@ -62,9 +63,9 @@ __all__ = [
 ]
 
 #: KL estimators of a group: exact truncated series, or the published Monte Carlo estimate.
-HIERARCHICAL_KL = ("series", "mc")
+HIERARCHICAL_KL = options.HIERARCHICAL_KL_ESTIMATORS
 #: ``uniform``: every group's KL weighs 1; ``scale``: 1 / (groups at its scale) (published option).
-KL_BALANCES = ("uniform", "scale")
+KL_BALANCES = options.KL_BALANCE.values
 #: Top-down modes: relaxed samples (training), exact counts (evaluation), posterior/prior means.
 PASS_MODES = ("relaxed", "hard", "mean")
 #: The decoder's last layer for each data range (``networks.output_activation_for``).
@@ -271,7 +272,7 @@ class HierarchicalNB(LatentModel):
         super().__init__()
         if not isinstance(scales, int) or isinstance(scales, bool) or scales < 1:
             raise SpikelatentError(f"--scales must be a positive integer; got {scales!r}")
-        for name, value, allowed in (("kl", kl, HIERARCHICAL_KL), ("relax", relax, ("ct", "gumbel")),
+        for name, value, allowed in (("kl", kl, HIERARCHICAL_KL), ("relax", relax, options.RELAX.values),
                                      ("nb-sampler", nb_sampler, NB_SAMPLERS),
                                      ("kl-balance", kl_balance, KL_BALANCES),
                                      ("output activation", output_activation, tuple(OUTPUT_LAYERS))):
