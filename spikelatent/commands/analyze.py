@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
         "--memory-limit",
         metavar="SIZE",
         help="FILE.nwb: memory the binned counts may take (e.g. 2GB, 500MB); larger counts are "
-        "binned and analysed chunk by chunk (default: an eighth of the available memory)",
+        "binned and analysed chunk by chunk (default: an eighth of the available memory, at most 256 MB)",
     )
     parser.add_argument(
         "--scheduler",
