@@ -254,10 +254,12 @@ class EpochLines(Callback):
 
 
 #: Lightning's info lines on every fit that users cannot act on: the devices it found, the
-#: dataloader it peeked at, why its loop stopped (our start line and epoch lines say all that),
-#: and its cloud-service tips.
+#: dataloader it peeked at, why its loop stopped, the checkpoint it resumed from (our start line
+#: and epoch lines say all that), and its cloud-service tips.
 LIGHTNING_CHATTER = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:",
-                     "Loading `train_dataloader` to estimate", "`Trainer.fit` stopped:", "💡 Tip:")
+                     "Loading `train_dataloader` to estimate", "`Trainer.fit` stopped:",
+                     "Restoring states from the checkpoint", "Restored all states from the checkpoint",
+                     "💡 Tip:")
 #: The Lightning loggers these lines are written to (rank_zero_info, the CUDA accelerator).
 LIGHTNING_CHATTER_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
                              "lightning.fabric.utilities.rank_zero",
@@ -271,14 +273,17 @@ class _HideLightningChatter(logging.Filter):
 
 @contextmanager
 def lightning_chatter_hidden() -> Iterator[None]:
-    """Drop :data:`LIGHTNING_CHATTER` while a Trainer is built and runs (its warnings and every
-    other log line pass); the loggers are left as they were afterwards."""
+    """Drop :data:`LIGHTNING_CHATTER` and a Lightning-internal deprecation notice while a Trainer
+    is built and runs (every other warning and log line passes); the loggers and warning filters
+    are left as they were afterwards."""
     chatter = _HideLightningChatter()
     loggers = [logging.getLogger(name) for name in LIGHTNING_CHATTER_LOGGERS]
     for logger in loggers:
         logger.addFilter(chatter)
     try:
-        yield
+        with warnings.catch_warnings():  # Lightning-internal use of a deprecated torch pytree API
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+            yield
     finally:
         for logger in loggers:
             logger.removeFilter(chatter)
