@@ -135,11 +135,22 @@ def _file_fingerprint(file: Path, *parts: Any) -> str:
 
 
 class MappedImages(ImageReader):
-    """Images of a memory-mapped ``.npy`` (read one by one; the OS pages them in and out)."""
+    """Images of a memory-mapped ``.npy`` (read one by one; the OS pages them in and out). Each
+    process maps the file itself: a pickled memory map would carry the whole array along."""
 
-    def __init__(self, array: np.ndarray, layout: str, key: str) -> None:
-        self.array, self.layout, self.key = array, layout, key
+    def __init__(self, file: Path, layout: str, key: str) -> None:
+        self.file, self.layout, self.key = file, layout, key
+        self._array: np.ndarray | None = None
         super().__init__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None}
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.file, mmap_mode="r", allow_pickle=False)
+        return self._array
 
     def _total(self) -> int:
         return len(self.array)
@@ -278,7 +289,7 @@ class ArrayDataModule(SourceDataModule):
             layout = _check_shape_and_dtype(array.shape, array.dtype, what)
             if layout == "none":
                 raise _no_channel_axis(array.shape, what)
-            reader: ImageReader = MappedImages(array, layout, "images")
+            reader: ImageReader = MappedImages(file, layout, "images")
             shape, dtype = array.shape, array.dtype
         else:
             import h5py
