@@ -159,7 +159,7 @@ recons = model.reconstruct(images)
 """)],
     "docs/nwb.md": [("", _TINY_RUN + _RECORDING.replace("session.nwb", "recording.nwb") + """
 from spikelatent.populations import population as _population
-from spikelatent._io import write_netcdf_atomic
+from spikelatent.io import write_netcdf_atomic
 write_netcdf_atomic(_population(model, images, labels=labels, n_trials=2),
                     "runs/mnist-negbio/population.nc")
 Path = __import__("pathlib").Path
