@@ -157,6 +157,8 @@ test_images, _ = data.split_tensors("test")
 images = test_images[:40]
 recons = model.reconstruct(images)
 """)],
+    "docs/model-kinds.md": [("", _TINY_RUN.replace("runs/mnist-negbio", "runs/digits-negbio"))],
+    "docs/preprocessing.md": [("", _TINY_RUN.replace("runs/mnist-negbio", "runs/digits-negbio"))],
     "docs/nwb.md": [("", _TINY_RUN + _RECORDING.replace("session.nwb", "recording.nwb") + """
 from spikelatent.populations import population as _population
 from spikelatent.io import write_netcdf_atomic
