@@ -316,6 +316,10 @@ def _three(value):
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _two(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def test_the_printout_shows_the_numbers_of_analysis_json(runs, capsys):
     """Every number printed is the one in analysis.json (formatted here by hand), so a change to
     the report's layout cannot silently break or falsify the printout."""
@@ -340,9 +344,10 @@ def test_the_printout_shows_the_numbers_of_analysis_json(runs, capsys):
         f"{_three(sparsity['lifetime_sparsity_mean'])}, population "
         f"{_three(sparsity['population_sparsity_mean'])}; active units "
         f"{sparsity['n_active']}/16 (dead {sparsity['n_dead']})",
-        f"receptive fields: Gabor-like (R² >= 0.5) {fields['gabor_fraction']:.2f} of all units, "
-        f"{fields['gabor_fraction_active']:.2f} of active units (median R² "
-        f"{fields['gabor_r2_median']:.2f})",
+        f"receptive fields: Gabor-like {fields['gabor_fraction']:.2f} of all units, "
+        f"{fields['gabor_fraction_active']:.2f} of active units (R² >= 0.5 and n_x >= 0.25 "
+        f"cycles; {fields['good_fit_fraction']:.2f} fit with R² >= 0.5, median n_x of those "
+        f"{_two(fields['good_fit_nx_median'])})",
         f"shattering dimensionality: {_three(shattering['mean'])} "
         f"[{_three(shattering['ci_low'])}, {_three(shattering['ci_high'])}]",
         "written: " + ", ".join(str(run_dir / name) for name in report["files"]),

@@ -80,3 +80,15 @@ def test_every_page_is_in_the_site_navigation():
                                                           (ROOT / "README.md").read_text()))))
 def test_readme_links_to_existing_pages(target):
     assert (ROOT / target).is_file(), target
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/index.md"])
+def test_the_cpu_only_torch_step_keeps_within_the_projects_bounds(page):
+    """The CPU-only install names the upper bounds of pyproject.toml, so that the project's own
+    install keeps that torch / torchvision pair instead of replacing one of them."""
+    pyproject = (ROOT / "pyproject.toml").read_text()  # (tomllib is Python >= 3.11)
+    bounds = dict(re.findall(r'^\s*"(torch|torchvision)[<>=][^"]*<=([\w.]+)', pyproject, re.MULTILINE))
+    assert set(bounds) == {"torch", "torchvision"}
+    text = " ".join((ROOT / page).read_text().split())  # the README wraps the command
+    assert (f'pip install "torch<={bounds["torch"]}" "torchvision<={bounds["torchvision"]}" '
+            f"--index-url https://download.pytorch.org/whl/cpu") in text

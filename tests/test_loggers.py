@@ -89,6 +89,38 @@ def test_a_resumed_run_continues_the_same_logger_run(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(run.name.endswith(run_id) for run in runs)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "spikelatent.loggers (for the lead): mlflow >= 3 refuses the file store RUN/mlruns unless "
+    "MLFLOW_ALLOW_FILE_STORE=true (use sqlite:///RUN/mlruns/mlflow.db), and a resume with a new "
+    "--epochs re-logs config/epochs, which MLflow refuses ('Changing param values is not "
+    "allowed'); remove this mark when both are fixed"))
+def test_mlflow_holds_the_metrics_csv_numbers_and_a_resume_continues_its_run(tmp_path):
+    """--logger mlflow (the mlflow extra; CI installs it): every metrics.csv number in the run's
+    file store, read back with mlflow's own client, and one MLflow run across a resume."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "run"
+    assert main(["fit", *TINY, "--epochs", "1", "--logger", "mlflow", "--out", str(out)]) == 0
+    run_id = (out / "mlruns" / "spikelatent-run-id").read_text().strip()
+    assert main(["fit", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    assert (out / "mlruns" / "spikelatent-run-id").read_text().strip() == run_id
+    databases = sorted((out / "mlruns").glob("*.db"))  # a database store, else the file store
+    client = MlflowClient(tracking_uri=f"sqlite:///{databases[0].resolve()}" if databases
+                          else (out / "mlruns").resolve().as_uri())
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2
+    for column in ("val_mse", "train_loss", "val_kl", "beta", "lr"):
+        logged = {metric.step: metric.value for metric in client.get_metric_history(run_id, column)}
+        expected = {int(row["step"]): float(row[column]) for row in rows}
+        assert logged.keys() == expected.keys(), column
+        for step, value in expected.items():
+            assert math.isclose(logged[step], value, rel_tol=1e-6, abs_tol=1e-9), (column, step)
+    params = client.get_run(run_id).data.params
+    assert params["config/model"] == "negbio"
+    assert float(params["config/lr"]) == pytest.approx(FitConfig.from_yaml(out / "config.yaml").lr)
+
+
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
     import spikelatent.loggers
 
