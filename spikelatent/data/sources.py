@@ -476,7 +476,6 @@ class SourceDataModule(ImageDataModule):
                     f"{other[1].shape[-2]}x{other[1].shape[-1]}); pass --image-size S (or "
                     f"--crop S, or --patches S)"
                 )
-        tensor = torch.cat([x for _, x in good]).to(torch.float32)
         fit_record = {"images": len(good), "pool": len(train), "seed": self.data_seed,
                       "rule": "all" if len(sample) == len(train)
                       else "numpy.random.default_rng([data_seed, 3]).choice(pool, images, "
@@ -484,12 +483,13 @@ class SourceDataModule(ImageDataModule):
         if bad:
             fit_record["unreadable"] = [datasets["train"].reader.name(int(sample[i]))
                                         for i, _ in bad[:10]]
-        preprocessor = Preprocessor(tuple(tensor.shape[1:]),
-                                    {**settings, "fit_sample": fit_record})
-        fitted = preprocessor.fit(tensor)
-        self._set_range(fitted)
+        tensor = torch.cat([x for _, x in good]).to(torch.float32)
+        del good  # one copy of the sample at a time (1,000 64x64 RGB images: 47 MiB)
         self.image_shape = tuple(int(s) for s in tensor.shape[1:])  # type: ignore[assignment]
-        del tensor, fitted, good
+        preprocessor = Preprocessor(self.image_shape, {**settings, "fit_sample": fit_record})
+        tensor = preprocessor.fit(tensor)
+        self._set_range(tensor)
+        del tensor
         pipeline = ItemPipeline(preprocessor, channels, size, self.patch_size, per_visit,
                                 self.data_seed)
         datasets = {split: dataset.with_pipeline(pipeline) for split, dataset in datasets.items()}
