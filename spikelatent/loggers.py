@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +84,52 @@ def make_loggers(names: Sequence[str], run_dir: Path, experiment: str = "spikela
                 init_arguments.pop("anonymous", None)
             loggers.append(logger)
         elif name == "mlflow":
-            from lightning.pytorch.loggers import MLFlowLogger
 
             folder = run_dir / LOGGER_DIRS[name]
             folder.mkdir(parents=True, exist_ok=True)
-            logger = MLFlowLogger(experiment_name=experiment, run_name=run_dir.name,
-                                  tracking_uri=folder.resolve().as_uri(),
-                                  run_id=_kept_run_id(folder))
+            # A SQLite store in the run: mlflow >= 3 refuses a bare file store.
+            logger = ResumableMLFlowLogger(experiment_name=experiment, run_name=run_dir.name,
+                                           tracking_uri=f"sqlite:///{(folder / 'mlflow.db').resolve()}",
+                                           run_id=_kept_run_id(folder))
             write_text_atomic(folder / RUN_ID_FILE, str(logger.run_id))
             loggers.append(logger)
     return loggers
+
+
+def _flat_parameters(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as ``a/b`` keys (Lightning's delimiter for logged hyper-parameters)."""
+    out: dict[str, Any] = {}
+    for key, value in dict(params).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat_parameters(value, f"{name}/"))
+        else:
+            out[name] = value
+    return out
+
+
+def _mlflow_logger_class() -> type:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class _Resumable(MLFlowLogger):
+        """Lightning's MLflow logger, except that a resumed run logs only the parameters its
+        MLflow run does not hold yet: MLflow refuses to change a logged value (a resume with a
+        new --epochs), and the run keeps the configuration it started with (config.yaml holds
+        the new one)."""
+
+        def log_hyperparams(self, params: Any) -> None:
+            held = self.experiment.get_run(self.run_id).data.params
+            new = {key: value for key, value in _flat_parameters(params).items()
+                   if key not in held}
+            if new:
+                super().log_hyperparams(new)
+
+    return _Resumable
+
+
+def ResumableMLFlowLogger(**kwargs: Any) -> Any:  # noqa: N802 - a class made on first use
+    """An MLflow logger whose resumed runs keep their first parameters (see ``_Resumable``)."""
+    return _mlflow_logger_class()(**kwargs)
 
 
 def finish_loggers(loggers: Sequence[Logger]) -> None:

@@ -47,7 +47,7 @@ REWRITES = [
     (r"\bn_samples=\(5000, 10000\)", "n_samples=(50, 100)", "budget (generation_metrics)"),
     (r"--n-stimuli \d+", "--n-stimuli 20", "budget: analyze's stimuli"),
     (r"--trials \d+", "--trials 2", "budget: trials of analyze, export-nwb, similarity"),
-    (r"\bn_trials=\d+", "n_trials=3", "budget: spikelatent.population"),
+    (r"\bn_trials=\d+", "n_trials=4", "budget: spikelatent.population (even: crossnobis splits)"),
     (r"--mc-samples \d+", "--mc-samples 2", "budget"),
     (r"\bn_shuffles=\d+", "n_shuffles=20", "budget"),
     (r"export-nwb RUN\b", "export-nwb runs/mnist-negbio", "RUN stands for a run directory"),
@@ -90,10 +90,7 @@ SKIPPED_LINES = [
 
 #: page -> (text of the error, why): a documented call that fails for a reason fixed elsewhere.
 #: The page passes up to that call; once it runs, the entry must go (the test says so).
-KNOWN_FAILURES = {
-    "docs/similarity.md": ("metric='crossnobis' needs trials",
-                           "issue 36 item 4: crossnobis on a model population (its counts)"),
-}
+KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 
 # ---------------------------------------------------------------- stand-ins for named files
 _RECORDING = """

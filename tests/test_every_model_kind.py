@@ -166,7 +166,6 @@ LOGGERS = ["tensorboard"] + [name for name in ("mlflow", "wandb")
 def test_each_logger_on_each_kind(kind, logger, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     run = fit(_config(kind, tmp_path / "run", logger=[logger]), progress=False)
     assert (run / "metrics.csv").exists() and (run / "checkpoints" / "last.ckpt").exists()
 

@@ -89,11 +89,6 @@ def test_a_resumed_run_continues_the_same_logger_run(tmp_path, monkeypatch):
     assert len(runs) == 2 and all(run.name.endswith(run_id) for run in runs)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spikelatent.loggers (for the lead): mlflow >= 3 refuses the file store RUN/mlruns unless "
-    "MLFLOW_ALLOW_FILE_STORE=true (use sqlite:///RUN/mlruns/mlflow.db), and a resume with a new "
-    "--epochs re-logs config/epochs, which MLflow refuses ('Changing param values is not "
-    "allowed'); remove this mark when both are fixed"))
 def test_mlflow_holds_the_metrics_csv_numbers_and_a_resume_continues_its_run(tmp_path):
     """--logger mlflow (the mlflow extra; CI installs it): every metrics.csv number in the run's
     file store, read back with mlflow's own client, and one MLflow run across a resume."""
