@@ -84,11 +84,11 @@ class UnreadableImageWarning(UserWarning):
 _WARNED: set[str] = set()  # per process: each skipped file is named once
 
 
-def _warn_unreadable(error: SpikelatentError) -> None:
-    message = f"skipped: {error}; the next readable image of the split takes its place"
-    if message not in _WARNED:
-        _WARNED.add(message)
-        warnings.warn(message, UnreadableImageWarning, stacklevel=3)
+def _warn_unreadable(error: SpikelatentError, name: str) -> None:
+    if name not in _WARNED:  # by name: PIL's reasons hold object addresses that differ per read
+        _WARNED.add(name)
+        warnings.warn(f"skipped: {error}; the next readable image of the split takes its place",
+                      UnreadableImageWarning, stacklevel=3)
 
 
 # ============================================================================ readers
@@ -270,7 +270,7 @@ class StreamedImages(Dataset):
             try:
                 return self.prepared(j), int(self.labels[j])
             except SpikelatentError as error:
-                _warn_unreadable(error)
+                _warn_unreadable(error, self.reader.name(j))
         raise SpikelatentError(
             f"{MAX_CONSECUTIVE_UNREADABLE} images in a row from {self.reader.name(i)} on cannot "
             "be read; check the collection (a wrong folder, or a broken copy?)"
