@@ -68,7 +68,7 @@ def test_fit_prints_its_start_epoch_and_end_lines_only(tiny_run):
                                     r"run written to .*/run"],
                   optional=[r"spikelatent: warning: posterior collapse at epoch 0: .*"])
     _assert_lines(stdout, required=[r"epoch 1/1  train_loss \S+  val_loss \S+  val_kl \S+  "
-                                    r"val_mse \S+  \d+\.\d s"])
+                                    r"val_mse \S+  (val_fano \S+  )?\d+\.\d s"])
 
 
 @pytest.mark.parametrize(("command", "stderr_lines"), [
