@@ -86,6 +86,9 @@ SKIPPED_COMMANDS = {
 SKIPPED_LINES = [
     (r"python -m pytest", "the test suite itself (CI runs the notebook with nbmake)"),
     (r"--accelerator gpu|--devices [2-9]", "several GPUs"),
+    (r"~/imagenet|--data frames\.npy|--data movie\.h5",
+     "a collection of the reader's own (tests/test_streaming.py runs the streamed route on data "
+     "it makes)"),
 ]
 
 #: page -> (text of the error, why): a documented call that fails for a reason fixed elsewhere.
