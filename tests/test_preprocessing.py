@@ -159,7 +159,7 @@ def test_similarity_on_raw_images_equals_the_api_on_the_data_module_tensors(tmp_
         (stimuli / f"{index}.png").write_bytes((tmp_path / "photos" / name).read_bytes())
     write_synthetic_recording(tmp_path / "rec.nwb", test.numpy(), n_units=12, n_trials=6, seed=1)
     assert main(["similarity", str(run), "--responses", str(tmp_path / "rec.nwb"),
-                 "--images", str(stimuli), "--trials", "4", "--n-boot", "20", "--folds", "3",
+                 "--images", str(stimuli), "--trials", "4", "--n-boot", "20", "--folds", "3", "--metric", "euclidean",
                  "--out", str(tmp_path / "sim"), "--no-progress"]) == 0
     report = json.loads((tmp_path / "sim" / "similarity.json").read_text())
     cli_rsa = next(iter(report["runs"].values()))["rsa"]["similarity"]
@@ -167,7 +167,7 @@ def test_similarity_on_raw_images_equals_the_api_on_the_data_module_tensors(tmp_
     order = recorded["stimulus"].values.astype(int)
     pop = spikelatent.population(spikelatent.load(run), test[order], n_trials=4,
                                  stimulus_ids=recorded["stimulus"].values, seed=0, progress=False)
-    api = compare_populations(pop, recorded, n_boot=20, folds=3, seed=0)
+    api = compare_populations(pop, recorded, metric="euclidean", n_boot=20, folds=3, seed=0)
     assert cli_rsa == pytest.approx(float(api["rsa_similarity"]), abs=1e-9)
 
 
