@@ -211,6 +211,16 @@ def test_trial_statistics_of_chunked_counts_equal_the_in_memory_ones(trials_reco
                  analysis.mean_matched_fano_factor(in_memory, across="time", n_bins=4))
 
 
+def test_a_window_longer_than_a_trial_is_the_same_one_line_error_chunked(trials_recording):
+    from spikelatent.errors import SpikelatentError
+
+    chunked = read_counts(trials_recording, bin_size=0.01, chunks=7)
+    too_long = [0.01, 10.0 * chunked.sizes["time"] * 0.01]
+    for counts in (chunked, chunked.compute()):
+        with pytest.raises(SpikelatentError, match="fewer than 2 windows"):
+            analysis.fano_factor_by_window(counts, too_long)
+
+
 def test_analyze_over_the_memory_limit_gives_the_in_memory_numbers(trials_recording, tmp_path, capsys):
     common = ["analyze", str(trials_recording), "--bin-size", "0.05", "--no-progress"]
     assert main([*common, "--out", str(tmp_path / "eager")]) == 0

@@ -93,12 +93,7 @@ SKIPPED_LINES = [
 
 #: page -> (text of the error, why): a documented call that fails for a reason fixed elsewhere.
 #: The page passes up to that call; once it runs, the entry must go (the test says so).
-KNOWN_FAILURES: dict[str, tuple[str, str]] = {
-    "docs/recordings.md": ("cannot reshape array of size 0",
-                           "a bug found at the end of the 2026-12-07 session: read_counts(..., "
-                           "chunks='auto') on the docs' stand-in session with a trials table "
-                           "fails (see that session's closing note)"),
-}
+KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 
 # ---------------------------------------------------------------- stand-ins for named files
 _RECORDING = """

@@ -129,7 +129,21 @@ def test_r2_er_equals_pospisil_bair_with_equal_trials_and_one_noise_variance():
         pooled = trials[:, :, u] - trials[:, :, u].mean(axis=0)
         pooled = pooled / pooled.std(axis=0, ddof=1) * np.sqrt(sigma2) + y
         value = r2_er(x[:, u : u + 1], pooled[:, :, None])[0]
-        assert value == pytest.approx(numerator / denominator, rel=1e-10)
+        estimate = numerator / denominator
+        # Pospisil & Bair's estimator; an anti-correlated prediction made non-positive.
+        expected = estimate if xc @ yc > 0 else -abs(estimate)
+        assert value == pytest.approx(expected, rel=1e-10)
+
+
+def test_an_anti_correlated_prediction_scores_below_zero():
+    """P&B's estimator squares the covariance, so -x would score as x; r2_ER does not."""
+    rng = np.random.default_rng(4)
+    mu = rng.normal(size=40)
+    trials = mu[None, :, None] + 0.5 * rng.normal(size=(6, 40, 1))
+    x = (mu + 0.3 * rng.normal(size=40))[:, None]
+    good = r2_er(x, trials)[0]
+    assert good > 0.5
+    assert r2_er(-x, trials)[0] == pytest.approx(-good, rel=1e-12)
 
 
 def _planted_maps(
@@ -322,6 +336,29 @@ def test_compare_representations_ranks_baselines_and_a_shuffled_null():
     refit = map_representations(dict(reps), recorded, n_boot=0)
     assert list(reused["chosen"].values) == list(refit["chosen"].values)
     assert float(reused["median_r"]) == pytest.approx(float(refit["median_r"]), abs=1e-12)
+
+
+def test_a_degenerate_representation_loses_its_rsa_not_the_table():
+    """A representation with a constant stimulus row has no correlation-distance RDM: its RSA is
+    NaN with the reason recorded, its predictivity and every other row are scored as usual."""
+    rng = np.random.default_rng(11)
+    n_stim = 40
+    tuning = rng.random((n_stim, 6))
+    recorded = xr.DataArray(
+        rng.poisson(5 * tuning, size=(5, n_stim, 6)),
+        dims=("trial", "stimulus", "unit"),
+        coords={"stimulus": np.arange(n_stim)},
+    )
+    degenerate = rng.random((n_stim, 6))
+    degenerate[3] = 0.5  # one stimulus row constant across features
+    reps = {"good": tuning + 0.1 * rng.random((n_stim, 6)), "flat-row": degenerate}
+    with pytest.raises(SpikelatentError):  # the whole-population comparison refuses it
+        dissimilarity_matrix(xr.DataArray(degenerate, dims=("stimulus", "unit")), "correlation")
+    table = compare_representations(reps, prepare_recording(recorded), n_boot=10, shuffled_null=None)
+    assert np.isnan(float(table["rsa_similarity"].sel(representation="flat-row")))
+    assert np.isfinite(float(table["rsa_similarity"].sel(representation="good")))
+    assert np.isfinite(float(table["predictivity_median_r"].sel(representation="flat-row")))
+    assert table.attrs["rsa_skipped"].startswith("flat-row: ")
 
 
 # --------------------------------------------------------------------------- placement

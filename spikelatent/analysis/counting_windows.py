@@ -205,13 +205,15 @@ def _streamed_fano_by_window(
     confidence: float,
 ) -> list[xr.Dataset]:
     """Per window length, the Fano Dataset of chunked counts, from sums of moments per chunk."""
-    moments, template = streamed_window_moments(counts, window_bins, group_by)
-    results = []
     for length, n_bins in zip(lengths, window_bins, strict=True):
+        # Checked before any chunk is binned: a window longer than a trial has no position.
         if counts.sizes["time"] // n_bins * (counts.sizes.get("trial", 1)) < 2:
             raise SpikelatentError(
                 f"window {length:g} s leaves fewer than 2 windows to compare; use shorter windows"
             )
+    moments, template = streamed_window_moments(counts, window_bins, group_by)
+    results = []
+    for n_bins in window_bins:
         cells = Cells(matrix=None, template=template, over="sample")
         fano = fano_from_moments(cells, moments[n_bins], "sample", confidence, "delta")
         results.append(fano.rename(n_trials="n_samples"))

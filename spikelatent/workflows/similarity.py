@@ -603,6 +603,9 @@ def similarity(
         for key in scored["representation"].values
     }
     report["shuffled_null_of"] = scored.attrs["shuffled_null"]
+    report["rsa_skipped"] = dict(
+        line.split(": ", 1) for line in scored.attrs["rsa_skipped"].splitlines()
+    )
     for name, keys in by_run.items():
         mapping = map_representations(
             {key: representations[key] for key in keys},
@@ -798,6 +801,8 @@ def _representations_table(report: dict[str, Any]) -> list[str]:
         lines.append(
             "Noise-corrected values above 1 (kept as estimated, not clipped): " + "; ".join(above)
         )
+    for name, reason in report.get("rsa_skipped", {}).items():
+        lines.append(f"- {name}: no RSA ({reason}); its other columns are scored as usual.")
     for name, run in report["runs"].items():
         mapping = run.get("mapping")
         if not mapping:

@@ -16,7 +16,8 @@ def rank_models(
     ``results`` are :func:`compare_populations` outputs of several models against the same recording
     with the same seed, so their RSA bootstrap samples resample the same stimuli (paired). For the
     RSA score the paired differences of those samples, and for the noise-corrected predictivity
-    (median over units of R² / reliability) a paired bootstrap over the recorded units, give an
+    (median over units of r²_ER, the column the reports show) a paired bootstrap over the
+    recorded units, give an
     interval for each difference; ``A > B`` is stated only when that interval excludes 0,
     otherwise ``A ≈ B``.
 
@@ -35,7 +36,7 @@ def rank_models(
         if len({len(v) for v in samples.values()}) != 1 or not len(samples[names[0]]):
             samples = None
         metrics["rsa"] = (point, samples)
-    key = "predictivity_r2_corrected"
+    key = "predictivity_r2_er"
     if all(key in r for r in results.values()):
         per_unit = {n: results[n][key].values for n in names}
         finite = np.all([np.isfinite(v) for v in per_unit.values()], axis=0)

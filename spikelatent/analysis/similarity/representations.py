@@ -137,6 +137,7 @@ def compare_representations(
     )
     recording = recording.restricted(shared)
     results = []
+    rsa_skipped: dict[str, str] = {}
     for name, value in rows.items():
         if precomputed and name in precomputed:
             result = precomputed[name]
@@ -145,9 +146,7 @@ def compare_representations(
                 value = value.sel(stimulus=shared)
             else:
                 value = features[name].sel(stimulus=shared)
-            result = compare_populations(
-                value,
-                recording,
+            settings = dict(
                 metric=metric,
                 compare=compare,
                 folds=folds,
@@ -159,9 +158,18 @@ def compare_representations(
                 confidence=confidence,
                 n_splits=n_splits,
                 statistics=False,
-                with_rsa=metric not in TRIAL_METRICS or _has_trials(value),
                 seed=seed,
             )
+            with_rsa = metric not in TRIAL_METRICS or _has_trials(value)
+            try:
+                result = compare_populations(value, recording, with_rsa=with_rsa, **settings)
+            except SpikelatentError as error:
+                if not with_rsa:
+                    raise
+                # One degenerate representation (e.g. a constant stimulus row under the
+                # correlation distance) loses its RSA cells, not the whole table.
+                rsa_skipped[name] = str(error)
+                result = compare_populations(value, recording, with_rsa=False, **settings)
         keep = [v for v in result.data_vars if v not in _DROPPED and not v.startswith("stat_")]
         results.append(result[keep].drop_vars(["stimulus_"], errors="ignore"))
     table = xr.concat(
@@ -191,6 +199,8 @@ def compare_representations(
         "seed": int(seed),
         "confidence": confidence,
         "shuffled_null": "" if shuffled_null is None else str(source),
+        # netCDF attributes hold strings, not dicts: one "name: reason" per line.
+        "rsa_skipped": "\n".join(f"{k}: {v}" for k, v in rsa_skipped.items()),
     }
     return table
 

@@ -27,7 +27,10 @@ def r2_er(prediction: np.ndarray, trials: np.ndarray) -> np.ndarray:
         r²_ER = [(Σ x̃ Ỹ)² − Σ x̃² v] / [Σ x̃² · (Σ Ỹ² − (m − 1)/m · Σ v)]
 
     Numerator and denominator are unbiased for (Σ x̃ μ̃)² and Σ x̃² Σ μ̃² (μ: the true tuning), so
-    the ratio estimates corr(x, μ)² without the attenuation of trial noise. With equal trial
+    the ratio estimates corr(x, μ)² without the attenuation of trial noise. Where Σ x̃ Ỹ < 0 the
+    value is made non-positive (−|r²_ER|): a prediction anti-correlated with the unit (as
+    out-of-fold predictions from features unrelated to the stimuli tend to be) is never counted
+    as explained variance. With equal trial
     counts and one noise variance σ² for every stimulus this is Pospisil & Bair's estimator
     (v = σ̂²/n); the per-stimulus v also holds for Poisson-like noise that grows with the rate.
 
@@ -37,7 +40,7 @@ def r2_er(prediction: np.ndarray, trials: np.ndarray) -> np.ndarray:
         trials: ``(trial, stimulus, unit)``; NaN marks missing trials; >= 2 trials per stimulus.
 
     Returns:
-        ``(unit,)`` r²_ER (NaN where the prediction or the trial means are constant).
+        ``(unit,)`` signed r²_ER (NaN where the prediction or the trial means are constant).
     """
     trials = np.asarray(trials, dtype=np.float64)
     count = np.isfinite(trials).sum(axis=0)
@@ -47,10 +50,14 @@ def r2_er(prediction: np.ndarray, trials: np.ndarray) -> np.ndarray:
     x = prediction - prediction.mean(axis=0)
     y = mean - mean.mean(axis=0)
     sxx = (x * x).sum(axis=0)
-    numerator = (x * y).sum(axis=0) ** 2 - (x * x * noise).sum(axis=0)
+    covariance = (x * y).sum(axis=0)
+    numerator = covariance**2 - (x * x * noise).sum(axis=0)
     denominator = sxx * ((y * y).sum(axis=0) - (m - 1) / m * noise.sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator != 0, numerator / denominator, np.nan)
+        estimate = np.where(denominator != 0, numerator / denominator, np.nan)
+    # Anti-correlated: never counted as explained variance (where the noise term already made the
+    # estimate negative it is left as it is).
+    return np.where(covariance > 0, estimate, -np.abs(estimate))
 
 
 def ceiled_score(
