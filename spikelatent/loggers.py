@@ -22,8 +22,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
 from spikelatent.errors import SpikelatentError
@@ -173,98 +171,3 @@ def log_epoch_row(trainer: pl.Trainer, row: dict[str, Any]) -> None:
     if trainer.loggers and trainer.is_global_zero:
         values = {key: value for key, value in row.items() if key not in ("epoch", "step")}
         log_numbers(trainer, values, step=int(row["step"]))
-
-
-def _rng_devices() -> list[int]:
-    return [torch.cuda.current_device()] if torch.cuda.is_available() else []
-
-
-class ImageGrids(Callback):
-    """After each validation: validation inputs over their posterior-mean reconstructions, and
-    decoded hard-count samples from the prior, as images in the loggers."""
-
-    def __init__(self, images: torch.Tensor, data_range: Sequence[float]) -> None:
-        self.images = images[:GRID_IMAGES]
-        self.data_range = tuple(float(v) for v in data_range)
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.loggers or not trainer.is_global_zero:
-            return
-        from spikelatent.plotting import image_grid
-
-        images = self.images.to(pl_module.device)
-        # Drawing the samples must not move the training's random stream (same run with or
-        # without a logger, and resumes stay exact).
-        with torch.no_grad(), torch.random.fork_rng(devices=_rng_devices()):
-            reconstructions = pl_module.reconstruct(images, mode="mean")
-            samples = pl_module.generate(GRID_SAMPLES)
-        pair = torch.cat([images, reconstructions]).cpu()
-        step = trainer.global_step
-        log_images(trainer, "reconstructions", image_grid(pair, nrow=len(images),
-                                                          data_range=self.data_range), step)
-        log_images(trainer, "samples", image_grid(samples.cpu(), nrow=10,
-                                                  data_range=self.data_range), step)
-
-
-@torch.no_grad()
-def population_summary(model: Any, images: torch.Tensor) -> dict[str, float]:
-    """For a count model on ``images`` (stimulus, C, H, W): ``active_units`` (units with any
-    spike in one hard-count sample per stimulus), ``median_fano_factor`` (posterior variance /
-    mean over stimulus x unit entries with a nonzero mean) and ``kl_per_image`` (nats); {} for
-    other models."""
-    if not model.family.is_count:
-        return {}
-    model.eval()
-    images = images.to(model.device)
-    posterior = model.posterior(images)
-    counts = model.family.sample_counts(images, 1)[0]
-    mean, variance = posterior.mean, posterior.variance
-    fano = (variance / mean)[mean > 0]
-    return {
-        "active_units": float((counts > 0).any(0).sum()),
-        "median_fano_factor": float(fano.median()) if fano.numel() else float("nan"),
-        "kl_per_image": float(model.family.kl_per_unit(images).sum(-1).mean()),
-    }
-
-
-class FinalSummary(Callback):
-    """At the end of training: for a count model :func:`population_summary` of the validation
-    images as ``summary/active_units``, ``summary/median_fano_factor``, ``summary/kl_per_image``;
-    and in TensorBoard the resolved configuration as an hparams session whose metrics are the
-    last ``val_loss``, ``val_mse`` and the summary (TensorBoard's HPARAMS tab compares runs)."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.loggers or not trainer.is_global_zero:
-            return
-        was_training = pl_module.training
-        with torch.random.fork_rng(devices=_rng_devices()):
-            summary = population_summary(pl_module, self.images)
-        pl_module.train(was_training)
-        numbers = {f"summary/{key}": value for key, value in summary.items()}
-        log_numbers(trainer, numbers, step=trainer.global_step)
-        metrics = {"val_loss": trainer.callback_metrics.get("val/loss"),
-                   "val_mse": trainer.callback_metrics.get("val/mse"), **numbers}
-        metrics = {key: float(value) for key, value in metrics.items() if value is not None}
-        for logger in trainer.loggers:
-            if type(logger).__name__ == "TensorBoardLogger":
-                _write_hparams_session(logger, dict(pl_module.hparams), metrics)
-
-
-def _write_hparams_session(logger: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """The run's hyper-parameters (flattened: ``config/lr``, ``image_shape``, ...) and the names
-    of its final metrics into TensorBoard's hparams plugin, without adding metric points."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    flat: dict[str, Any] = {}
-    for key, value in hparams.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for name, item in items:
-            label = key if name is None else f"{key}/{name}"
-            flat[label] = item if isinstance(item, (bool, int, float, str)) else str(item)
-    writer = logger.experiment
-    for summary in hparams_summary(flat, metrics):
-        writer.file_writer.add_summary(summary)
-    writer.flush()

@@ -24,7 +24,8 @@ from spikelatent.commands.fit import config_from_args
 from spikelatent.config import PRESET_DIR, FitConfig, available_presets, load_preset
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE
-from spikelatent.workflows.fit import CollapseWarning, fit
+from spikelatent.callbacks import CollapseWarning
+from spikelatent.workflows.fit import fit
 
 IMAGE_SHAPE = (1, 28, 28)
 

@@ -173,7 +173,7 @@ def test_each_logger_on_each_kind(kind, logger, tmp_path, monkeypatch):
 def test_collapse_warning_is_taken_back_when_the_levels_recover():
     from types import SimpleNamespace
 
-    from spikelatent.workflows.fit import CollapseGuard, CollapseWarning
+    from spikelatent.callbacks import CollapseGuard, CollapseWarning
 
     guard = CollapseGuard()
     module = SimpleNamespace(beta=lambda: 1.0, final_beta=1.0)

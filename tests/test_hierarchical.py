@@ -231,7 +231,7 @@ def test_a_tiny_hierarchical_model_trains_through_the_cli_and_resumes(tmp_path, 
 def test_the_collapse_guard_names_a_silent_level():
     from types import SimpleNamespace
 
-    from spikelatent.workflows.fit import CollapseGuard, CollapseWarning
+    from spikelatent.callbacks import CollapseGuard, CollapseWarning
 
     metrics = {"val/kl": torch.tensor(5.0), "val/active_fraction": torch.tensor(0.5),
                "val/kl_level0": torch.tensor(4.99), "val/kl_level1": torch.tensor(0.01)}
