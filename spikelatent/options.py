@@ -56,6 +56,18 @@ LRSchedule = Literal["cosine", "constant"]
 LoggerName = Literal["csv", "tensorboard", "wandb", "mlflow"]
 KLBalance = Literal["uniform", "scale"]
 
+#: ``spikelatent analyze``'s defaults, once: :func:`~spikelatent.workflows.analyze.analyze_run`
+#: (a run directory) and :func:`~spikelatent.workflows.recording.analyze_recording` (an NWB file)
+#: take their keyword defaults from here, and the command's help text shows them.
+ANALYZE_RUN_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "split": "test", "n_stimuli": 1000, "n_trials": 50, "data_dir": None,
+    "shattering_images": 5000, "n_jobs": -1,
+})
+ANALYZE_RECORDING_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "bin_size": 0.01, "intervals": None, "out": None, "stimulus_column": None,
+    "memory_limit": None, "scheduler": None,
+})
+
 #: The hierarchical NB-VAE (spatial NB groups with top-down priors, docs/hierarchical.md).
 HIERARCHICAL_MODEL = "negbio-hierarchical"
 #: Models with count latents (Poisson and negative binomial).

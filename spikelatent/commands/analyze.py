@@ -7,18 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from spikelatent.errors import SpikelatentError
-from spikelatent.options import SPLITS
+from spikelatent.options import ANALYZE_RECORDING_DEFAULTS, ANALYZE_RUN_DEFAULTS, SPLITS
 
-#: Options for an NWB file only and for a run directory only, with their defaults. They are
-#: parsed as None when not given, so an option of the other kind is refused, not ignored.
-RECORDING_DEFAULTS: dict[str, Any] = {
-    "bin_size": 0.01, "intervals": None, "out": None, "stimulus_column": None,
-    "memory_limit": None, "scheduler": None,
-}
-RUN_DEFAULTS: dict[str, Any] = {
-    "split": "test", "n_stimuli": 1000, "trials": 50, "data_dir": None,
-    "shattering_images": 5000, "n_jobs": -1,
-}
+#: Flag (argparse dest) -> the workflow's keyword, for each kind of input. Flags are parsed as
+#: None when not given and only given ones are passed, so the workflows' defaults
+#: (spikelatent.options) are the only ones, and a flag of the other kind is refused, not ignored.
+RUN_OPTIONS = {"split": "split", "n_stimuli": "n_stimuli", "trials": "n_trials",
+               "data_dir": "data_dir", "shattering_images": "shattering_images", "n_jobs": "n_jobs"}
+RECORDING_OPTIONS = {name: name for name in ANALYZE_RECORDING_DEFAULTS}
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +40,7 @@ def register(subparsers: Any) -> None:
         "--bin-size",
         type=float,
         metavar="S",
-        help=f"FILE.nwb: bin width in seconds (default {RECORDING_DEFAULTS['bin_size']})",
+        help=f"FILE.nwb: bin width in seconds (default {ANALYZE_RECORDING_DEFAULTS['bin_size']})",
     )
     parser.add_argument(
         "--intervals",
@@ -80,20 +76,20 @@ def register(subparsers: Any) -> None:
         "--split",
         choices=SPLITS,
         help="stimuli: the first N images of this split; also the held-out set of the shattering "
-        f"read-outs (default {RUN_DEFAULTS['split']})",
+        f"read-outs (default {ANALYZE_RUN_DEFAULTS['split']})",
     )
     parser.add_argument(
         "--n-stimuli",
         type=int,
         metavar="N",
-        help=f"stimuli at most, fewer if the split is shorter (default {RUN_DEFAULTS['n_stimuli']})",
+        help=f"stimuli at most, fewer if the split is shorter (default {ANALYZE_RUN_DEFAULTS['n_stimuli']})",
     )
     parser.add_argument(
         "--trials",
         type=int,
         metavar="N",
         help="spike-count samples per stimulus and unit, at least 2 "
-        f"(default {RUN_DEFAULTS['trials']})",
+        f"(default {ANALYZE_RUN_DEFAULTS['n_trials']})",
     )
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset files")
     parser.add_argument(
@@ -101,14 +97,14 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="N",
         help="training images the shattering read-outs are fitted on "
-        f"(default {RUN_DEFAULTS['shattering_images']})",
+        f"(default {ANALYZE_RUN_DEFAULTS['shattering_images']})",
     )
     parser.add_argument(
         "--n-jobs",
         type=int,
         metavar="N",
         help="parallel workers for the shattering fits (-1: all cores; "
-        f"default {RUN_DEFAULTS['n_jobs']})",
+        f"default {ANALYZE_RUN_DEFAULTS['n_jobs']})",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the count sampling (default 0)"
@@ -117,54 +113,38 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _refuse(args: argparse.Namespace, defaults: dict[str, Any], kind: str, source: str) -> None:
+def _given(args: argparse.Namespace, options: dict[str, str]) -> dict[str, Any]:
+    """The workflow keywords of the flags given on the command line."""
+    return {keyword: getattr(args, dest) for dest, keyword in options.items()
+            if getattr(args, dest) is not None}
+
+
+def _refuse(args: argparse.Namespace, options: dict[str, str], kind: str, source: str) -> None:
     """Options of the other kind of input are an error, never silently ignored."""
-    given = [f"--{name.replace('_', '-')}" for name in defaults if getattr(args, name) is not None]
+    given = [f"--{dest.replace('_', '-')}" for dest in options if getattr(args, dest) is not None]
     if given:
-        options = f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'}"
-        raise SpikelatentError(f"{options} for {kind} only; {args.run_dir} is {source} "
+        names = f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'}"
+        raise SpikelatentError(f"{names} for {kind} only; {args.run_dir} is {source} "
                                f"(see spikelatent analyze --help)")
-
-
-def _value(args: argparse.Namespace, defaults: dict[str, Any], name: str) -> Any:
-    value = getattr(args, name)
-    return defaults[name] if value is None else value
 
 
 def run(args: argparse.Namespace) -> int:
     # The workflow (torch, xarray, matplotlib) is imported here, not at the top, so that
     # `spikelatent --version` and `--help` stay fast.
+    progress = False if args.no_progress else None
     if str(args.run_dir).endswith(".nwb") or Path(args.run_dir).is_file():
         # Without torch: a recording's analysis costs the memory of its counts.
         from spikelatent.workflows.recording import analyze_recording
 
-        _refuse(args, RUN_DEFAULTS, "run directories", "an NWB file")
-        analysis = analyze_recording(
-            args.run_dir,
-            bin_size=_value(args, RECORDING_DEFAULTS, "bin_size"),
-            intervals=args.intervals,
-            out=args.out,
-            seed=args.seed,
-            stimulus_column=args.stimulus_column,
-            memory_limit=args.memory_limit,
-            scheduler=args.scheduler,
-            progress=False if args.no_progress else None,
-        )
+        _refuse(args, RUN_OPTIONS, "run directories", "an NWB file")
+        analysis = analyze_recording(args.run_dir, seed=args.seed, progress=progress,
+                                     **_given(args, RECORDING_OPTIONS))
     else:
         from spikelatent.workflows.analyze import analyze_run
 
-        _refuse(args, RECORDING_DEFAULTS, "NWB files", "a run directory")
-        analysis = analyze_run(
-            args.run_dir,
-            split=_value(args, RUN_DEFAULTS, "split"),
-            n_stimuli=_value(args, RUN_DEFAULTS, "n_stimuli"),
-            n_trials=_value(args, RUN_DEFAULTS, "trials"),
-            data_dir=args.data_dir,
-            seed=args.seed,
-            progress=False if args.no_progress else None,
-            shattering_images=_value(args, RUN_DEFAULTS, "shattering_images"),
-            n_jobs=_value(args, RUN_DEFAULTS, "n_jobs"),
-        )
+        _refuse(args, RECORDING_OPTIONS, "NWB files", "a run directory")
+        analysis = analyze_run(args.run_dir, seed=args.seed, progress=progress,
+                               **_given(args, RUN_OPTIONS))
     for line in analysis.lines:
         print(line)
     print(f"written: {', '.join(str(path) for path in analysis.written())}")

@@ -41,6 +41,7 @@ from spikelatent.checkpoints import load
 from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import SpikelatentError
 from spikelatent.io import write_json_atomic
+from spikelatent.options import ANALYZE_RUN_DEFAULTS as _RUN
 from spikelatent.workflows.recording import Analysis, _Figures, analyze_recording  # noqa: F401
 from spikelatent.workflows.run_analyses import STEPS, RunContext
 
@@ -48,14 +49,14 @@ from spikelatent.workflows.run_analyses import STEPS, RunContext
 def analyze_run(
     run_dir: str | os.PathLike,
     *,
-    split: str = "test",
-    n_stimuli: int = 1000,
-    n_trials: int = 50,
-    data_dir: str | os.PathLike | None = None,
+    split: str = _RUN["split"],
+    n_stimuli: int = _RUN["n_stimuli"],
+    n_trials: int = _RUN["n_trials"],
+    data_dir: str | os.PathLike | None = _RUN["data_dir"],
     seed: int = 0,
     progress: bool | None = None,
-    shattering_images: int = 5000,
-    n_jobs: int = -1,
+    shattering_images: int = _RUN["shattering_images"],
+    n_jobs: int = _RUN["n_jobs"],
 ) -> Analysis:
     """Build and analyse the latent population of a trained run; write the results into the run.
 

@@ -28,6 +28,7 @@ from spikelatent.analysis.summaries import N_SHUFFLES, CountingSummary, counting
 from spikelatent.errors import SpikelatentError
 from spikelatent.io import write_json_atomic
 from spikelatent.nwb import read_counts
+from spikelatent.options import ANALYZE_RECORDING_DEFAULTS as _RECORDING
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,15 @@ class _Figures:
 def analyze_recording(
     path: str | os.PathLike,
     *,
-    bin_size: float = 0.01,
-    intervals: str | None = None,
-    out: str | os.PathLike | None = None,
+    bin_size: float = _RECORDING["bin_size"],
+    intervals: str | None = _RECORDING["intervals"],
+    out: str | os.PathLike | None = _RECORDING["out"],
     windows: list[float] | None = None,
     seed: int = 0,
     n_shuffles: int = N_SHUFFLES,
-    stimulus_column: str | None = None,
-    memory_limit: int | str | None = None,
-    scheduler: str | None = None,
+    stimulus_column: str | None = _RECORDING["stimulus_column"],
+    memory_limit: int | str | None = _RECORDING["memory_limit"],
+    scheduler: str | None = _RECORDING["scheduler"],
     progress: bool | None = None,
 ) -> Analysis:
     """Analyse the units of an NWB file as a run's population is analysed; write the results.
