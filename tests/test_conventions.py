@@ -19,12 +19,12 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 from scipy.special import digamma, gammaln
 
+from spikelatent.callbacks import CollapseWarning
 from spikelatent.cli import build_parser, main
 from spikelatent.commands.fit import config_from_args
 from spikelatent.config import PRESET_DIR, FitConfig, available_presets, load_preset
 from spikelatent.errors import SpikelatentError
 from spikelatent.model import VAE
-from spikelatent.callbacks import CollapseWarning
 from spikelatent.workflows.fit import fit
 
 IMAGE_SHAPE = (1, 28, 28)
