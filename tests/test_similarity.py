@@ -747,9 +747,18 @@ def test_similarity_cli_refuses_stimuli_that_do_not_match(digits_run, capsys, tm
     assert "stimuli do not match: 4 of 24" in error
 
 
-def test_similarity_cli_refuses_nan_rows(digits_run, capsys, tmp_path):
+def test_similarity_cli_refuses_nan_inside_a_trial(digits_run, capsys, tmp_path):
+    """A whole NaN trial is padding (a stimulus shown fewer times) and is read; a NaN for one
+    unit inside a trial is refused."""
+    from spikelatent.workflows.similarity import read_recorded_responses
+
     responses = np.random.default_rng(0).poisson(3.0, size=(4, 24, 6)).astype(float)
-    responses[1, 5] = np.nan
+    responses[3, 5] = np.nan  # stimulus 5 shown 3 times
+    np.save(tmp_path / "padded.npy", responses)
+    padded = read_recorded_responses(tmp_path / "padded.npy")
+    assert int(np.isnan(padded.values).sum()) == 6
+    np.testing.assert_array_equal(padded.values[:3], responses[:3])
+    responses[1, 7, 2] = np.nan
     np.save(tmp_path / "responses.npy", responses)
     error = _bad(
         digits_run, capsys, tmp_path, tmp_path / "responses.npy", digits_run["root"] / "images.npy"

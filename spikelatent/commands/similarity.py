@@ -95,6 +95,15 @@ def register(subparsers: Any) -> None:
         "gabor-energy (default both), or none",
     )
     parser.add_argument(
+        "--baseline-size",
+        type=int,
+        default=64,
+        metavar="PX",
+        help="longer side, in pixels, of the stimuli as the baselines see them: the stimuli as "
+        "shown (after --visual-degrees), never a model's crop or whitening (default 64; smaller "
+        "stimuli keep their size)",
+    )
+    parser.add_argument(
         "--features",
         action="append",
         default=[],
@@ -127,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpikelatentError("--n-boot must be >= 0 and --folds >= 2")
     if args.n_components < 1:
         raise SpikelatentError("--n-components must be >= 1")
+    if args.baseline_size < 8:
+        raise SpikelatentError("--baseline-size must be >= 8 pixels")
     if (args.visual_degrees is None) != (args.stimulus_degrees is None):
         raise SpikelatentError("give both --visual-degrees and --stimulus-degrees, or neither")
     baselines = tuple(
@@ -154,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         readout=args.readout,
         n_components=args.n_components,
         baselines=baselines,
+        baseline_size=args.baseline_size,
         features=features,
         visual_degrees=None
         if args.visual_degrees is None

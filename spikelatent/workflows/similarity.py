@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from spikelatent.data.images import IMG_EXTENSIONS, decode_image_file, to_float_image
+from spikelatent.data.images import (
+    IMG_EXTENSIONS,
+    decode_image_file,
+    harmonise_channels,
+    preprocess,
+    to_float_image,
+)
 from spikelatent.data.preprocessing import as_image_list
 from spikelatent.errors import SpikelatentError
 from spikelatent.io import write_json_atomic, write_netcdf_atomic, write_text_atomic
@@ -102,7 +108,8 @@ def read_recorded_responses(
     ``.nwb``: :func:`spikelatent.nwb.stimuli.read_responses` (spike counts per trial). ``.npy``:
     rank 3 (trial, stimulus, unit) or 2 (stimulus, unit), stimulus ids 0..N-1. ``.npz``: array
     ``responses`` (or the only one) and optional ``stimulus`` ids. ``.nc``: a netCDF DataArray (or
-    a Dataset with ``responses``/``counts``) with named dims. NaN rows are refused.
+    a Dataset with ``responses``/``counts``) with named dims. Stimuli with fewer trials than others
+    are padded with whole NaN trials (checked by ``responses_array``); any other NaN is refused.
     """
     source = Path(path)
     if not source.is_file():
@@ -158,13 +165,6 @@ def read_recorded_responses(
             if isinstance(error, SpikelatentError):
                 raise
             raise SpikelatentError(f"cannot read responses {source}: {error}") from None
-        values = np.asarray(responses.values, dtype=np.float64)
-        if np.isnan(values).any():
-            rows = np.isnan(values).any(axis=-1)
-            raise SpikelatentError(
-                f"responses {source} have {int(rows.sum())} rows with NaN; drop those "
-                "stimuli/trials (or the units that were not observed) before comparing"
-            )
     from spikelatent.analysis.similarity import responses_array
 
     return responses_array(responses, f"responses {source.name}")
@@ -209,6 +209,29 @@ def match_stimuli(
 def _sample(values: np.ndarray, n: int = 3) -> str:
     items = [str(v) for v in np.asarray(values).tolist()[:n]]
     return "[" + ", ".join(items) + (", ...]" if len(values) > n else "]")
+
+
+#: Longer side, in pixels, of the stimuli as the baselines (pixels, Gabor energy) see them.
+BASELINE_SIZE = 64
+
+
+def baseline_stimuli(shown: list[Any], size: int = BASELINE_SIZE) -> np.ndarray:
+    """The stimuli as shown, for the baselines: ``(N, C, H, W)`` float on [0, 1].
+
+    One channel count for all (grey repeated to RGB when any image is in colour); the first
+    stimulus's shape scaled so its longer side is at most ``size`` pixels (never enlarged), and
+    every stimulus resized to cover that shape (antialiased bilinear) and centre-cropped to it,
+    by the image reader's own :func:`spikelatent.data.images.preprocess`.
+    """
+    import torch
+
+    floats = harmonise_channels([to_float_image(image) for image in shown], grayscale=False)
+    height, width = (int(v) for v in floats[0].shape[-2:])
+    scale = min(1.0, size / max(height, width))
+    target = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return torch.stack(
+        [preprocess(image, None, target, "stimulus") for image in floats]
+    ).numpy().astype(np.float64)
 
 
 def prepare_images(images: list[Any], model: Any) -> tuple[Any, str]:
@@ -431,6 +454,7 @@ def similarity(
     readout: str = "ridge",
     n_components: int = 100,
     baselines: tuple[str, ...] | None = ("pixels", "gabor-energy"),
+    baseline_size: int = BASELINE_SIZE,
     features: dict[str, str | os.PathLike] | None = None,
     visual_degrees: tuple[float, float] | None = None,
     seed: int = 0,
@@ -536,7 +560,6 @@ def similarity(
     kinds: dict[str, str] = {}
     precomputed: dict[str, xr.Dataset] = {}
     by_run: dict[str, list[str]] = {}
-    baseline_images = None
     recording = prepare_recording(recorded)  # the recording-side work, done once for every run
     for name, (run, model) in models.items():
         model_images, transform = prepare_images(shown, model)
@@ -554,8 +577,6 @@ def similarity(
             seed=seed,
         )
         results[name] = result
-        if baseline_images is None:
-            baseline_images = model_images.numpy()
         by_run[name] = []
         for rep_name, value in run_representations(model, model_images, ids, population).items():
             key = f"{name}/{rep_name}"
@@ -579,6 +600,9 @@ def similarity(
     ranking = rank_models(results, confidence=confidence, seed=seed)
     report["ranking"] = ranking
     if baselines or user_features:
+        # The stimuli as shown, not any model's input: a patch model's crop or a whitened copy
+        # would hand the baselines that model's limits.
+        baseline_images = baseline_stimuli(shown, baseline_size)
         for key, value in baseline_representations(
             baseline_images, ids, baselines, features=user_features
         ).items():
