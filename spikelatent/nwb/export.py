@@ -46,12 +46,6 @@ SUBJECT_FIELDS = (
 )
 # The fields nwbinspector requires of a real animal; an in-silico population has none of them.
 _ANIMAL_FIELDS = ("species", "age", "sex")
-_SUBJECT_CLI_FLAGS = {
-    "species": "--subject-species",
-    "age": "--subject-age",
-    "sex": "--subject-sex",
-    "subject_id": "--subject-id",
-}
 # Same forms nwbinspector checks (ISO 8601 duration, optionally a "lower/upper" range).
 _DURATION = (
     r"P(?!$)(\d+(?:\.\d+)?Y)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?W)?(\d+(?:\.\d+)?D)?"
@@ -190,7 +184,8 @@ def to_nwb(
         _add_rates(nwbfile, population)
 
     if absent:
-        flags = ", ".join(_SUBJECT_CLI_FLAGS[field] for field in absent)
+        # the animal fields' flags of `spikelatent export-nwb` are --subject-FIELD
+        flags = ", ".join(f"--subject-{field}" for field in absent)
         print(
             f"spikelatent: NWB subject has no {'/'.join(absent)} (in-silico population, none "
             f"invented); if the file should describe an animal, supply {flags} (and "
