@@ -1,4 +1,5 @@
-"""Atomic file writing: the one home of the package's writers (JSON, text, CSV, netCDF).
+"""Atomic file writing: the one home of the package's writers (JSON, text, CSV, netCDF), and
+:func:`read_parsed` for the small text files the package reads (JSON, YAML).
 
 Each writer puts the result under a hidden temporary name beside its target and renames it into
 place, so a crash never leaves a half-written file where a reader expects a result. Scripts built
@@ -13,10 +14,12 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from spikelatent.errors import SpikelatentError
 
 
 @contextmanager
@@ -47,6 +50,25 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, payload: Any, indent: int = 1) -> Path:
     """Write ``payload`` as JSON (strict: no NaN) to ``path`` atomically and return the path."""
     return write_text_atomic(path, json.dumps(payload, indent=indent, allow_nan=False) + "\n")
+
+
+def read_parsed(
+    path: str | os.PathLike,
+    parse: Callable[[str], Any],
+    parse_error: type[Exception] | tuple[type[Exception], ...],
+    not_found: str,
+    invalid: Callable[[Exception], str],
+) -> Any:
+    """``parse(text of path)``, or a one-line :class:`~spikelatent.errors.SpikelatentError`:
+    ``not_found`` when ``path`` is not a file, ``invalid(error)`` when ``parse`` raises
+    ``parse_error`` (e.g. ``json.JSONDecodeError``, ``yaml.YAMLError``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpikelatentError(not_found)
+    try:
+        return parse(path.read_text())
+    except parse_error as error:
+        raise SpikelatentError(invalid(error)) from None
 
 
 def json_number(value: Any) -> float | None:

@@ -10,6 +10,7 @@ counting-window analyses (:func:`fano_factor_by_window`, :func:`mean_matched_fan
 import sys
 import types
 
+from spikelatent._lazy import lazy_names
 from spikelatent.analysis._layout import trials_by_stimulus
 from spikelatent.analysis.correlations import noise_correlations, signal_correlations
 from spikelatent.analysis.counting_windows import fano_factor_by_window, mean_matched_fano_factor
@@ -110,11 +111,4 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        import importlib
-
-        value = getattr(importlib.import_module("spikelatent.analysis.receptive_fields"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikelatent.analysis' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, "spikelatent.analysis.receptive_fields", _TORCH_NAMES)

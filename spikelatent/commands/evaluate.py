@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spikelatent.commands._flags import flag_keywords
 from spikelatent.options import SPLITS
+
+#: The flags passed on to evaluate_run, each under its own name.
+EVALUATE_FLAGS = ("split", "n_samples", "features", "batch_size", "data_dir", "kid_subsets",
+                  "kid_subset_size", "seed", "device")
 
 
 def register(subparsers: Any) -> None:
@@ -81,16 +86,8 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = evaluate_run(
         args.run_dir,
-        split=args.split,
-        n_samples=args.n_samples,
-        features=args.features,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        kid_subsets=args.kid_subsets,
-        kid_subset_size=args.kid_subset_size,
-        seed=args.seed,
-        device=args.device,
         progress=False if args.no_progress else None,
+        **flag_keywords(args, EVALUATE_FLAGS),
     )
     line = (
         f"{metrics['model_name']} on {metrics['dataset']} ({metrics['split']}): "

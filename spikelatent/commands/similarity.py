@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spikelatent.commands._flags import flag_keywords
+
+#: The flags passed on to the similarity workflow as they are: dest -> keyword.
+SIMILARITY_FLAGS = {"stimulus_column": "stimulus_column", "metric": "metric", "compare": "compare",
+                    "trials": "n_trials", "n_boot": "n_boot", "folds": "folds",
+                    "readout": "readout", "n_components": "n_components", "seed": "seed"}
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -156,22 +163,14 @@ def run(args: argparse.Namespace) -> int:
         args.responses,
         args.images,
         args.out,
-        stimulus_column=args.stimulus_column,
-        metric=args.metric,
-        compare=args.compare,
-        n_trials=args.trials,
-        n_boot=args.n_boot,
-        folds=args.folds,
-        readout=args.readout,
-        n_components=args.n_components,
         baselines=baselines,
         baseline_size=args.baseline_size,
         features=features,
         visual_degrees=None
         if args.visual_degrees is None
         else (args.visual_degrees, args.stimulus_degrees),
-        seed=args.seed,
         progress=False if args.no_progress else None,
+        **flag_keywords(args, SIMILARITY_FLAGS),
     )
     from pathlib import Path
 

@@ -242,6 +242,22 @@ class SourceDataModule(ImageDataModule):
         """Whether the preprocessing leaves the pixel scale (log, whitening, normalisation)."""
         return self.log_intensity or self.whiten != "none" or self.contrast_normalize
 
+    def _test_pool(self, train: Any, test: Any, n_train: int) -> tuple[Any, Any, str]:
+        """(train, test, how the test split was made): the source's own test pool, or else
+        ``test_fraction`` of the ``n_train`` training images carved off with the fixed seed
+        (``train``/``test`` are in-memory or streamed pools, both with ``subset``)."""
+        if test is not None:
+            return train, test, "the source's own test images"
+        rest, carved = carve(np.arange(n_train), self.test_fraction, TEST_SPLIT_SEED)
+        if len(rest) == 0:
+            raise SpikelatentError(
+                f"{self.name}: only {n_train} image(s); with test_fraction "
+                f"{self.test_fraction} none is left to train on; add images or lower it"
+            )
+        test_split = (f"{len(carved)} images carved with test_fraction={self.test_fraction}, "
+                      f"fixed seed {TEST_SPLIT_SEED}")
+        return train.subset(rest), train.subset(carved), test_split
+
     def _load_pools(self, folder: Path | None) -> tuple[Dataset, Dataset | None]:
         if self.stream is not False:
             lazy = self._scan()
@@ -256,18 +272,8 @@ class SourceDataModule(ImageDataModule):
         source = self._read()
         if not source.train.images:
             raise SpikelatentError(f"{self.name}: no images to train on")
-        train, test = source.train, source.test
-        test_split = "the source's own test images"
-        if test is None:
-            rest, carved = carve(np.arange(len(train.images)), self.test_fraction, TEST_SPLIT_SEED)
-            if len(rest) == 0:
-                raise SpikelatentError(
-                    f"{self.name}: only {len(train.images)} image(s); with test_fraction "
-                    f"{self.test_fraction} none is left to train on; add images or lower it"
-                )
-            train, test = train.subset(rest), train.subset(carved)
-            test_split = (f"{len(carved)} images carved with test_fraction={self.test_fraction}, "
-                          f"fixed seed {TEST_SPLIT_SEED}")
+        n_train = len(source.train.images)
+        train, test, test_split = self._test_pool(source.train, source.test, n_train)
         self.labelled = source.class_names is not None
         self.class_names = list(source.class_names) if self.labelled else [UNLABELLED]
         self.num_classes = len(self.class_names)
@@ -422,18 +428,7 @@ class SourceDataModule(ImageDataModule):
     def _stream_pools(self, source: LazySource) -> tuple[Dataset, Dataset]:
         """The streamed route: split by image, fit the constants on a seeded sample of the
         training pool, and return datasets that read every item on demand."""
-        train, test = source.train, source.test
-        test_split = "the source's own test images"
-        if test is None:
-            rest, carved = carve(np.arange(len(train)), self.test_fraction, TEST_SPLIT_SEED)
-            if len(rest) == 0:
-                raise SpikelatentError(
-                    f"{self.name}: only {len(train)} image(s); with test_fraction "
-                    f"{self.test_fraction} none is left to train on; add images or lower it"
-                )
-            train, test = train.subset(rest), train.subset(carved)
-            test_split = (f"{len(carved)} images carved with test_fraction={self.test_fraction}, "
-                          f"fixed seed {TEST_SPLIT_SEED}")
+        train, test, test_split = self._test_pool(source.train, source.test, len(source.train))
         if len(train) == 0:
             raise SpikelatentError(f"{self.name}: no images to train on")
         self.labelled = source.class_names is not None

@@ -28,7 +28,7 @@ from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 from tqdm.auto import tqdm
 
 from spikelatent.errors import SpikelatentError
-from spikelatent.io import atomic_path
+from spikelatent.io import atomic_path, read_parsed
 from spikelatent.spikes import count_array, presentation_windows, uniform_spike_times
 
 __all__ = ["to_nwb", "SUBJECT_FIELDS", "read_subject_yaml", "check_subject"]
@@ -46,12 +46,6 @@ SUBJECT_FIELDS = (
 )
 # The fields nwbinspector requires of a real animal; an in-silico population has none of them.
 _ANIMAL_FIELDS = ("species", "age", "sex")
-_SUBJECT_CLI_FLAGS = {
-    "species": "--subject-species",
-    "age": "--subject-age",
-    "sex": "--subject-sex",
-    "subject_id": "--subject-id",
-}
 # Same forms nwbinspector checks (ISO 8601 duration, optionally a "lower/upper" range).
 _DURATION = (
     r"P(?!$)(\d+(?:\.\d+)?Y)?(\d+(?:\.\d+)?M)?(\d+(?:\.\d+)?W)?(\d+(?:\.\d+)?D)?"
@@ -190,7 +184,8 @@ def to_nwb(
         _add_rates(nwbfile, population)
 
     if absent:
-        flags = ", ".join(_SUBJECT_CLI_FLAGS[field] for field in absent)
+        # the animal fields' flags of `spikelatent export-nwb` are --subject-FIELD
+        flags = ", ".join(f"--subject-{field}" for field in absent)
         print(
             f"spikelatent: NWB subject has no {'/'.join(absent)} (in-silico population, none "
             f"invented); if the file should describe an animal, supply {flags} (and "
@@ -280,14 +275,15 @@ def read_subject_yaml(path: str | os.PathLike) -> Mapping[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise SpikelatentError(f"subject YAML file {path} not found")
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise SpikelatentError(
+    content = read_parsed(
+        path,
+        yaml.safe_load,
+        yaml.YAMLError,
+        not_found=f"subject YAML file {path} not found",
+        invalid=lambda error: (
             f"subject YAML file {path} is not valid YAML: {str(error).splitlines()[0]}"
-        ) from None
+        ),
+    )
     if isinstance(content, Mapping) and set(content) == {"subject"}:
         content = content["subject"]  # also accept a file with a top-level "subject:" key
     if not isinstance(content, Mapping):

@@ -14,6 +14,7 @@ temporary file renamed into place. Every writer returns the path it wrote.
 * :mod:`spikelatent.plotting.levels`: :func:`plot_levels` (a hierarchical model's levels).
 """
 
+from spikelatent._lazy import lazy_names
 from spikelatent.plotting.levels import plot_levels
 from spikelatent.plotting.populations import (
     plot_fano_by_window,
@@ -51,11 +52,4 @@ __all__ = [
 _IMAGE_NAMES = ("image_grid", "save_image_grid", "save_model_comparison", "save_reconstructions")
 
 
-def __getattr__(name: str):
-    if name in _IMAGE_NAMES:
-        import importlib
-
-        value = getattr(importlib.import_module("spikelatent.plotting.images"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'spikelatent.plotting' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, "spikelatent.plotting.images", _IMAGE_NAMES)

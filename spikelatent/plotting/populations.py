@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from spikelatent.analysis import empirical_fano_factor, trials_by_stimulus
 from spikelatent.errors import SpikelatentError
@@ -27,6 +29,18 @@ __all__ = [
     "plot_fano_by_window",
     "plot_noise_correlations",
 ]
+
+
+# The Poisson reference of the Fano-factor plots (F = 1).
+_POISSON_FANO_LINE = {"color": "black", "linestyle": "--", "linewidth": 1, "label": "Poisson (F = 1)"}
+
+
+def _save_labelled(figure: Figure, axis: Axes, path: str | os.PathLike, xlabel: str, ylabel: str) -> Path:
+    """Label ``axis``, draw its legend without a frame, and save ``figure`` to ``path``."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.legend(frameon=False)
+    return save_figure(figure, path)
 
 
 def _finite_values(values: object, what: str) -> np.ndarray:
@@ -74,11 +88,8 @@ def plot_fano_histogram(
             alpha=0.55,
             label=f"{label}, median {np.median(values):.2f}",
         )
-    axis.axvline(1.0, color="black", linestyle="--", linewidth=1, label="Poisson (F = 1)")
-    axis.set_xlabel("Fano factor")
-    axis.set_ylabel("(stimulus, unit) cells")
-    axis.legend(frameon=False)
-    return save_figure(figure, path)
+    axis.axvline(1.0, **_POISSON_FANO_LINE)
+    return _save_labelled(figure, axis, path, "Fano factor", "(stimulus, unit) cells")
 
 
 def plot_mean_variance(
@@ -114,14 +125,11 @@ def plot_mean_variance(
     axis.set_xscale("log")
     axis.set_yscale("log")
     if "pooled_over" in statistics.attrs:  # fano_factor_by_window: one point per window × cell
-        axis.set_xlabel("mean count per counting window")
-        axis.set_ylabel("variance per counting window")
         axis.set_title("one point per " + " × ".join(statistics["mean"].dims), fontsize="small")
+        labels = ("mean count per counting window", "variance per counting window")
     else:
-        axis.set_xlabel(f"mean count over {over}")
-        axis.set_ylabel(f"variance over {over}")
-    axis.legend(frameon=False)
-    return save_figure(figure, path)
+        labels = (f"mean count over {over}", f"variance over {over}")
+    return _save_labelled(figure, axis, path, *labels)
 
 
 def plot_sparsity(
@@ -164,11 +172,8 @@ def plot_shattering(result: xr.Dataset, path: str | os.PathLike = "shattering.pn
     if "ci_low" in result and "ci_high" in result:
         axis.axhspan(float(result["ci_low"]), float(result["ci_high"]), color="C3", alpha=0.2)
     axis.axhline(0.5, color="grey", linestyle=":", label="chance")
-    axis.set_xlabel("split (sorted by accuracy)")
-    axis.set_ylabel("held-out accuracy")
     axis.set_ylim(min(0.4, accuracy.min() - 0.02), 1.01)
-    axis.legend(frameon=False)
-    return save_figure(figure, path)
+    return _save_labelled(figure, axis, path, "split (sorted by accuracy)", "held-out accuracy")
 
 
 def plot_raster(
@@ -238,12 +243,9 @@ def plot_fano_by_window(result: xr.Dataset, path: str | os.PathLike = "fano_by_w
         alpha=0.35,
         label=f"mean, {100 * result.attrs.get('confidence', 0.95):.0f}% CI",
     )
-    axis.axhline(1.0, color="black", linestyle="--", linewidth=1, label="Poisson (F = 1)")
+    axis.axhline(1.0, **_POISSON_FANO_LINE)
     axis.set_xscale("log")
-    axis.set_xlabel("counting window (s)")
-    axis.set_ylabel("Fano factor")
-    axis.legend(frameon=False)
-    return save_figure(figure, path)
+    return _save_labelled(figure, axis, path, "counting window (s)", "Fano factor")
 
 
 def plot_noise_correlations(
@@ -276,10 +278,8 @@ def plot_noise_correlations(
         )
     axis.axvline(0.0, color="black", linestyle="--", linewidth=1)
     if kind == "noise":
-        axis.set_xlabel("noise correlation (Pearson)")
+        xlabel = "noise correlation (Pearson)"
     else:
-        axis.set_xlabel("spontaneous (total) correlation (Pearson)")
+        xlabel = "spontaneous (total) correlation (Pearson)"
         axis.set_title("no stimuli: window × unit counts, slow drift included", fontsize="small")
-    axis.set_ylabel("unit pairs")
-    axis.legend(frameon=False)
-    return save_figure(figure, path)
+    return _save_labelled(figure, axis, path, xlabel, "unit pairs")

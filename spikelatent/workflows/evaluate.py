@@ -31,7 +31,7 @@ from spikelatent.config import read_yaml_options
 from spikelatent.data import SPLITS, datamodule_from_config
 from spikelatent.errors import CheckpointError, SpikelatentError
 from spikelatent.inference import reconstruct_images
-from spikelatent.io import json_number, write_csv_atomic, write_text_atomic
+from spikelatent.io import json_number, read_parsed, write_csv_atomic, write_text_atomic
 from spikelatent.latents import PAPER_MODEL_ORDER
 from spikelatent.metrics import generation_metrics, make_feature_extractor, reconstruction_metrics
 from spikelatent.metrics.features import resolve_feature_kind
@@ -256,14 +256,13 @@ def evaluate_run(
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A run's ``metrics.json`` (written by :func:`evaluate_run`)."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        raise SpikelatentError(f"{path} not found; run `spikelatent evaluate {run_dir}` first")
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SpikelatentError(
-            f"{path} is not valid JSON ({error.msg}); evaluate the run again"
-        ) from None
+    metrics = read_parsed(
+        path,
+        json.loads,
+        json.JSONDecodeError,
+        not_found=f"{path} not found; run `spikelatent evaluate {run_dir}` first",
+        invalid=lambda error: f"{path} is not valid JSON ({error.msg}); evaluate the run again",
+    )
     missing = [key for _, key, _ in TABLE_COLUMNS if key not in metrics] + [
         key for key in ("dataset", "split", "features") if key not in metrics
     ]
