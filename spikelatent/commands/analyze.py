@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from spikelatent.commands._flags import flag_keywords
 from spikelatent.errors import SpikelatentError
 from spikelatent.options import ANALYZE_RECORDING_DEFAULTS, ANALYZE_RUN_DEFAULTS, SPLITS
 
@@ -113,12 +114,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _given(args: argparse.Namespace, options: dict[str, str]) -> dict[str, Any]:
-    """The workflow keywords of the flags given on the command line."""
-    return {keyword: getattr(args, dest) for dest, keyword in options.items()
-            if getattr(args, dest) is not None}
-
-
 def _refuse(args: argparse.Namespace, options: dict[str, str], kind: str, source: str) -> None:
     """Options of the other kind of input are an error, never silently ignored."""
     given = [f"--{dest.replace('_', '-')}" for dest in options if getattr(args, dest) is not None]
@@ -138,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
 
         _refuse(args, RUN_OPTIONS, "run directories", "an NWB file")
         analysis = analyze_recording(args.run_dir, seed=args.seed, progress=progress,
-                                     **_given(args, RECORDING_OPTIONS))
+                                     **flag_keywords(args, RECORDING_OPTIONS, given_only=True))
     else:
         from spikelatent.workflows.analyze import analyze_run
 
         _refuse(args, RECORDING_OPTIONS, "NWB files", "a run directory")
         analysis = analyze_run(args.run_dir, seed=args.seed, progress=progress,
-                               **_given(args, RUN_OPTIONS))
+                               **flag_keywords(args, RUN_OPTIONS, given_only=True))
     for line in analysis.lines:
         print(line)
     print(f"written: {', '.join(str(path) for path in analysis.written())}")

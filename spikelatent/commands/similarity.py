@@ -10,7 +10,8 @@ from spikelatent.commands._flags import flag_keywords
 #: The flags passed on to the similarity workflow as they are: dest -> keyword.
 SIMILARITY_FLAGS = {"stimulus_column": "stimulus_column", "metric": "metric", "compare": "compare",
                     "trials": "n_trials", "n_boot": "n_boot", "folds": "folds",
-                    "readout": "readout", "n_components": "n_components", "seed": "seed"}
+                    "readout": "readout", "n_components": "n_components", "seed": "seed",
+                    "baseline_size": "baseline_size"}
 
 
 def register(subparsers: Any) -> None:
@@ -164,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
         args.images,
         args.out,
         baselines=baselines,
-        baseline_size=args.baseline_size,
         features=features,
         visual_degrees=None
         if args.visual_degrees is None
