@@ -361,6 +361,23 @@ def test_a_degenerate_representation_loses_its_rsa_not_the_table():
     assert table.attrs["rsa_skipped"].startswith("flat-row: ")
 
 
+def test_paired_median_difference_of_a_shifted_copy_is_exact_and_separated():
+    from spikelatent.analysis.similarity import paired_median_difference
+
+    rng = np.random.default_rng(12)
+    b = rng.normal(size=30)
+    b[4] = np.nan  # left out of both
+    shifted = paired_median_difference(b + 0.25, b, n_boot=200)
+    # Every paired resample shifts every unit by 0.25: so does each median (up to rounding).
+    assert shifted["difference"] == pytest.approx(0.25, abs=1e-12)
+    assert shifted["ci_low"] == pytest.approx(0.25, abs=1e-12)
+    assert shifted["separated"] and shifted["n_units"] == 29
+    same = paired_median_difference(b, b.copy(), n_boot=200)
+    assert same["difference"] == 0 and not same["separated"]
+    noise = paired_median_difference(rng.normal(size=200), rng.normal(size=200), n_boot=500)
+    assert noise["ci_low"] < 0 < noise["ci_high"]
+
+
 # --------------------------------------------------------------------------- placement
 
 

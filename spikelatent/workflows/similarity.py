@@ -482,6 +482,7 @@ def similarity(
         compare_populations,
         compare_representations,
         map_representations,
+        paired_median_difference,
         place_stimuli,
         prepare_recording,
         rank_models,
@@ -642,6 +643,18 @@ def similarity(
             seed=seed,
         )
         report["runs"][name]["mapping"] = _mapping_summary(mapping)
+        # "Does any of it beat the baselines?": the committed representation's held-out r²_ER
+        # against each baseline's, paired over the recorded units.
+        report["runs"][name]["mapping"]["vs_baselines"] = {
+            str(key): paired_median_difference(
+                mapping["r2_er"].values,
+                scored["predictivity_r2_er"].sel(representation=key).values,
+                confidence=confidence,
+                seed=seed,
+            )
+            for key in scored["representation"].values
+            if kinds.get(str(key)) == "baseline" and "r2_er" in mapping
+        }
     report["ranking_with_baselines"] = rank_models(
         {str(key): scored.sel(representation=key) for key in scored["representation"].values},
         confidence=confidence,
@@ -842,6 +855,12 @@ def _representations_table(report: dict[str, Any]) -> list[str]:
                 mapping.get("median_r2_er_ci_high"),
             )
         )
+        for baseline, pair in mapping.get("vs_baselines", {}).items():
+            verdict = ("above" if pair["ci_low"] > 0 else "below") if pair["separated"] else "not resolved from"
+            lines.append(
+                f"  - vs {baseline}: median r²_ER difference {_interval(pair['difference'], pair['ci_low'], pair['ci_high'])}"
+                f" (paired over {pair['n_units']} units): {verdict} {baseline}"
+            )
     for key, statement in report.get("ranking_with_baselines", {}).get("statements", {}).items():
         lines.append(f"- {key}, all rows: {statement}")
     lines.append("")

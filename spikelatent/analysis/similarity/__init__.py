@@ -17,7 +17,8 @@ stable stimulus id) and refuses when fewer than three are shared.
   of both side by side (also when no stimulus is shared).
 * :func:`prepare_recording`: a :class:`RecordingSummary`, the recording-side work (RDMs, noise
   ceilings, reliabilities, statistics) done once and shared by every model compared with it.
-* :func:`rank_models`: an order of several models, stated only where the intervals resolve it.
+* :func:`rank_models`: an order of several models, stated only where the intervals resolve it;
+  :func:`paired_median_difference`: one representation against another (e.g. a baseline) per unit.
 
 Modules: ``inputs`` (responses and stimulus joins), ``rdm`` (RDMs), ``compare`` (RDM comparison,
 bootstrap, shuffled null), ``ceiling`` (noise ceilings, split-half reliability), ``recording``
@@ -41,7 +42,7 @@ from spikelatent.analysis.similarity.compare import COMPARISONS
 from spikelatent.analysis.similarity.inputs import features_array, responses_array, shared_stimuli
 from spikelatent.analysis.similarity.placement import place_stimuli
 from spikelatent.analysis.similarity.predictivity import linear_predictivity
-from spikelatent.analysis.similarity.ranking import rank_models
+from spikelatent.analysis.similarity.ranking import paired_median_difference, rank_models
 from spikelatent.analysis.similarity.rdm import METRICS, dissimilarity_matrix
 from spikelatent.analysis.similarity.readouts import READOUTS, FactorizedOptions
 from spikelatent.analysis.similarity.recording import RecordingSummary, prepare_recording
@@ -77,6 +78,7 @@ __all__ = [
     "population_statistics",
     "prepare_recording",
     "r2_er",
+    "paired_median_difference",
     "rank_models",
     "responses_array",
     "rsa",

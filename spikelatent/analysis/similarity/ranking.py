@@ -8,6 +8,45 @@ import numpy as np
 import xarray as xr
 
 
+def paired_median_difference(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``median(a) - median(b)`` over the units where both are finite, with a paired bootstrap
+    interval over those units (the same resampled units for both).
+
+    Args:
+        a, b: ``(unit,)`` per-unit scores of two representations of the same recorded units
+            (e.g. ``predictivity_r2_er``).
+        confidence: coverage of the interval; n_boot: resamples; seed: their seed.
+
+    Returns:
+        ``{"difference", "ci_low", "ci_high", "separated" (the interval excludes 0, either
+        side), "n_units"}``; NaN (and not separated) without a finite unit.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    a, b = a[finite], b[finite]
+    if not a.size:
+        nan = float("nan")
+        return {"difference": nan, "ci_low": nan, "ci_high": nan, "separated": False, "n_units": 0}
+    index = np.random.default_rng(seed).integers(0, a.size, (int(n_boot), a.size))
+    samples = np.median(a[index], axis=1) - np.median(b[index], axis=1)
+    tail = (1 - confidence) / 2
+    low, high = (float(q) for q in np.quantile(samples, [tail, 1 - tail]))
+    return {
+        "difference": float(np.median(a) - np.median(b)),
+        "ci_low": low,
+        "ci_high": high,
+        "separated": bool(low > 0 or high < 0),
+        "n_units": int(a.size),
+    }
+
+
 def rank_models(
     results: dict[str, xr.Dataset], *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
