@@ -59,19 +59,25 @@ def _auto_beta(args: argparse.Namespace) -> float | None:
     return float(rows[-1]["beta"]) if rows and rows[-1].get("beta") else None
 
 
+def setting_flags(name: str, args: argparse.Namespace) -> list[str]:
+    """The fit flags of a setting, β as a multiple of the default run's resolved auto value."""
+    flags = list(SETTINGS[name])
+    if "--beta" in flags:
+        auto = _auto_beta(args)
+        if auto is None:
+            raise SystemExit("train the default setting first: its resolved beta is the reference")
+        index = flags.index("--beta") + 1
+        flags[index] = f"{auto * (0.5 if flags[index] == 'half-auto' else 2.0):.6g}"
+    return flags
+
+
 def train(name: str, seed: int, args: argparse.Namespace) -> Path:
     run_dir = args.out / "runs" / f"{name.replace(' ', '-')}-s{seed}"
     if (run_dir / "loss_curves.png").is_file():
         return run_dir
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    flags = list(SETTINGS[name])
-    if "--beta" in flags:  # β as a multiple of the default run's resolved auto value
-        auto = _auto_beta(args)
-        if auto is None:
-            raise SystemExit("train the default setting first: its resolved beta is the reference")
-        index = flags.index("--beta") + 1
-        flags[index] = f"{auto * (0.5 if flags[index] == 'half-auto' else 2.0):.6g}"
+    flags = setting_flags(name, args)
     command = ["fit", "--data", args.data, "--model", "negbio", "--max-minutes",
                str(args.minutes), "--epochs", "100000", "--seed", str(seed), "--out",
                str(run_dir), "--no-progress", *flags]
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                                            int(q * (len(course["step"]) - 1)))]
              for q in (0.25, 0.5, 0.75)]
             for course in (courses[(name, seed)] for seed in args.seeds)], axis=0)
-        row = {"setting": name, "flags": " ".join(SETTINGS[name]) or "(defaults)",
+        row = {"setting": name, "flags": " ".join(setting_flags(name, args)) or "(defaults)",
                "steps": int(np.mean([courses[(name, s)]["step"][-1] for s in args.seeds]))}
         row.update({f"fano at {q}": f"{v:.3f}" for q, v in zip(("25%", "50%", "75%"), quarters,
                                                              strict=True)})
