@@ -205,6 +205,12 @@ def test_ceiled_score_and_values_above_one_are_kept_and_counted():
     assert float(result["ceiled_score"]) == pytest.approx(
         (np.median(r[keep]) / np.median(reliability[keep])) ** 2, abs=1e-12
     )
+    from spikelatent.analysis.similarity.scores import ceiled_score
+
+    # Anti-correlated predictions: Brain-Score's square would be positive; ours keeps the sign.
+    flipped = ceiled_score(-r, reliability, n_boot=50)
+    assert flipped["ceiled"] == pytest.approx(-float(result["ceiled_score"]), abs=1e-12)
+    assert flipped["ci_high"] < 0
     corrected = result["r2_corrected"].values
     assert int(result["n_above_1_r2_corrected"]) == int(np.sum(corrected > 1)) > 0
     assert np.nanmax(corrected) > 1  # kept as estimated, not clipped

@@ -4,7 +4,8 @@
   r²_ER, of Pospisil & Bair (2021): the squared correlation between a prediction and the unit's
   noise-free tuning, estimated without the downward bias of trial noise in the trial means.
 * :func:`ceiled_score`: Brain-Score's ceiled neural predictivity, ``(median r / median
-  reliability)²`` over the reliable units (Yamins et al. 2014's correction, as Brain-Score's
+  reliability)²`` over the reliable units (with the sign of the median r: an anti-correlated
+  prediction scores below 0, where Brain-Score's square would make it positive) (Yamins et al. 2014's correction, as Brain-Score's
   ``explained_variance``), with its raw score, ceiling and a bootstrap interval over units.
 
 Values above 1 (estimator noise, or a ceiling estimated too low) are kept and counted, never
@@ -91,11 +92,13 @@ def ceiled_score(
     if n_boot:
         rng = rng or np.random.default_rng(0)
         index = rng.integers(0, r.size, (int(n_boot), r.size))
-        boot = (np.median(r[index], axis=1) / np.median(reliability[index], axis=1)) ** 2
+        raw_boot = np.median(r[index], axis=1)
+        boot = np.sign(raw_boot) * (raw_boot / np.median(reliability[index], axis=1)) ** 2
         tail = (1 - confidence) / 2
         low, high = (float(q) for q in np.quantile(boot, [tail, 1 - tail]))
     return {
-        "ceiled": (raw / ceiling) ** 2,
+        # Signed, as r²_ER: an anti-correlated median r is not explained variance.
+        "ceiled": float(np.sign(raw)) * (raw / ceiling) ** 2,
         "raw": raw,
         "ceiling": ceiling,
         "ci_low": low,
