@@ -73,13 +73,19 @@ def test_group_series_kl_equals_the_scipy_nb_series_for_unequal_dispersions():
             assert result.kl[image, g].item() == pytest.approx(oracle, rel=2e-4, abs=1e-4)
 
 
-def test_monte_carlo_kl_is_unbiased_for_the_series():
+def _perturbed_group_and_its_series_kl():
+    """A tiny MC-KL model with perturbed posteriors, its group 1's (q, p) on one image, and
+    scipy's series KL of that pair (the oracle)."""
     model = tiny_model("mc", mc_samples=4)
     perturb_posteriors(model)
     with torch.no_grad():
         _, result = model(torch.rand(1, 1, 8, 8), mode="hard")
     q, p = result.posteriors[1], result.priors[1]
-    oracle = scipy_series_kl(*(a[0] for a in (*_as_numpy(q), *_as_numpy(p))))
+    return model, q, p, scipy_series_kl(*(a[0] for a in (*_as_numpy(q), *_as_numpy(p))))
+
+
+def test_monte_carlo_kl_is_unbiased_for_the_series():
+    model, q, p, oracle = _perturbed_group_and_its_series_kl()
     torch.manual_seed(2)
     estimates = torch.stack([model.sample_with_kl(q, p, "hard", 0.0)[1].sum() for _ in range(400)])
     mean, standard_error = estimates.mean().item(), estimates.std().item() / 20.0
@@ -90,12 +96,8 @@ def test_monte_carlo_kl_is_unbiased_for_the_series():
 def test_relaxed_monte_carlo_kl_away_from_initialisation_estimates_the_series():
     """Training's estimate (S relaxed samples, tau 0.05) of a perturbed group, averaged over
     repeats, within 3 standard errors plus 5 % (the relaxation's bias) of scipy's series KL."""
-    model = tiny_model("mc", mc_samples=4)
-    perturb_posteriors(model)
+    model, q, p, oracle = _perturbed_group_and_its_series_kl()
     with torch.no_grad():
-        _, result = model(torch.rand(1, 1, 8, 8), mode="hard")
-        q, p = result.posteriors[1], result.priors[1]
-        oracle = scipy_series_kl(*(a[0] for a in (*_as_numpy(q), *_as_numpy(p))))
         torch.manual_seed(4)
         estimates = torch.stack([model.sample_with_kl(q, p, "relaxed", 0.05)[1].sum()
                                  for _ in range(300)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,32 +69,40 @@ def rank_models(
     out: dict[str, Any] = {"order": {}, "pairs": [], "statements": {}}
     if len(names) < 2:
         return out
-    metrics: dict[str, tuple[dict[str, float], dict[str, np.ndarray] | None]] = {}
+    # metric -> (point value per name, interval of the paired difference of two names)
+    metrics: dict[str, tuple[dict[str, float], Callable[[str, str], tuple[float, float]]]] = {}
     if all("rsa_similarity" in r for r in results.values()):
         point = {n: float(results[n]["rsa_similarity"]) for n in names}
-        samples = {n: results[n]["rsa_bootstrap"].values for n in names}
-        if len({len(v) for v in samples.values()}) != 1 or not len(samples[names[0]]):
-            samples = None
-        metrics["rsa"] = (point, samples)
+        boot = {n: results[n]["rsa_bootstrap"].values for n in names}
+        paired = len({len(v) for v in boot.values()}) == 1 and len(boot[names[0]])
+
+        def rsa_interval(better: str, worse: str) -> tuple[float, float]:
+            if not paired:
+                return float("nan"), float("nan")
+            low, high = np.quantile(boot[better] - boot[worse], [tail, 1 - tail])
+            return float(low), float(high)
+
+        metrics["rsa"] = (point, rsa_interval)
     key = "predictivity_r2_er"
     if all(key in r for r in results.values()):
         per_unit = {n: results[n][key].values for n in names}
         finite = np.all([np.isfinite(v) for v in per_unit.values()], axis=0)
-        rng = np.random.default_rng(seed)
-        index = rng.integers(0, int(finite.sum()), (int(n_boot), int(finite.sum())))
-        point = {n: float(np.median(v[finite])) for n, v in per_unit.items()}
-        samples = {n: np.median(v[finite][index], axis=1) for n, v in per_unit.items()}
+        per_unit = {n: v[finite] for n, v in per_unit.items()}  # one set of units for the order
+
+        def predictivity_interval(better: str, worse: str) -> tuple[float, float]:
+            pair = paired_median_difference(per_unit[better], per_unit[worse],
+                                            confidence=confidence, n_boot=n_boot, seed=seed)
+            return pair["ci_low"], pair["ci_high"]
+
         if finite.sum():
-            metrics["predictivity"] = (point, samples)
-    for metric, (point, samples) in metrics.items():
+            metrics["predictivity"] = ({n: float(np.median(v)) for n, v in per_unit.items()},
+                                       predictivity_interval)
+    for metric, (point, interval) in metrics.items():
         order = sorted(names, key=lambda n: -point[n] if np.isfinite(point[n]) else np.inf)
         out["order"][metric] = order
         pieces = [order[0]]
         for better, worse in zip(order[:-1], order[1:], strict=True):
-            if samples is None:
-                low = high = float("nan")
-            else:
-                low, high = np.quantile(samples[better] - samples[worse], [tail, 1 - tail])
+            low, high = interval(better, worse)
             separated = bool(low > 0)
             out["pairs"].append(
                 {
